@@ -1,0 +1,34 @@
+# Every target installs what it needs into .venv first, so each works on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test e2e images crd lint
+
+setup: $(VENV)/.installed
+
+# torch/torchvision are pinned and installed first: a bare `torch` pulls a multi-GB build.
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e '.[operator,worker,test]'
+	touch $@
+
+demo: setup  ## the main job: kind cluster where Docker exists, else this machine as one edge node
+	$(BIN)/python scripts/demo.py
+
+test: setup  ## every test that can run on this machine
+	$(BIN)/python -m pytest
+
+e2e: setup  ## the end-to-end suite against a kind cluster (needs Docker and kind)
+	$(BIN)/python -m pytest -m e2e tests/e2e
+
+images:  ## build the operator and inference images (needs Docker)
+	bash scripts/build-images.sh
+
+crd: setup  ## regenerate crds/ (and the chart's copy) from the pydantic models
+	$(BIN)/python -m edge_inference_api.crd
+
+lint: setup
+	$(BIN)/ruff check .

@@ -1,0 +1,1 @@
+"""The InferenceJob contract shared by the operator and the worker (pure logic, no I/O)."""

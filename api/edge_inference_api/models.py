@@ -1,0 +1,424 @@
+"""The InferenceJob API (spec and status) and the worker's configuration.
+
+These pydantic models are the single source of truth: the CRD in `crds/` is
+generated from `InferenceJobSpec`/`InferenceJobStatus` (see `crd.py`), and the
+operator hands every pod a `WorkerConfig` as JSON, which the worker parses back.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "edgeinference.io"
+API_VERSION = "v1alpha1"
+KIND = "InferenceJob"
+PLURAL = "inferencejobs"
+SINGULAR = "inferencejob"
+SHORT_NAMES = ["ij"]
+
+LABEL_CAMERA_STORAGE = f"{API_GROUP}/camera-storage"
+LABEL_ACCELERATOR = f"{API_GROUP}/accelerator"
+
+# Where the worker finds its configuration and the S3 credentials in a pod.
+ENV_WORKER_CONFIG = "EDGE_INFERENCE_CONFIG"
+ENV_S3_ACCESS_KEY = "EDGE_INFERENCE_S3_ACCESS_KEY"
+ENV_S3_SECRET_KEY = "EDGE_INFERENCE_S3_SECRET_KEY"
+ENV_NODE_NAME = "EDGE_INFERENCE_NODE_NAME"
+
+DEFAULT_MODEL = "yolov5nu"
+DEFAULT_INCLUDE = ["**/*.mp4", "**/*.mkv", "**/*.avi", "**/*.mov"]
+
+# Static rules on a host path, enforced by the API server (CEL) and again by pydantic.
+HOST_PATH_RULES = [
+    {"rule": "self.startsWith('/')", "message": "hostPath must be absolute"},
+    {
+        "rule": "!self.split('/').exists(s, s == '..' || s == '.')",
+        "message": "hostPath must not contain '.' or '..' segments",
+    },
+    {"rule": "!self.contains('//')", "message": "hostPath must not contain empty segments ('//')"},
+]
+
+
+class ApiModel(BaseModel):
+    """Base of every API object: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class Mode(str, enum.Enum):
+    """How the job runs on each node."""
+
+    CONTINUOUS = "Continuous"
+    BATCH = "Batch"
+
+
+class Device(str, enum.Enum):
+    """Where the detector runs."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class SnapshotStyle(str, enum.Enum):
+    """Whether the event snapshot has the detection boxes drawn on it."""
+
+    ANNOTATED = "annotated"
+    RAW = "raw"
+
+
+class TolerationOperator(str, enum.Enum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(str, enum.Enum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+LabelValue = Annotated[str, Field(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")]
+ClassName = Annotated[str, Field(min_length=1, max_length=63)]
+
+
+def host_path_problem(path: str) -> str | None:
+    """Say what is wrong with a host path on its own (not yet against the allow-list)."""
+    if not path.startswith("/"):
+        return "hostPath must be absolute"
+    if "\x00" in path:
+        return "hostPath must not contain NUL bytes"
+    if "//" in path:
+        return "hostPath must not contain empty segments ('//')"
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return "hostPath must not contain '.' or '..' segments"
+    return None
+
+
+class Toleration(ApiModel):
+    """A toleration for tainted edge nodes, as in a Pod spec."""
+
+    key: str | None = Field(None, description="Taint key to tolerate; empty with Exists tolerates every taint.")
+    operator: TolerationOperator = Field(TolerationOperator.EQUAL, description="Exists or Equal.")
+    value: str | None = Field(None, description="Taint value to match with Equal.")
+    effect: TaintEffect | None = Field(None, description="Taint effect to match; empty matches all effects.")
+    toleration_seconds: int | None = Field(
+        None, ge=0, description="How long a NoExecute taint is tolerated before eviction."
+    )
+
+
+class Resources(ApiModel):
+    """Compute resources of each worker container."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "500m", "memory": "1Gi"},
+        description="Minimum resources reserved for the worker (Kubernetes quantities).",
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=lambda: {"memory": "2Gi"},
+        description="Upper bounds for the worker (Kubernetes quantities).",
+    )
+
+
+class AcceleratorTarget(ApiModel):
+    """One accelerator kind the job accepts; each gets its own workload."""
+
+    type: LabelValue = Field(
+        ...,
+        min_length=1,
+        description=(
+            f"Value of the node label {LABEL_ACCELERATOR} to match, e.g. cpu or nvidia. "
+            "nvidia requests nvidia.com/gpu and uses the CUDA image."
+        ),
+    )
+    image: str | None = Field(None, description="Worker image for this kind; defaults to the operator's setting.")
+    runtime_class_name: str | None = Field(
+        None, description="RuntimeClass for the pods, e.g. nvidia on k3s with the NVIDIA container runtime."
+    )
+    gpus: int = Field(1, ge=0, le=16, description="nvidia.com/gpu per pod (only for type nvidia).")
+
+
+class InputSpec(ApiModel):
+    """Where the video is on each node."""
+
+    host_path: str = Field(
+        ...,
+        min_length=1,
+        max_length=4096,
+        description="Absolute folder on the node with the video, mounted read-only. Must be under an allowed prefix.",
+        json_schema_extra={"x-kubernetes-validations": HOST_PATH_RULES},
+    )
+    include: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=lambda: list(DEFAULT_INCLUDE),
+        min_length=1,
+        max_length=32,
+        description="Glob patterns, relative to hostPath, of the files to process (** is recursive).",
+    )
+
+    @model_validator(mode="after")
+    def _check_host_path(self) -> InputSpec:
+        problem = host_path_problem(self.host_path)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class S3ModelSource(ApiModel):
+    """Custom weights fetched from S3/MinIO, verified, then cached on the node."""
+
+    bucket: str = Field(..., min_length=3, max_length=63, description="Bucket holding the weights.")
+    key: str = Field(..., min_length=1, description="Object key of the weights (.pt, .onnx or an OpenVINO zip).")
+    sha256: str = Field(
+        ..., pattern=r"^[0-9a-f]{64}$", description="Expected sha256 of the weights; a mismatch refuses the model."
+    )
+
+
+class ModelSpec(ApiModel):
+    """The detector."""
+
+    name: str = Field(
+        DEFAULT_MODEL,
+        min_length=1,
+        max_length=128,
+        description="Built-in model name (baked into the image) or a file name for weights from S3.",
+    )
+    source: S3ModelSource | None = Field(
+        None, description="Fetch the weights from the output's S3 endpoint instead of the built-in ones."
+    )
+    image_size: int = Field(640, ge=32, le=1920, multiple_of=32, description="Inference size in pixels.")
+    confidence: float = Field(0.25, ge=0.0, le=1.0, description="Minimum detection confidence.")
+    iou: float = Field(0.45, ge=0.0, le=1.0, description="IoU threshold of non-maximum suppression.")
+    classes: list[ClassName] = Field(
+        default_factory=lambda: ["person", "car"],
+        min_length=1,
+        max_length=100,
+        description="Class names of interest; other detections are ignored.",
+    )
+    device: Device = Field(Device.AUTO, description="auto (cuda when present), cpu or cuda.")
+    batch_size: int = Field(8, ge=1, le=64, description="Frames per forward pass (GPU); CPU uses 1.")
+
+
+class EventsSpec(ApiModel):
+    """How detections become events."""
+
+    min_frames: int = Field(3, ge=1, le=1000, description="Sampled frames with the class needed to open an event.")
+    cooldown_seconds: float = Field(
+        3.0, ge=0.0, le=3600.0, description="Video seconds without the class after which the event closes."
+    )
+    snapshot: SnapshotStyle = Field(SnapshotStyle.ANNOTATED, description="annotated (boxes drawn) or raw.")
+    blur_classes: list[ClassName] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Classes blurred in the snapshot before it leaves the node (e.g. person).",
+    )
+    snapshot_quality: int = Field(85, ge=10, le=100, description="JPEG quality of snapshots.")
+
+
+class SecretRef(ApiModel):
+    """S3 credentials by reference to a Secret in the job's namespace (never inline)."""
+
+    name: str = Field(..., min_length=1, max_length=253, description="Secret name.")
+    access_key_key: str = Field("accessKey", description="Key in the Secret holding the access key.")
+    secret_key_key: str = Field("secretKey", description="Key in the Secret holding the secret key.")
+
+
+class OutputSpec(ApiModel):
+    """Where events go."""
+
+    endpoint: str = Field(
+        ...,
+        min_length=1,
+        pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        description="S3/MinIO endpoint as host[:port], without scheme.",
+    )
+    bucket: str = Field(
+        ..., pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket for events."
+    )
+    prefix: str = Field(
+        "events", max_length=512, pattern=r"^[A-Za-z0-9!_.*'()/-]*$", description="Key prefix for events."
+    )
+    secure: bool = Field(True, description="Use TLS to the endpoint.")
+    region: str | None = Field(None, description="S3 region, if the server needs one.")
+    credentials_secret_ref: SecretRef = Field(..., description="Secret with the S3 access and secret keys.")
+
+
+class SamplingSpec(ApiModel):
+    """Which frames are analysed."""
+
+    fps: float = Field(2.0, gt=0.0, le=120.0, description="Frames per second of video to analyse.")
+    motion_gating: bool = Field(True, description="Skip inference on frames where nothing moved.")
+    motion_threshold: float = Field(
+        0.002, ge=0.0, le=1.0, description="Fraction of changed pixels (small grey frame) that counts as motion."
+    )
+
+
+class OutboxSpec(ApiModel):
+    """The durable on-node outbox for events waiting to be uploaded."""
+
+    max_megabytes: int = Field(1024, ge=1, le=1048576, description="Size bound of the outbox on the node's disk.")
+
+
+class InferenceJobSpec(ApiModel):
+    """What to detect, where, and where the events go."""
+
+    mode: Mode = Field(
+        Mode.CONTINUOUS,
+        description="Continuous watches for new video (DaemonSet); Batch processes what is there, per node, then finishes.",
+    )
+    accelerators: list[AcceleratorTarget] = Field(
+        default_factory=lambda: [AcceleratorTarget(type="cpu")],
+        min_length=1,
+        max_length=8,
+        description="Accepted accelerator kinds; one workload per kind.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.all(a, self.exists_one(b, b.type == a.type))", "message": "accelerator types must be unique"}
+            ]
+        },
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Extra node labels the nodes must have."
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for tainted edge nodes.")
+    resources: Resources = Field(default_factory=Resources, description="Worker container resources.")
+    input: InputSpec = Field(..., description="The video on each node.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The detector.")
+    events: EventsSpec = Field(default_factory=EventsSpec, description="How detections become events.")
+    output: OutputSpec = Field(..., description="Where events are uploaded.")
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="Which frames are analysed.")
+    outbox: OutboxSpec = Field(default_factory=OutboxSpec, description="The on-node outbox.")
+
+    @model_validator(mode="after")
+    def _check_unique_accelerators(self) -> InferenceJobSpec:
+        types = [a.type for a in self.accelerators]
+        if len(types) != len(set(types)):
+            raise ValueError("accelerator types must be unique")
+        return self
+
+
+# ----------------------------------------------------------------------------- status
+
+
+class ConditionStatus(str, enum.Enum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Phase(str, enum.Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    INVALID = "Invalid"
+
+
+class Condition(ApiModel):
+    """Shaped like metav1.Condition."""
+
+    type: str = Field(..., description="Ready, Progressing or Degraded.")
+    status: ConditionStatus = Field(..., description="True, False or Unknown.")
+    reason: str = Field(..., pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", description="CamelCase reason.")
+    message: str = Field("", max_length=32768, description="Human-readable detail.")
+    last_transition_time: str = Field(..., description="When the status last changed (RFC 3339).")
+    observed_generation: int | None = Field(None, description="The spec generation this condition is about.")
+
+
+class NodeCounts(ApiModel):
+    desired: int = Field(0, description="Nodes that should run the job.")
+    ready: int = Field(0, description="Nodes whose worker is running and reporting.")
+    succeeded: int = Field(0, description="Nodes that finished (Batch).")
+    failed: int = Field(0, description="Nodes whose worker failed (Batch).")
+
+
+class NodeProgress(ApiModel):
+    """Progress of one node, as read from its worker's metrics."""
+
+    node: str = Field(..., description="Node name.")
+    state: str = Field(..., description="Running, Succeeded, Failed, Pending or Stale.")
+    files_done: int = Field(0, description="Video files finished on this node.")
+    frames_analysed: int = Field(0, description="Frames run through the detector.")
+    events_uploaded: int = Field(0, description="Events confirmed by S3.")
+    events_waiting: int = Field(0, description="Events waiting in the node's outbox.")
+    last_heartbeat: str | None = Field(None, description="When the worker last answered (RFC 3339).")
+
+
+class ProgressTotals(ApiModel):
+    """Progress summed over all nodes."""
+
+    files_done: int = Field(0, description="Video files finished.")
+    frames_analysed: int = Field(0, description="Frames run through the detector.")
+    events_uploaded: int = Field(0, description="Events confirmed by S3.")
+    events_waiting: int = Field(0, description="Events waiting in node outboxes.")
+
+
+class InferenceJobStatus(ApiModel):
+    """Observed state, written by the operator only."""
+
+    phase: Phase | None = Field(None, description="Pending, Running, Succeeded, Failed or Invalid.")
+    observed_generation: int | None = Field(None, description="Generation of the spec last acted on.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")
+    nodes: NodeCounts = Field(default_factory=NodeCounts, description="Node counts.")
+    target_nodes: list[str] = Field(
+        default_factory=list, description="Batch: the nodes that matched when the job started."
+    )
+    totals: ProgressTotals = Field(default_factory=ProgressTotals, description="Progress summed over nodes.")
+    node_progress: list[NodeProgress] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Per-node progress, bounded: nodes needing attention first, then the slowest.",
+    )
+    node_progress_omitted: int = Field(0, description="Nodes left out of nodeProgress to bound the status size.")
+    events: int = Field(0, description="Events uploaded, summed over nodes (printer column).")
+    ready_nodes: str = Field("", description="ready/desired, for the printer column.")
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+class JobRef(ApiModel):
+    namespace: str = "default"
+    name: str = "standalone"
+
+
+class S3Sink(ApiModel):
+    type: Literal["s3"] = "s3"
+    endpoint: str
+    bucket: str
+    prefix: str = "events"
+    secure: bool = True
+    region: str | None = None
+
+
+class DirectorySink(ApiModel):
+    type: Literal["directory"] = "directory"
+    path: str
+
+
+class WorkerConfig(ApiModel):
+    """Everything one worker needs; the operator sends exactly this as JSON."""
+
+    job: JobRef = Field(default_factory=JobRef)
+    node: str = Field("local", description="Node name, in object keys and metrics.")
+    mode: Mode = Mode.BATCH
+    input_dir: str = Field("/videos", description="Folder with the video inside the container.")
+    include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE))
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    model_source_endpoint: S3Sink | None = Field(
+        None, description="Where model.source is fetched from (the job's S3 endpoint)."
+    )
+    events: EventsSpec = Field(default_factory=EventsSpec)
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    sink: Annotated[S3Sink | DirectorySink, Field(discriminator="type")]
+    state_dir: str = Field("/var/lib/edge-inference", description="Writable: outbox, ledger, model cache.")
+    outbox: OutboxSpec = Field(default_factory=OutboxSpec)
+    metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus metrics and health; 0 disables.")
+    poll_seconds: float = Field(2.0, gt=0, description="Continuous: how often the folder is rescanned.")
+    settle_seconds: float = Field(5.0, ge=0, description="Continuous: a file unchanged this long is complete.")
