@@ -1,0 +1,445 @@
+"""The durable on-disk outbox between event detection and S3.
+
+Every event is written to the node's disk (and fsynced) before `put` returns; a background
+thread uploads the oldest first and deletes an entry only after the sink confirmed both of its
+objects. The outbox directory is its own index, so a restarted worker resumes where it stopped.
+
+Layout under `directory`:
+    entries/<seq:016d>-<created_ms:013d>.evt   one committed event (name order = age order)
+    tmp/<anything>                              a write in progress; never acknowledged
+
+An entry file is: MAGIC, a 4-byte big-endian header length, a JSON header
+`{"key": key_base, "json": n, "jpeg": m, "created": t}`, the metadata JSON, the JPEG, then
+the sha256 of everything before it. A write goes to tmp/, is fsynced, renamed into entries/,
+and entries/ is fsynced; only then does `put` return True. So after a crash, files in tmp/ were
+never acknowledged and are discarded (counted as `outbox_partial`), and an entry that fails its
+checksum (disk corruption) is discarded and counted as `outbox_corrupt`.
+
+Delivery is at-least-once with idempotent keys: an upload confirmed just before a crash is
+uploaded again after the restart and overwrites the same two objects, so the bucket never holds
+a duplicate.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import heapq
+import json
+import logging
+import os
+import random
+import re
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import prometheus_client
+from edge_inference_api import telemetry
+
+from edge_inference_worker.sinks import KIND_DISK_FULL, Sink, SinkError, check_key, fsync_directory
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"EIOUTBOX1\n"
+_LENGTH = struct.Struct(">I")
+_DIGEST_SIZE = 32
+_ENTRY_NAME = re.compile(r"^(\d{16})-(\d{13})\.evt$")
+
+KIND_PARTIAL = "outbox_partial"  # a write interrupted by a crash (never acknowledged)
+KIND_CORRUPT = "outbox_corrupt"  # a committed entry that fails its checksum
+KIND_WRITE = "outbox_write"  # writing an entry failed for another OS reason
+
+JPEG_CONTENT_TYPE = "image/jpeg"
+JSON_CONTENT_TYPE = "application/json"
+
+
+class OutboxError(Exception):
+    """An event could not be written to the outbox; it was not accepted."""
+
+
+class OutboxDiskFullError(OutboxError):
+    """The outbox's filesystem is full (ENOSPC); the event was not accepted."""
+
+
+class OutboxEntryTooLargeError(OutboxError):
+    """One event is larger than the whole outbox bound; it could never fit."""
+
+
+class CorruptEntryError(ValueError):
+    """An entry file is truncated or fails its checksum."""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A committed event as read back from disk."""
+
+    key_base: str
+    metadata_json: bytes
+    snapshot_jpeg: bytes
+    created: float
+
+
+def encode_entry(key_base: str, metadata_json: bytes, snapshot_jpeg: bytes, created: float) -> bytes:
+    """The bytes of one entry file (pure; see the module docstring for the format)."""
+    header = json.dumps(
+        {"key": key_base, "json": len(metadata_json), "jpeg": len(snapshot_jpeg), "created": created},
+        separators=(",", ":"),
+    ).encode()
+    body = b"".join([MAGIC, _LENGTH.pack(len(header)), header, metadata_json, snapshot_jpeg])
+    return body + hashlib.sha256(body).digest()
+
+
+def decode_entry(data: bytes) -> OutboxEntry:
+    """Parse and verify one entry file; `CorruptEntryError` if it is partial or damaged."""
+    if len(data) < len(MAGIC) + _LENGTH.size + _DIGEST_SIZE or not data.startswith(MAGIC):
+        raise CorruptEntryError("not an outbox entry (bad magic or too short)")
+    body, digest = data[:-_DIGEST_SIZE], data[-_DIGEST_SIZE:]
+    if hashlib.sha256(body).digest() != digest:
+        raise CorruptEntryError("checksum mismatch (truncated or damaged)")
+    offset = len(MAGIC)
+    (header_length,) = _LENGTH.unpack_from(body, offset)
+    offset += _LENGTH.size
+    try:
+        header = json.loads(body[offset : offset + header_length])
+        key, json_length, jpeg_length, created = header["key"], header["json"], header["jpeg"], header["created"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CorruptEntryError(f"bad header: {error}") from error
+    offset += header_length
+    if offset + json_length + jpeg_length != len(body):
+        raise CorruptEntryError("lengths in the header do not match the file")
+    metadata = body[offset : offset + json_length]
+    snapshot = body[offset + json_length :]
+    return OutboxEntry(key_base=key, metadata_json=metadata, snapshot_jpeg=snapshot, created=float(created))
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: between half and all of min(cap, base * 2**attempt)."""
+    ceiling = min(cap, base * (2 ** min(attempt, 62)))
+    return ceiling * rng.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class _Indexed:
+    seq: int
+    path: Path
+    size: int
+    created: float
+
+
+class OutboxMetrics:
+    """The outbox's Prometheus collectors (names from `edge_inference_api.telemetry`).
+
+    `errors` is THE errors-by-kind counter of the worker: the pipeline increments its own kinds
+    on it (it is registered here, once per registry).
+    """
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
+        self.depth = prometheus_client.Gauge(
+            telemetry.OUTBOX_DEPTH, "Events waiting in the node's outbox.", registry=registry
+        )
+        self.bytes = prometheus_client.Gauge(
+            telemetry.OUTBOX_BYTES, "Bytes of events waiting in the node's outbox.", registry=registry
+        )
+        self.oldest_age = prometheus_client.Gauge(
+            telemetry.OUTBOX_OLDEST_AGE, "Age of the oldest event waiting in the outbox.", registry=registry
+        )
+        self.full = prometheus_client.Gauge(
+            telemetry.OUTBOX_FULL, "1 while the outbox is full and new events wait.", registry=registry
+        )
+        self.events_uploaded = prometheus_client.Counter(
+            telemetry.EVENTS_UPLOADED, "Events whose snapshot and metadata S3 confirmed.", registry=registry
+        )
+        self.bytes_uploaded = prometheus_client.Counter(
+            telemetry.BYTES_UPLOADED, "Bytes of event objects S3 confirmed.", registry=registry
+        )
+        self.errors = prometheus_client.Counter(telemetry.ERRORS, "Errors by kind.", ["kind"], registry=registry)
+
+
+class S3Outbox:
+    """A size-bounded, crash-safe queue of events on disk, drained to a sink by one thread."""
+
+    def __init__(
+        self,
+        directory: Path,
+        sink: Sink,
+        max_bytes: int,
+        registry: prometheus_client.CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+        backoff: tuple[float, float] = (0.5, 60.0),
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        self.directory = Path(directory)
+        self.sink = sink
+        self.max_bytes = max_bytes
+        self.metrics = OutboxMetrics(registry)
+        self._clock = clock
+        self._backoff = backoff
+        self._rng = rng if rng is not None else random.Random()
+        self._entries_dir = self.directory / "entries"
+        self._tmp_dir = self.directory / "tmp"
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._index: dict[int, _Indexed] = {}
+        self._heap: list[int] = []  # seqs, lazily pruned of uploaded ones
+        self._committed_bytes = 0
+        self._reserved_bytes = 0  # puts writing right now
+        self._next_seq = 0
+        self._full_since: float | None = None
+        self._closing = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._recover()
+        self.metrics.depth.set_function(self.depth)
+        self.metrics.bytes.set_function(self.bytes_waiting)
+        self.metrics.oldest_age.set_function(self.oldest_age_seconds)
+        self.metrics.full.set(0)
+
+    # ------------------------------------------------------------------ producer side
+
+    def put(self, key_base: str, metadata_json: bytes, snapshot_jpeg: bytes, timeout: float | None = None) -> bool:
+        """Write one event durably; True once it is on disk. Blocks while the outbox is full.
+
+        Returns False (nothing written) if the outbox is closing or `timeout` passed while full.
+        Raises `OutboxDiskFullError` on ENOSPC, `OutboxEntryTooLargeError` for an event bigger
+        than the bound, `OutboxError` for other write failures, ValueError for a bad key.
+        """
+        check_key(key_base + ".json")
+        created = self._clock()
+        data = encode_entry(key_base, metadata_json, snapshot_jpeg, created)
+        if len(data) > self.max_bytes:
+            raise OutboxEntryTooLargeError(
+                f"event {key_base} is {len(data)} bytes, more than the outbox bound of {self.max_bytes}"
+            )
+        seq = self._reserve(len(data), key_base, timeout)
+        if seq is None:
+            return False
+        path = self._entries_dir / f"{seq:016d}-{int(created * 1000):013d}.evt"
+        try:
+            self._write_durably(path, data)
+        except OSError as error:
+            with self._changed:
+                self._reserved_bytes -= len(data)
+                self._changed.notify_all()
+            if error.errno == errno.ENOSPC:
+                self.metrics.errors.labels(kind=KIND_DISK_FULL).inc()
+                log.error("outbox disk full: event %s not accepted (%s)", key_base, error)
+                raise OutboxDiskFullError(
+                    f"outbox disk full at {self.directory}: event {key_base} not accepted"
+                ) from error
+            self.metrics.errors.labels(kind=KIND_WRITE).inc()
+            log.error("outbox write failed: event %s not accepted (%s)", key_base, error)
+            raise OutboxError(f"cannot write event {key_base} to {self.directory}: {error}") from error
+        with self._changed:
+            self._reserved_bytes -= len(data)
+            self._add(_Indexed(seq, path, len(data), created))
+            self._changed.notify_all()
+        return True
+
+    def _reserve(self, size: int, key_base: str, timeout: float | None) -> int | None:
+        """Wait for room for `size` bytes; the entry's sequence number, or None on close/timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while not self._closing and self._committed_bytes + self._reserved_bytes + size > self.max_bytes:
+                if self._full_since is None:
+                    self._full_since = time.monotonic()
+                    self.metrics.full.set(1)
+                    log.error(
+                        "OUTBOX FULL: %d events, %d of %d bytes waiting for S3; new events wait (nothing is dropped)",
+                        len(self._index),
+                        self._committed_bytes,
+                        self.max_bytes,
+                        extra={"event_key": key_base},
+                    )
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._changed.wait(remaining)
+            if self._closing:
+                return None
+            if self._full_since is not None:
+                log.warning("outbox has room again after %.1f s full", time.monotonic() - self._full_since)
+                self._full_since = None
+                self.metrics.full.set(0)
+            self._reserved_bytes += size
+            seq = self._next_seq
+            self._next_seq += 1
+            return seq
+
+    def _write_durably(self, path: Path, data: bytes) -> None:
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir, prefix=path.stem + "-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(data)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.rename(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        fsync_directory(self._entries_dir)
+
+    # ------------------------------------------------------------------ state
+
+    def depth(self) -> int:
+        """Events waiting on disk."""
+        with self._lock:
+            return len(self._index)
+
+    def bytes_waiting(self) -> int:
+        """Bytes of entry files waiting on disk."""
+        with self._lock:
+            return self._committed_bytes
+
+    def oldest_age_seconds(self) -> float:
+        """Age of the oldest waiting event (0 when empty)."""
+        with self._lock:
+            head = self._head()
+            return 0.0 if head is None else max(0.0, self._clock() - head.created)
+
+    def _head(self) -> _Indexed | None:
+        while self._heap and self._heap[0] not in self._index:
+            heapq.heappop(self._heap)
+        return self._index[self._heap[0]] if self._heap else None
+
+    def _add(self, entry: _Indexed) -> None:
+        self._index[entry.seq] = entry
+        heapq.heappush(self._heap, entry.seq)
+        self._committed_bytes += entry.size
+
+    def _remove(self, entry: _Indexed) -> None:
+        if self._index.pop(entry.seq, None) is not None:
+            self._committed_bytes -= entry.size
+            self._changed.notify_all()
+
+    # ------------------------------------------------------------------ recovery
+
+    def _recover(self) -> None:
+        """Rebuild the index from the directory; discard writes a crash interrupted."""
+        self._entries_dir.mkdir(parents=True, exist_ok=True)
+        self._tmp_dir.mkdir(parents=True, exist_ok=True)
+        partial = 0
+        for leftover in self._tmp_dir.iterdir():
+            leftover.unlink()
+            partial += 1
+        if partial:
+            self.metrics.errors.labels(kind=KIND_PARTIAL).inc(partial)
+            log.warning("outbox: discarded %d partial writes left by a crash (never acknowledged)", partial)
+            fsync_directory(self._tmp_dir)
+        for path in self._entries_dir.iterdir():
+            match = _ENTRY_NAME.match(path.name)
+            if not match:
+                self._discard(path, "not an outbox entry name")
+                continue
+            self._add(_Indexed(int(match[1]), path, path.stat().st_size, int(match[2]) / 1000))
+            self._next_seq = max(self._next_seq, int(match[1]) + 1)
+        if self._index:
+            log.info(
+                "outbox: resuming with %d events (%d bytes) from %s",
+                len(self._index),
+                self._committed_bytes,
+                self.directory,
+            )
+
+    def _discard(self, path: Path, why: str) -> None:
+        log.error("outbox: discarding corrupt entry %s: %s", path.name, why)
+        path.unlink(missing_ok=True)
+        self.metrics.errors.labels(kind=KIND_CORRUPT).inc()
+
+    # ------------------------------------------------------------------ uploader
+
+    def start(self) -> None:
+        """Start the uploader thread."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="outbox-uploader", daemon=True)
+        self._thread.start()
+
+    def close(self, flush_timeout: float) -> None:
+        """Refuse new events, try to upload what is waiting for up to `flush_timeout` s, stop.
+
+        Whatever is not uploaded stays on disk for the next start.
+        """
+        deadline = time.monotonic() + flush_timeout
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+            while self._thread is not None and self._index and time.monotonic() < deadline:
+                self._changed.wait(deadline - time.monotonic())
+            self._stop.set()
+            self._changed.notify_all()
+        if self._thread is not None:
+            # An upload in flight finishes or times out on its own; the thread is a daemon.
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+            self._thread = None
+        self.metrics.full.set(0)
+
+    def _run(self) -> None:
+        failures = 0
+        outage_started: float | None = None
+        last_report = 0.0
+        while not self._stop.is_set():
+            with self._changed:
+                head = self._head()
+                if head is None:
+                    self._changed.wait(timeout=1.0)
+                    continue
+            try:
+                self._upload(head)
+            except SinkError as error:
+                self.metrics.errors.labels(kind=error.kind).inc()
+                now = time.monotonic()
+                if outage_started is None:
+                    outage_started, last_report = now, now
+                    log.error("outbox: upload failed (%s), retrying with backoff: %s", error.kind, error)
+                elif now - last_report >= 60.0:
+                    last_report = now
+                    log.error(
+                        "outbox: still failing after %d attempts, %.0f s (%s): %s",
+                        failures + 1,
+                        now - outage_started,
+                        error.kind,
+                        error,
+                    )
+                self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
+                failures += 1
+                continue
+            except Exception as error:  # a sink bug must not kill the uploader; count and back off
+                self.metrics.errors.labels(kind="outbox_upload").inc()
+                log.exception("outbox: unexpected upload failure: %s", error)
+                self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
+                failures += 1
+                continue
+            if outage_started is not None:
+                log.warning(
+                    "outbox: S3 confirmed uploads again after %d failed attempts, %.1f s",
+                    failures,
+                    time.monotonic() - outage_started,
+                )
+            failures, outage_started = 0, None
+
+    def _upload(self, indexed: _Indexed) -> None:
+        try:
+            entry = decode_entry(indexed.path.read_bytes())
+        except (CorruptEntryError, FileNotFoundError) as error:
+            with self._changed:
+                self._remove(indexed)
+            self._discard(indexed.path, str(error))
+            return
+        # JPEG first, JSON last: a JSON in the bucket implies its snapshot is there too.
+        self.sink.put_object(entry.key_base + ".jpg", entry.snapshot_jpeg, JPEG_CONTENT_TYPE)
+        self.sink.put_object(entry.key_base + ".json", entry.metadata_json, JSON_CONTENT_TYPE)
+        # No directory fsync after the unlink: if a crash resurrects the entry, it is uploaded
+        # again to the same keys, which overwrites and never duplicates.
+        indexed.path.unlink(missing_ok=True)
+        with self._changed:
+            self._remove(indexed)
+        self.metrics.events_uploaded.inc()
+        self.metrics.bytes_uploaded.inc(len(entry.snapshot_jpeg) + len(entry.metadata_json))
