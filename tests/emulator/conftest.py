@@ -1,0 +1,1 @@
+from support.kube_emulator import kube_api  # noqa: F401
