@@ -1,0 +1,364 @@
+"""Pure builders of the manifests the operator wants to exist (plain dicts, no API calls).
+
+One InferenceJob becomes, per accepted accelerator kind, a DaemonSet (Continuous) or one
+batch/v1 Job per target node (Batch). Every child carries the same labels, an ownerReference
+to the job (so deleting the job garbage-collects it) and a spec-hash annotation: the thin I/O
+layer compares hashes to decide whether a child must change, and because the hash is also on
+the pod template, any spec change rolls the DaemonSet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from typing import Any
+
+from edge_inference_api import telemetry
+from edge_inference_api.models import (
+    API_GROUP,
+    API_VERSION,
+    ENV_NODE_NAME,
+    ENV_S3_ACCESS_KEY,
+    ENV_S3_SECRET_KEY,
+    ENV_WORKER_CONFIG,
+    KIND,
+    LABEL_ACCELERATOR,
+    LABEL_CAMERA_STORAGE,
+    AcceleratorTarget,
+    InferenceJobSpec,
+    JobRef,
+    Mode,
+    S3Sink,
+    WorkerConfig,
+)
+
+from edge_inference_operator.settings import OperatorSettings
+
+LABEL_APP_NAME = "app.kubernetes.io/name"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_JOB = f"{API_GROUP}/job"
+LABEL_NODE = f"{API_GROUP}/node"
+ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
+WORKER_APP_NAME = "edge-inference-worker"
+MANAGER = "edge-inference-operator"
+
+NVIDIA = "nvidia"
+GPU_RESOURCE = "nvidia.com/gpu"
+WORKER_UID = 10001
+METRICS_PORT = 9108
+METRICS_PORT_NAME = "metrics"
+VIDEO_MOUNT = "/videos"
+STATE_MOUNT = "/var/lib/edge-inference"
+MAX_NAME = 63  # DNS-1123 label: Job names become pod labels, DaemonSet names prefix pod names
+
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedJob:
+    """An InferenceJob whose spec parsed: identity plus typed spec."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec: InferenceJobSpec
+
+
+def short_hash(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def dns_name(*parts: str) -> str:
+    """A deterministic DNS-1123 label from `parts`: as is when it fits, else cleaned + truncated + hash."""
+    raw = "-".join(parts)
+    cleaned = _NOT_DNS.sub("-", raw.lower()).strip("-")
+    if cleaned == raw and len(raw) <= MAX_NAME:
+        return raw
+    head = cleaned[: MAX_NAME - 9].rstrip("-")
+    return f"{head}-{short_hash(raw)}" if head else short_hash(raw)
+
+
+def label_value(value: str) -> str:
+    """`value` as a label value (<= 63 chars); long or unusual values become a name + hash."""
+    if len(value) <= MAX_NAME and re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", value):
+        return value
+    return dns_name(value)
+
+
+def child_name(job: ParsedJob, accelerator: str, node: str | None = None) -> str:
+    """Name of the DaemonSet (no node) or Batch Job (with node) of `job` for one accelerator kind."""
+    return dns_name(job.name, accelerator) if node is None else dns_name(job.name, accelerator, node)
+
+
+def selector_labels(job: ParsedJob, accelerator: str) -> dict[str, str]:
+    """Labels that select the pods of one workload (immutable once a DaemonSet exists)."""
+    return {
+        LABEL_APP_NAME: WORKER_APP_NAME,
+        LABEL_JOB: label_value(job.name),
+        LABEL_ACCELERATOR: label_value(accelerator),
+    }
+
+
+def child_labels(job: ParsedJob, accelerator: str, node: str | None = None) -> dict[str, str]:
+    labels = {**selector_labels(job, accelerator), LABEL_MANAGED_BY: MANAGER}
+    if node is not None:
+        labels[LABEL_NODE] = label_value(node)
+    return labels
+
+
+def owner_reference(job: ParsedJob) -> dict[str, Any]:
+    # blockOwnerDeletion stays unset: setting it needs update on inferencejobs/finalizers,
+    # a right the operator does not otherwise need; background GC removes children anyway.
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": job.name,
+        "uid": job.uid,
+        "controller": True,
+    }
+
+
+def state_host_path(job: ParsedJob, settings: OperatorSettings) -> str:
+    """The node folder of this job's outbox, ledger and model cache."""
+    return f"{settings.state_host_path}/{job.namespace}/{job.name}"
+
+
+def worker_image(accelerator: AcceleratorTarget, settings: OperatorSettings) -> str:
+    if accelerator.image:
+        return accelerator.image
+    return settings.worker_image_cuda if accelerator.type == NVIDIA else settings.worker_image
+
+
+def build_worker_config(
+    job: ParsedJob, accelerator: AcceleratorTarget, settings: OperatorSettings, node: str | None = None
+) -> WorkerConfig:
+    """The WorkerConfig every pod of this workload gets as JSON in EDGE_INFERENCE_CONFIG.
+
+    `node` is set for Batch (one Job per node); DaemonSet pods share one config and learn
+    their node from EDGE_INFERENCE_NODE_NAME.
+    """
+    spec = job.spec
+    output = spec.output
+    sink = S3Sink(
+        endpoint=output.endpoint, bucket=output.bucket, prefix=output.prefix, secure=output.secure, region=output.region
+    )
+    extra: dict[str, Any] = {"node": node} if node is not None else {}
+    return WorkerConfig(
+        job=JobRef(namespace=job.namespace, name=job.name),
+        mode=spec.mode,
+        input_dir=VIDEO_MOUNT,
+        include=list(spec.input.include),
+        model=spec.model,
+        model_source_endpoint=sink if spec.model.source is not None else None,
+        events=spec.events,
+        sampling=spec.sampling,
+        sink=sink,
+        state_dir=STATE_MOUNT,
+        outbox=spec.outbox,
+        metrics_port=METRICS_PORT,
+        **extra,
+    )
+
+
+def node_affinity(job: ParsedJob, accelerator: str, node: str | None = None) -> dict[str, Any]:
+    """Required node affinity: camera storage, this accelerator, spec.nodeSelector, and the node (Batch)."""
+    expressions: list[dict[str, Any]] = [
+        {"key": LABEL_CAMERA_STORAGE, "operator": "Exists"},
+        {"key": LABEL_ACCELERATOR, "operator": "In", "values": [accelerator]},
+    ]
+    expressions += [
+        {"key": key, "operator": "In", "values": [value]} for key, value in sorted(job.spec.node_selector.items())
+    ]
+    term: dict[str, Any] = {"matchExpressions": expressions}
+    if node is not None:
+        term["matchFields"] = [{"key": "metadata.name", "operator": "In", "values": [node]}]
+    return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+
+
+def _tolerations(job: ParsedJob, accelerator: AcceleratorTarget) -> list[dict[str, Any]]:
+    tolerations = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in job.spec.tolerations]
+    if accelerator.type == NVIDIA:
+        # GPU nodes are commonly tainted nvidia.com/gpu:NoSchedule so that only GPU work lands there.
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    return tolerations
+
+
+def _resources(job: ParsedJob, accelerator: AcceleratorTarget) -> dict[str, Any]:
+    requests = dict(job.spec.resources.requests)
+    limits = dict(job.spec.resources.limits)
+    if accelerator.type == NVIDIA and accelerator.gpus > 0:
+        limits[GPU_RESOURCE] = str(accelerator.gpus)  # extended resources: requests default to limits
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+_RESTRICTED = {
+    "runAsUser": WORKER_UID,
+    "runAsGroup": WORKER_UID,
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def build_pod_template(
+    job: ParsedJob, accelerator: AcceleratorTarget, settings: OperatorSettings, node: str | None = None
+) -> dict[str, Any]:
+    """The worker pod template: locked down, read-only video, writable per-job state, metrics port."""
+    config = build_worker_config(job, accelerator, settings, node)
+    secret = job.spec.output.credentials_secret_ref
+    image = worker_image(accelerator, settings)
+    probe = {"port": METRICS_PORT_NAME}
+    volume_mounts = [
+        {"name": "videos", "mountPath": VIDEO_MOUNT, "readOnly": True},
+        {"name": "state", "mountPath": STATE_MOUNT},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    worker = {
+        "name": "worker",
+        "image": image,
+        "imagePullPolicy": settings.worker_image_pull_policy,
+        "env": [
+            {"name": ENV_WORKER_CONFIG, "value": config.model_dump_json(by_alias=True)},
+            {
+                "name": ENV_S3_ACCESS_KEY,
+                "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.access_key_key}},
+            },
+            {
+                "name": ENV_S3_SECRET_KEY,
+                "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.secret_key_key}},
+            },
+            {"name": ENV_NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        ],
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        # Loading a model from the node cache can take a while; the startup probe covers it.
+        "startupProbe": {
+            "httpGet": {"path": telemetry.LIVENESS_PATH, **probe},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": telemetry.LIVENESS_PATH, **probe},
+            "periodSeconds": 20,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {"httpGet": {"path": telemetry.READINESS_PATH, **probe}, "periodSeconds": 10},
+        "resources": _resources(job, accelerator),
+        "securityContext": _RESTRICTED,
+        "volumeMounts": volume_mounts,
+    }
+    # kubelet creates a missing hostPath directory owned by root; only CAP_CHOWN is needed to hand it over.
+    chown_state = {
+        "name": "state-permissions",
+        "image": image,
+        "imagePullPolicy": settings.worker_image_pull_policy,
+        "command": ["chown", f"{WORKER_UID}:{WORKER_UID}", STATE_MOUNT],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": False,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+        },
+        "volumeMounts": [{"name": "state", "mountPath": STATE_MOUNT}],
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # workers never talk to the Kubernetes API
+        "enableServiceLinks": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "affinity": {"nodeAffinity": node_affinity(job, accelerator.type, node)},
+        "tolerations": _tolerations(job, accelerator),
+        "initContainers": [chown_state],
+        "containers": [worker],
+        "volumes": [
+            {"name": "videos", "hostPath": {"path": job.spec.input.host_path, "type": "Directory"}},
+            {"name": "state", "hostPath": {"path": state_host_path(job, settings), "type": "DirectoryOrCreate"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+        ],
+        "restartPolicy": "Always" if node is None else "OnFailure",
+    }
+    if accelerator.runtime_class_name:
+        pod_spec["runtimeClassName"] = accelerator.runtime_class_name
+    if not pod_spec["tolerations"]:
+        del pod_spec["tolerations"]
+    return {"metadata": {"labels": child_labels(job, accelerator.type, node)}, "spec": pod_spec}
+
+
+def spec_hash(manifest: dict[str, Any]) -> str:
+    """Hash of everything the operator decides about a child (metadata labels and spec)."""
+    content = {"labels": manifest["metadata"].get("labels"), "spec": manifest["spec"]}
+    return short_hash(json.dumps(content, sort_keys=True, separators=(",", ":")), 16)
+
+
+def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
+    digest = spec_hash(manifest)
+    manifest["metadata"]["annotations"] = {ANNOTATION_SPEC_HASH: digest}
+    # On the template too, so that a DaemonSet rolls its pods whenever the job's spec changes.
+    manifest["spec"]["template"]["metadata"]["annotations"] = {ANNOTATION_SPEC_HASH: digest}
+    return manifest
+
+
+def _metadata(job: ParsedJob, name: str, accelerator: str, node: str | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": job.namespace,
+        "labels": child_labels(job, accelerator, node),
+        "ownerReferences": [owner_reference(job)],
+    }
+
+
+def build_daemonset(job: ParsedJob, accelerator: AcceleratorTarget, settings: OperatorSettings) -> dict[str, Any]:
+    """The Continuous workload for one accelerator kind: a pod on every matching node, now and later."""
+    manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": _metadata(job, child_name(job, accelerator.type), accelerator.type, None),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(job, accelerator.type)},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
+            "revisionHistoryLimit": 3,
+            "template": build_pod_template(job, accelerator, settings),
+        },
+    }
+    return _with_hash(manifest)
+
+
+def build_batch_job(
+    job: ParsedJob, accelerator: AcceleratorTarget, settings: OperatorSettings, node: str
+) -> dict[str, Any]:
+    """The Batch workload for one target node: process what is there, then complete."""
+    manifest = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(job, child_name(job, accelerator.type, node), accelerator.type, node),
+        "spec": {
+            "backoffLimit": settings.batch_backoff_limit,
+            "completions": 1,
+            "parallelism": 1,
+            # No ttlSecondsAfterFinished: the finished Job is the record of the node's outcome.
+            "template": build_pod_template(job, accelerator, settings, node),
+        },
+    }
+    return _with_hash(manifest)
+
+
+def build_children(
+    job: ParsedJob, settings: OperatorSettings, targets: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every child the job should have: Continuous ignores `targets`; Batch gets one Job per (node -> type)."""
+    if job.spec.mode == Mode.CONTINUOUS:
+        return [build_daemonset(job, accelerator, settings) for accelerator in job.spec.accelerators]
+    by_type = {a.type: a for a in job.spec.accelerators}
+    return [
+        build_batch_job(job, by_type[accelerator], settings, node)
+        for node, accelerator in sorted((targets or {}).items())
+        if accelerator in by_type
+    ]

@@ -1,0 +1,136 @@
+"""kopf wiring only: which events call the (level-based) reconciler. Bodies live in reconcile.py.
+
+`register_handlers` puts the handlers into a registry given by the caller, so that the console
+script and the tests (several operator instances per process, short timer intervals) share them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import kopf
+from edge_inference_api.models import API_GROUP, KIND, LABEL_CAMERA_STORAGE, PLURAL
+
+from edge_inference_operator import kube as k
+from edge_inference_operator.builders import LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
+from edge_inference_operator.metrics import OperatorMetrics, serve_metrics
+from edge_inference_operator.reconcile import Reconciler, utcnow
+from edge_inference_operator.settings import OperatorSettings
+from edge_inference_operator.status import Transition
+
+WORKERS = {LABEL_MANAGED_BY: MANAGER}
+WORKERS_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"
+
+
+def post_kopf_event(body: Mapping[str, Any], transition: Transition) -> None:
+    """A Kubernetes Event on the job for one condition transition (Warning when it got worse)."""
+    post = kopf.warn if transition.warning else kopf.info
+    message = f"{transition.type}={transition.status}: {transition.message}".strip()
+    post(dict(body), reason=transition.reason, message=message[:1000])
+
+
+def _nodes(index: kopf.Index[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {name: labels for name, store in index.items() for labels in store}
+
+
+def _pods(index: kopf.Index[tuple[str, str], dict[str, Any]], namespace: str, name: str) -> list[dict[str, Any]]:
+    return list(index.get((namespace, label_value(name)), []))
+
+
+def register_handlers(
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    kube_factory: Callable[[], k.Kube] = k.Kube.from_environment,
+    metrics: OperatorMetrics | None = None,
+) -> None:
+    """Register every handler of the operator into `registry`."""
+    operator_metrics = metrics or OperatorMetrics()
+    runtime: dict[str, Any] = {}
+
+    def reconciler() -> Reconciler:
+        return runtime["reconciler"]
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: the service account; elsewhere (tests, `make demo`): KUBECONFIG.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.peering.standalone = True  # one replica; see the chart's Deployment
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=API_GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.INFO
+        settings.posting.reporting_component = MANAGER
+        # Only our workers and camera nodes stream to us, filtered by the API server.
+        settings.watching.label_selectors["v1", "pods"] = WORKERS_SELECTOR
+        settings.watching.label_selectors["apps", "daemonsets"] = WORKERS_SELECTOR
+        settings.watching.label_selectors["batch", "jobs"] = WORKERS_SELECTOR
+        settings.watching.label_selectors["v1", "nodes"] = LABEL_CAMERA_STORAGE
+        runtime["reconciler"] = Reconciler(operator_settings, kube_factory(), operator_metrics, post_kopf_event, utcnow)
+        if operator_settings.metrics_port:
+            runtime["metrics_server"] = await serve_metrics(operator_metrics, operator_settings.metrics_port)
+
+    operator_settings = settings
+
+    @kopf.on.cleanup(registry=registry)
+    async def shut_down(**_: Any) -> None:
+        if "metrics_server" in runtime:
+            await runtime.pop("metrics_server").cleanup()
+        if "reconciler" in runtime:
+            await runtime.pop("reconciler").close()
+
+    @kopf.index("v1", "nodes", labels={LABEL_CAMERA_STORAGE: kopf.PRESENT}, id="camera_nodes", registry=registry)
+    def camera_nodes(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
+        return {name: dict(labels)}
+
+    @kopf.index("v1", "pods", labels=WORKERS, id="worker_pods", registry=registry)
+    def worker_pods(
+        namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        summary = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+        return {(namespace, labels.get(LABEL_JOB, "")): summary}
+
+    async def converge(body: kopf.Body, camera_nodes: kopf.Index, worker_pods: kopf.Index) -> None:
+        if body.metadata.get("deletionTimestamp"):
+            return
+        meta = body.metadata
+        await reconciler().reconcile(body, _nodes(camera_nodes), _pods(worker_pods, meta.namespace, meta.name))
+
+    @kopf.on.resume(API_GROUP, PLURAL, id="converge-on-resume", registry=registry)
+    @kopf.on.create(API_GROUP, PLURAL, id="converge-on-create", registry=registry)
+    @kopf.on.update(API_GROUP, PLURAL, id="converge-on-update", registry=registry)
+    async def on_change(body: kopf.Body, camera_nodes: kopf.Index, worker_pods: kopf.Index, **_: Any) -> None:
+        await converge(body, camera_nodes, worker_pods)
+
+    @kopf.timer(API_GROUP, PLURAL, interval=settings.reconcile_seconds, id="resync", registry=registry)
+    async def resync(body: kopf.Body, camera_nodes: kopf.Index, worker_pods: kopf.Index, **_: Any) -> None:
+        await converge(body, camera_nodes, worker_pods)
+
+    @kopf.on.delete(API_GROUP, PLURAL, optional=True, registry=registry)
+    def forget_job(namespace: str, name: str, **_: Any) -> None:
+        # Children go by owner references (garbage collection); only in-memory state is left here.
+        reconciler().forget(namespace, name)
+
+    @kopf.on.event("apps", "v1", "daemonsets", labels=WORKERS, registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", labels=WORKERS, registry=registry)
+    async def child_event(
+        type: str | None, body: kopf.Body, camera_nodes: kopf.Index, worker_pods: kopf.Index, **_: Any
+    ) -> None:
+        # A child deleted by hand (or a Batch Job finishing) is acted on now, not at the next tick.
+        if type not in ("DELETED", "MODIFIED"):
+            return
+        owner = next((o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == KIND), None)
+        if owner is None or reconciler().busy(body.metadata.namespace, owner["name"]):
+            return
+        job = await k.read_job(reconciler().kube, body.metadata.namespace, owner["name"])
+        if job is None or job.get("metadata", {}).get("uid") != owner.get("uid"):
+            return
+        if job.get("metadata", {}).get("deletionTimestamp"):
+            return
+        meta = job["metadata"]
+        await reconciler().reconcile(job, _nodes(camera_nodes), _pods(worker_pods, meta["namespace"], meta["name"]))

@@ -1,0 +1,252 @@
+"""The thin Kubernetes I/O layer: read observed children and pods, converge children, write status.
+
+Transport and authentication come from the official `kubernetes` client (in-cluster service account
+or kubeconfig, client certificates, exec plugins, token refresh), but requests and answers stay plain
+dicts: the builders produce plain manifests, and typed models would only be converted back and forth.
+The client is synchronous, so every call runs in a worker thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import kubernetes
+from edge_inference_api.models import API_GROUP, API_VERSION, PLURAL
+
+from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+CONFLICT_RETRIES = 5
+USER_AGENT = "edge-inference-operator/0.1.0"
+
+CHILD_COLLECTIONS = {
+    ("apps/v1", "DaemonSet"): "/apis/apps/v1/namespaces/{namespace}/daemonsets",
+    ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{namespace}/jobs",
+}
+
+
+class KubeError(Exception):
+    """A Kubernetes API answer other than 2xx."""
+
+    def __init__(self, status: int, method: str, path: str, body: str) -> None:
+        super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
+        self.status = status
+
+
+class Kube:
+    """Plain-dict requests to the Kubernetes API over the official client's authenticated transport."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self._api = api_client
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        """In-cluster service account when running in a pod, else the kubeconfig (KUBECONFIG)."""
+        configuration = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        except kubernetes.config.ConfigException:
+            # Read KUBECONFIG now: the client reads it once at import time.
+            kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        client = kubernetes.client.ApiClient(configuration)
+        client.user_agent = USER_AGENT  # tells the operator's requests apart in audit logs (and tests)
+        return cls(client)
+
+    def close(self) -> None:
+        self._api.close()
+
+    def _call(
+        self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str | None
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        serialized = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        url = serialized[1]
+        response = self._api.call_api(method, url, header_params=serialized[2], body=serialized[3], _request_timeout=30)
+        data = response.read()
+        text = data.decode() if isinstance(data, bytes) else str(data or "")
+        if not 200 <= response.status < 300:
+            raise KubeError(response.status, method, path, text)
+        return json.loads(text) if text else {}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
+        return await asyncio.to_thread(self._call, method, path, query, body, content_type)
+
+    async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        answer = await self.request("GET", path, query=query)
+        return list(answer.get("items") or [])
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", path)
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+
+def job_path(namespace: str, name: str) -> str:
+    return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
+
+
+def collection_path(manifest: Mapping[str, Any], namespace: str) -> str:
+    return CHILD_COLLECTIONS[(manifest["apiVersion"], manifest["kind"])].format(namespace=quote(namespace))
+
+
+def _hash(obj: Mapping[str, Any]) -> str | None:
+    return (obj.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_SPEC_HASH)
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
+
+
+def job_selector(job_name: str) -> str:
+    return f"{LABEL_JOB}={label_value(job_name)},{LABEL_MANAGED_BY}={MANAGER}"
+
+
+@dataclasses.dataclass
+class Convergence:
+    """What converging a job's children did, and the children as they now are."""
+
+    children: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    created: list[str] = dataclasses.field(default_factory=list)
+    updated: list[str] = dataclasses.field(default_factory=list)
+    deleted: list[str] = dataclasses.field(default_factory=list)
+
+
+async def observed_children(kube: Kube, namespace: str, job_name: str, job_uid: str) -> list[dict[str, Any]]:
+    """The job's DaemonSets and batch Jobs (labels select server-side; the owner uid is re-checked here)."""
+    children = []
+    selector = job_selector(job_name)
+    for (api_version, kind), collection in CHILD_COLLECTIONS.items():
+        for item in await kube.list(collection.format(namespace=quote(namespace)), selector):
+            if owned_by(item, job_uid) and not item.get("metadata", {}).get("deletionTimestamp"):
+                children.append({"apiVersion": api_version, "kind": kind, **item})
+    return children
+
+
+async def _delete(kube: Kube, obj: Mapping[str, Any], namespace: str) -> None:
+    path = f"{collection_path(obj, namespace)}/{quote(obj['metadata']['name'])}"
+    # Background propagation: the Job's or DaemonSet's pods go too (batch/v1 Jobs default to orphaning).
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+    try:
+        await kube.request("DELETE", path, body=body)
+    except KubeError as error:
+        if error.status != 404:
+            raise
+
+
+async def _replace_spec(
+    kube: Kube, current: Mapping[str, Any], desired: Mapping[str, Any], namespace: str
+) -> dict[str, Any]:
+    """Make `current` carry the desired labels, hash and spec; the resourceVersion is a precondition."""
+    path = f"{collection_path(desired, namespace)}/{quote(desired['metadata']['name'])}"
+    annotations = {**(current.get("metadata", {}).get("annotations") or {}), **desired["metadata"]["annotations"]}
+    labels = {**(current.get("metadata", {}).get("labels") or {}), **desired["metadata"]["labels"]}
+    patch = [
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": current["metadata"]["resourceVersion"]},
+        {"op": "add", "path": "/metadata/labels", "value": labels},
+        {"op": "add", "path": "/metadata/annotations", "value": annotations},
+        {"op": "replace", "path": "/spec", "value": desired["spec"]},
+    ]
+    return await kube.request("PATCH", path, body=patch, content_type=JSON_PATCH)
+
+
+async def ensure_child(
+    kube: Kube, desired: Mapping[str, Any], current: Mapping[str, Any] | None, namespace: str
+) -> tuple[str, dict[str, Any] | None]:
+    """Converge one child; returns (what was done, the child now). Conflicts re-read and retry.
+
+    batch/v1 Job templates are immutable, so a changed Job is deleted and created again later.
+    """
+    name = desired["metadata"]["name"]
+    path = f"{collection_path(desired, namespace)}/{quote(name)}"
+    for _ in range(CONFLICT_RETRIES):
+        if current is None:
+            try:
+                created = await kube.request("POST", collection_path(desired, namespace), body=desired)
+                return "created", created
+            except KubeError as error:
+                if error.status != 409:
+                    raise
+                current = await kube.get(path)  # someone (an earlier run of ours) was faster: re-read
+                continue
+        if _hash(current) == _hash(desired):
+            return "unchanged", dict(current)
+        if desired["kind"] == "Job":
+            await _delete(kube, current, namespace)
+            return "deleted", None
+        try:
+            return "updated", await _replace_spec(kube, current, desired, namespace)
+        except KubeError as error:
+            if error.status not in (409, 422):
+                raise
+            current = await kube.get(path)
+    raise KubeError(409, "PATCH", path, f"still conflicting after {CONFLICT_RETRIES} attempts")
+
+
+async def converge_children(
+    kube: Kube,
+    namespace: str,
+    job_name: str,
+    job_uid: str,
+    desired: Sequence[Mapping[str, Any]],
+    create_missing: bool = True,
+) -> Convergence:
+    """Create missing children, update changed ones, delete the job's children that should not exist."""
+    result = Convergence()
+    observed = {
+        (o["kind"], o["metadata"]["name"]): o for o in await observed_children(kube, namespace, job_name, job_uid)
+    }
+    wanted = {(d["kind"], d["metadata"]["name"]): d for d in desired}
+    for key, obj in observed.items():
+        if key not in wanted:
+            await _delete(kube, obj, namespace)
+            result.deleted.append(f"{key[0]}/{key[1]}")
+    for key, manifest in wanted.items():
+        current = observed.get(key)
+        if current is None and not create_missing:
+            continue
+        action, now = await ensure_child(kube, manifest, current, namespace)
+        if action in ("created", "updated", "deleted"):
+            getattr(result, action).append(f"{key[0]}/{key[1]}")
+        if now is not None:
+            result.children.append({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], **now})
+    return result
+
+
+async def patch_status(kube: Kube, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """Replace the job's status (merge patch of the whole status; nulls clear fields)."""
+    await kube.request(
+        "PATCH", job_path(namespace, name) + "/status", body={"status": status}, content_type=MERGE_PATCH
+    )
+
+
+async def read_job(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    return await kube.get(job_path(namespace, name))

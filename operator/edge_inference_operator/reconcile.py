@@ -1,0 +1,251 @@
+"""Level-based reconciliation of one InferenceJob: the same function on create, update, resume,
+timer ticks and child events. It reads what is, builds what should be, converges, and writes status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import aiohttp
+from edge_inference_api import conditions as c
+from edge_inference_api.hostpaths import host_path_refusal
+from edge_inference_api.models import (
+    LABEL_ACCELERATOR,
+    LABEL_CAMERA_STORAGE,
+    Device,
+    InferenceJobSpec,
+    InferenceJobStatus,
+    Mode,
+    Phase,
+)
+from pydantic import ValidationError
+
+from edge_inference_operator import kube as k
+from edge_inference_operator.builders import NVIDIA, ParsedJob, build_children
+from edge_inference_operator.metrics import OperatorMetrics
+from edge_inference_operator.scrape import ScrapeMemory, scrape_pods
+from edge_inference_operator.settings import OperatorSettings
+from edge_inference_operator.status import (
+    Thresholds,
+    Transition,
+    compute_status,
+    invalid_status,
+    pinned_node,
+    transitions,
+)
+
+Clock = Callable[[], datetime.datetime]
+EventPoster = Callable[[Mapping[str, Any], Transition], None]
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    reason: str
+    message: str
+
+
+def validation_message(error: ValidationError) -> str:
+    """pydantic errors as one line a user can act on: `field.path: problem; ...`."""
+    parts = []
+    for item in error.errors()[:10]:
+        where = ".".join(str(p) for p in item["loc"]) or "spec"
+        parts.append(f"spec.{where}: {item['msg']}" if where != "spec" else f"spec: {item['msg']}")
+    return "; ".join(parts)
+
+
+def check_job(body: Mapping[str, Any], settings: OperatorSettings) -> ParsedJob | Refusal:
+    """Parse the job at the edge; what the schema cannot catch becomes a Refusal with a specific reason."""
+    meta = body.get("metadata", {})
+    try:
+        spec = InferenceJobSpec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        return Refusal(c.INVALID_SPEC, validation_message(error))
+    refusal = host_path_refusal(spec.input.host_path, settings.allowed_host_paths)
+    if refusal is not None:
+        return Refusal(c.HOST_PATH_NOT_ALLOWED, refusal)
+    if spec.model.device == Device.CUDA and any(a.type != NVIDIA for a in spec.accelerators):
+        kinds = ", ".join(a.type for a in spec.accelerators if a.type != NVIDIA)
+        return Refusal(c.INVALID_SPEC, f"spec.model.device is cuda but accelerators [{kinds}] have no GPU")
+    return ParsedJob(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], spec=spec)
+
+
+def matching_nodes(nodes: Mapping[str, Mapping[str, str]], spec: InferenceJobSpec) -> dict[str, str]:
+    """Nodes (name -> accelerator type) with camera storage, an accepted accelerator and spec.nodeSelector."""
+    types = {a.type for a in spec.accelerators}
+    matched = {}
+    for name, labels in nodes.items():
+        if LABEL_CAMERA_STORAGE not in labels or labels.get(LABEL_ACCELERATOR) not in types:
+            continue
+        if all(labels.get(key) == value for key, value in spec.node_selector.items()):
+            matched[name] = labels[LABEL_ACCELERATOR]
+    return matched
+
+
+def previous_status(body: Mapping[str, Any]) -> InferenceJobStatus:
+    try:
+        return InferenceJobStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return InferenceJobStatus()  # a hand-edited, unreadable status is rebuilt from scratch
+
+
+def batch_targets(
+    previous: InferenceJobStatus, matched: Mapping[str, str], children: Iterable[Mapping[str, Any]]
+) -> dict[str, str]:
+    """Batch: the nodes recorded at start (or, before the first record, those matching now) -> accelerator."""
+    if not previous.target_nodes:
+        return dict(matched)
+    from_children = {}
+    for child in children:
+        labels = child.get("metadata", {}).get("labels") or {}
+        node = pinned_node(child)
+        if node is not None and LABEL_ACCELERATOR in labels:
+            from_children[node] = labels[LABEL_ACCELERATOR]
+    targets = {}
+    for node in previous.target_nodes:
+        accelerator = matched.get(node) or from_children.get(node)
+        if accelerator is not None:
+            targets[node] = accelerator
+    return targets
+
+
+class Reconciler:
+    """Everything a reconcile needs that outlives one call: settings, API, scrape memory, metrics, locks."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: k.Kube,
+        metrics: OperatorMetrics,
+        post_event: EventPoster,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.metrics = metrics
+        self.post_event = post_event
+        self.clock = clock
+        self.memory = ScrapeMemory()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        self.kube.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def busy(self, namespace: str, name: str) -> bool:
+        lock = self._locks.get((namespace, name))
+        return lock is not None and lock.locked()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The job is gone: drop its lock, scrape memory and phase."""
+        self._locks.pop((namespace, name), None)
+        self.memory.forget(f"{namespace}/{name}")
+        self.metrics.job_phase((namespace, name), None)
+
+    async def reconcile(
+        self, body: Mapping[str, Any], nodes: Mapping[str, Mapping[str, str]], pods: Iterable[Mapping[str, Any]]
+    ) -> InferenceJobStatus:
+        """Converge one job (serialised per job) and write its status; returns the status written."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        started = time.monotonic()
+        async with lock:
+            try:
+                status, result = await self._reconcile(body, nodes, pods)
+            except Exception as error:
+                self.metrics.reconciles.labels(result="error").inc()
+                self.metrics.errors.labels(kind="api" if isinstance(error, k.KubeError) else "unexpected").inc()
+                raise
+            finally:
+                self.metrics.duration.observe(time.monotonic() - started)
+        self.metrics.reconciles.labels(result=result).inc()
+        self.metrics.job_phase(key, status.phase.value if status.phase else None)
+        return status
+
+    async def _reconcile(
+        self, body: Mapping[str, Any], nodes: Mapping[str, Mapping[str, str]], pods: Iterable[Mapping[str, Any]]
+    ) -> tuple[InferenceJobStatus, str]:
+        meta = body["metadata"]
+        namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        generation = meta.get("generation")
+        previous = previous_status(body)
+        now = self.clock()
+        checked = check_job(body, self.settings)
+        if isinstance(checked, Refusal):
+            # Nothing may run for a refused spec: children of an earlier, valid spec go too.
+            await k.converge_children(self.kube, namespace, name, uid, [])
+            status = invalid_status(previous, generation, checked.reason, checked.message, now)
+            await self._write(body, previous, status)
+            return status, "invalid"
+
+        job = checked
+        matched = matching_nodes(nodes, job.spec)
+        targets: dict[str, str] = {}
+        desired_nodes: list[str]
+        create_missing = True
+        if job.spec.mode == Mode.BATCH:
+            existing = await k.observed_children(self.kube, namespace, name, uid)
+            targets = batch_targets(previous, matched, existing)
+            desired_nodes = list(previous.target_nodes or targets)
+            # A finished batch is not re-run when a finished Job is deleted; a new generation re-runs it.
+            finished = previous.phase in (Phase.SUCCEEDED, Phase.FAILED) and previous.observed_generation == generation
+            create_missing = not finished
+        else:
+            desired_nodes = list(matched)
+        convergence = await k.converge_children(
+            self.kube, namespace, name, uid, build_children(job, self.settings, targets), create_missing=create_missing
+        )
+        for action in ("created", "updated", "deleted"):
+            self.metrics.children_changed.labels(action=action).inc(len(getattr(convergence, action)))
+
+        types = {a.type for a in job.spec.accelerators}
+        job_pods = [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(LABEL_ACCELERATOR) in types]
+        reports = await scrape_pods(
+            self._http(),
+            job_pods,
+            self.memory,
+            f"{namespace}/{name}",
+            now,
+            self.settings.scrape_timeout_seconds,
+            self.settings.scrape_concurrency,
+        )
+        status = compute_status(
+            previous=previous,
+            spec=job.spec,
+            generation=generation,
+            desired_nodes=desired_nodes,
+            children=convergence.children,
+            pods=job_pods,
+            reports=reports,
+            now=now,
+            thresholds=Thresholds(
+                stale_after=datetime.timedelta(seconds=self.settings.stale_after_seconds),
+                backlog_age_seconds=self.settings.backlog_age_seconds,
+            ),
+        )
+        await self._write(body, previous, status)
+        return status, "ok"
+
+    async def _write(self, body: Mapping[str, Any], previous: InferenceJobStatus, status: InferenceJobStatus) -> None:
+        meta = body["metadata"]
+        wire = status.model_dump(mode="json", by_alias=True)
+        if wire != previous.model_dump(mode="json", by_alias=True):
+            await k.patch_status(self.kube, meta["namespace"], meta["name"], wire)
+        for transition in transitions(previous, status):
+            self.post_event(body, transition)
