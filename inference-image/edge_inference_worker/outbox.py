@@ -192,7 +192,8 @@ class S3Outbox:
         self._committed_bytes = 0
         self._reserved_bytes = 0  # puts writing right now
         self._next_seq = 0
-        self._full_since: float | None = None
+        self._full_since: float | None = None  # a full episode, for the log
+        self._refused_size = 0  # size of the last event refused for room (0: none waiting)
         self._closing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -227,6 +228,7 @@ class S3Outbox:
         except OSError as error:
             with self._changed:
                 self._reserved_bytes -= len(data)
+                self._update_full_state()
                 self._changed.notify_all()
             if error.errno == errno.ENOSPC:
                 self.metrics.errors.labels(kind=KIND_DISK_FULL).inc()
@@ -247,31 +249,49 @@ class S3Outbox:
         """Wait for room for `size` bytes; the entry's sequence number, or None on close/timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while not self._closing and self._committed_bytes + self._reserved_bytes + size > self.max_bytes:
-                if self._full_since is None:
-                    self._full_since = time.monotonic()
-                    self.metrics.full.set(1)
-                    log.error(
-                        "OUTBOX FULL: %d events, %d of %d bytes waiting for S3; new events wait (nothing is dropped)",
-                        len(self._index),
-                        self._committed_bytes,
-                        self.max_bytes,
-                        extra={"event_key": key_base},
-                    )
+            while not self._closing and self._used_bytes() + size > self.max_bytes:
+                self._mark_full(size, key_base)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 self._changed.wait(remaining)
             if self._closing:
                 return None
-            if self._full_since is not None:
-                log.warning("outbox has room again after %.1f s full", time.monotonic() - self._full_since)
-                self._full_since = None
-                self.metrics.full.set(0)
             self._reserved_bytes += size
+            self._update_full_state()
             seq = self._next_seq
             self._next_seq += 1
             return seq
+
+    def _used_bytes(self) -> int:
+        return self._committed_bytes + self._reserved_bytes
+
+    def _mark_full(self, size: int, key_base: str) -> None:
+        """A put found no room: raise the gauge, and log loudly once per full episode."""
+        self._refused_size = size
+        self.metrics.full.set(1)
+        if self._full_since is None:
+            self._full_since = time.monotonic()
+            log.error(
+                "OUTBOX FULL: %d events, %d of %d bytes waiting for S3; new events wait (nothing is dropped)",
+                len(self._index),
+                self._committed_bytes,
+                self.max_bytes,
+                extra={"event_key": key_base},
+            )
+
+    def _update_full_state(self) -> None:
+        """After space changed: clear the gauge once the refused event fits, end the episode at half full.
+
+        The gauge follows the refusals exactly; the log episode ends only at half the bound, so an
+        outbox hovering at its limit says "full" once rather than on every event.
+        """
+        if self._refused_size and self._used_bytes() + self._refused_size <= self.max_bytes:
+            self._refused_size = 0
+            self.metrics.full.set(0)
+        if self._full_since is not None and self._used_bytes() <= self.max_bytes // 2:
+            log.warning("outbox has room again after %.1f s full", time.monotonic() - self._full_since)
+            self._full_since = None
 
     def _write_durably(self, path: Path, data: bytes) -> None:
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir, prefix=path.stem + "-", suffix=".part")
@@ -317,6 +337,7 @@ class S3Outbox:
     def _remove(self, entry: _Indexed) -> None:
         if self._index.pop(entry.seq, None) is not None:
             self._committed_bytes -= entry.size
+            self._update_full_state()
             self._changed.notify_all()
 
     # ------------------------------------------------------------------ recovery
