@@ -1,0 +1,257 @@
+"""The pure manifest builders: tables of specs in, plain manifests out (no cluster)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from edge_inference_api.models import ENV_WORKER_CONFIG, LABEL_ACCELERATOR, LABEL_CAMERA_STORAGE, WorkerConfig
+from edge_inference_operator.builders import (
+    ANNOTATION_SPEC_HASH,
+    build_batch_job,
+    build_children,
+    build_daemonset,
+    build_worker_config,
+    child_name,
+    dns_name,
+    label_value,
+)
+from edge_inference_operator.settings import OperatorSettings
+
+# Every Kubernetes minor kubernetes-validate 1.37.0 ships schemas for goes from 1.25 to 1.37;
+# 1.30 is the oldest the chart supports, 1.37 the newest available.
+KUBERNETES_VERSIONS = ["1.30", kubernetes_validate.utils.latest_version()]
+
+SPECS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "nvidia": {"accelerators": [{"type": "nvidia", "runtimeClassName": "nvidia", "gpus": 2}]},
+    "cpu-and-nvidia": {"accelerators": [{"type": "cpu"}, {"type": "nvidia"}]},
+    "tainted-edge": {
+        "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}],
+        "nodeSelector": {"site": "lobby"},
+    },
+    "custom-model": {
+        "model": {"name": "custom.pt", "source": {"bucket": "models", "key": "custom.pt", "sha256": "a" * 64}},
+        "resources": {"requests": {"cpu": "2"}, "limits": {"memory": "4Gi"}},
+    },
+}
+
+
+def containers(pod_spec: dict[str, Any], init: bool = False) -> list[dict[str, Any]]:
+    return pod_spec["initContainers" if init else "containers"]
+
+
+def env_value(container: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(e for e in container["env"] if e["name"] == name)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("case", sorted(SPECS))
+def test_every_built_manifest_passes_strict_kubernetes_schema(case: str, version: str, settings, make_job) -> None:
+    job = make_job(**SPECS[case])
+    for manifest in build_children(job, settings) + [build_batch_job(job, job.spec.accelerators[0], settings, "n1")]:
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+@pytest.mark.parametrize("case", sorted(SPECS))
+def test_worker_pod_is_locked_down(case: str, settings, make_job) -> None:
+    job = make_job(**SPECS[case])
+    for accelerator in job.spec.accelerators:
+        pod = build_daemonset(job, accelerator, settings)["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (worker,) = containers(pod)
+        ctx = worker["securityContext"]
+        assert (ctx["runAsUser"], ctx["runAsNonRoot"], ctx["readOnlyRootFilesystem"]) == (10001, True, True)
+        assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"] == {"drop": ["ALL"]}
+        (chown,) = containers(pod, init=True)
+        assert chown["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+        assert chown["securityContext"]["runAsUser"] == 0
+        assert chown["command"] == ["chown", "10001:10001", "/var/lib/edge-inference"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["videos"]["hostPath"] == {"path": "/srv/video/lobby", "type": "Directory"}
+        assert volumes["state"]["hostPath"] == {
+            "path": "/var/lib/edge-inference/default/lobby",
+            "type": "DirectoryOrCreate",
+        }
+        assert "emptyDir" in volumes["tmp"]
+        mounts = {m["name"]: m for m in worker["volumeMounts"]}
+        assert mounts["videos"] == {"name": "videos", "mountPath": "/videos", "readOnly": True}
+        assert not mounts["state"].get("readOnly") and mounts["tmp"]["mountPath"] == "/tmp"
+        assert worker["ports"] == [{"name": "metrics", "containerPort": 9108, "protocol": "TCP"}]
+        assert {worker[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")} == {"/healthz", "/readyz"}
+        secret = env_value(worker, "EDGE_INFERENCE_S3_SECRET_KEY")["valueFrom"]["secretKeyRef"]
+        assert secret == {"name": "s3-credentials", "key": "secretKey"}
+        assert env_value(worker, "EDGE_INFERENCE_NODE_NAME")["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+        assert "value" not in env_value(worker, "EDGE_INFERENCE_S3_ACCESS_KEY")  # by reference, never inline
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "image", "gpu_limit", "runtime_class", "gpu_toleration"),
+    [
+        ({"type": "cpu"}, "ghcr.io/edge-inference/worker:0.1.0", None, None, False),
+        ({"type": "nvidia"}, "ghcr.io/edge-inference/worker-cuda:0.1.0", "1", None, True),
+        (
+            {"type": "nvidia", "gpus": 2, "runtimeClassName": "nvidia"},
+            "ghcr.io/edge-inference/worker-cuda:0.1.0",
+            "2",
+            "nvidia",
+            True,
+        ),
+        ({"type": "nvidia", "gpus": 0}, "ghcr.io/edge-inference/worker-cuda:0.1.0", None, None, True),
+        ({"type": "cpu", "image": "registry.local/w:dev"}, "registry.local/w:dev", None, None, False),
+    ],
+)
+def test_accelerator_kind_decides_image_gpu_and_runtime(
+    accelerator, image, gpu_limit, runtime_class, gpu_toleration, settings, make_job
+) -> None:
+    job = make_job(accelerators=[accelerator])
+    pod = build_daemonset(job, job.spec.accelerators[0], settings)["spec"]["template"]["spec"]
+    (worker,) = containers(pod)
+    assert worker["image"] == image
+    assert worker["resources"]["limits"].get("nvidia.com/gpu") == gpu_limit
+    assert pod.get("runtimeClassName") == runtime_class
+    assert any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])) == gpu_toleration
+
+
+def test_node_affinity_selects_camera_nodes_of_the_accelerator_plus_node_selector(settings, make_job) -> None:
+    job = make_job(**SPECS["tainted-edge"])
+    pod = build_daemonset(job, job.spec.accelerators[0], settings)["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [
+        {"key": LABEL_CAMERA_STORAGE, "operator": "Exists"},
+        {"key": LABEL_ACCELERATOR, "operator": "In", "values": ["cpu"]},
+        {"key": "site", "operator": "In", "values": ["lobby"]},
+    ]
+    assert "matchFields" not in term
+    assert pod["tolerations"] == [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_batch_job_is_pinned_to_its_node_and_runs_to_completion(settings, make_job) -> None:
+    job = make_job(mode="Batch")
+    manifest = build_batch_job(job, job.spec.accelerators[0], settings, "edge-7")
+    pod = manifest["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchFields"] == [{"key": "metadata.name", "operator": "In", "values": ["edge-7"]}]
+    assert pod["restartPolicy"] == "OnFailure" and manifest["spec"]["backoffLimit"] == settings.batch_backoff_limit
+    assert "ttlSecondsAfterFinished" not in manifest["spec"]  # the finished Job records the outcome
+    config = WorkerConfig.model_validate_json(env_value(containers(pod)[0], ENV_WORKER_CONFIG)["value"])
+    assert config.node == "edge-7" and config.mode.value == "Batch"
+
+
+def test_children_per_mode(settings, make_job) -> None:
+    continuous = make_job(accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
+    assert [(c["kind"], c["metadata"]["name"]) for c in build_children(continuous, settings)] == [
+        ("DaemonSet", "lobby-cpu"),
+        ("DaemonSet", "lobby-nvidia"),
+    ]
+    batch = make_job(mode="Batch", accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
+    targets = {"n2": "nvidia", "n1": "cpu", "n3": "arm"}  # n3's kind is not accepted: no child
+    assert [(c["kind"], c["metadata"]["name"]) for c in build_children(batch, settings, targets)] == [
+        ("Job", "lobby-cpu-n1"),
+        ("Job", "lobby-nvidia-n2"),
+    ]
+
+
+def test_children_carry_the_shared_labels_and_an_owner_reference(settings, make_job) -> None:
+    job = make_job(uid="0a1b")
+    (ds,) = build_children(job, settings)
+    assert ds["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "edge-inference-worker",
+        "app.kubernetes.io/managed-by": "edge-inference-operator",
+        "edgeinference.io/job": "lobby",
+        "edgeinference.io/accelerator": "cpu",
+    }
+    assert ds["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "edgeinference.io/v1alpha1",
+            "kind": "InferenceJob",
+            "name": "lobby",
+            "uid": "0a1b",
+            "controller": True,
+        }
+    ]
+    selector = ds["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_worker_config_round_trips_with_the_jobs_values(settings, make_job) -> None:
+    job = make_job(**SPECS["custom-model"], events={"minFrames": 5, "blurClasses": ["person"]}, sampling={"fps": 4})
+    (ds,) = build_children(job, settings)
+    raw = env_value(containers(ds["spec"]["template"]["spec"])[0], ENV_WORKER_CONFIG)["value"]
+    config = WorkerConfig.model_validate_json(raw)
+    assert config == build_worker_config(job, job.spec.accelerators[0], settings)
+    assert (config.job.namespace, config.job.name, config.mode.value) == ("default", "lobby", "Continuous")
+    assert config.sink.endpoint == "minio.storage:9000" and config.sink.bucket == "events"
+    assert config.sink.prefix == "lobby" and config.sink.secure is False
+    assert config.model_source_endpoint == config.sink
+    assert config.model.source is not None and config.model.source.sha256 == "a" * 64
+    assert config.events.min_frames == 5 and config.events.blur_classes == ["person"]
+    assert config.sampling.fps == 4 and config.include == ["**/*.mp4"]
+    assert (config.input_dir, config.state_dir, config.metrics_port) == ("/videos", "/var/lib/edge-inference", 9108)
+    assert "secret" not in raw.lower().replace("secure", "")  # credentials never travel in the config
+    assert json.loads(raw) == config.model_dump(mode="json", by_alias=True)
+
+
+def test_spec_change_changes_hash_on_child_and_template(settings, make_job) -> None:
+    before = build_daemonset(make_job(), make_job().spec.accelerators[0], settings)
+    again = build_daemonset(make_job(), make_job().spec.accelerators[0], settings)
+    changed_job = make_job(sampling={"fps": 5})
+    after = build_daemonset(changed_job, changed_job.spec.accelerators[0], settings)
+    assert before == again  # deterministic
+    digest = before["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    assert before["spec"]["template"]["metadata"]["annotations"][ANNOTATION_SPEC_HASH] == digest
+    assert after["metadata"]["annotations"][ANNOTATION_SPEC_HASH] != digest
+    assert after["spec"]["template"]["metadata"]["annotations"] != before["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_settings_images_and_state_root_are_used(make_job) -> None:
+    custom = OperatorSettings(
+        allowed_host_paths=("/srv/video",), worker_image="w:1", worker_image_cuda="wc:1", state_host_path="/data/ei/"
+    )
+    job = make_job(accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
+    cpu, gpu = build_children(job, custom)
+    assert containers(cpu["spec"]["template"]["spec"])[0]["image"] == "w:1"
+    assert containers(gpu["spec"]["template"]["spec"])[0]["image"] == "wc:1"
+    state = next(v for v in cpu["spec"]["template"]["spec"]["volumes"] if v["name"] == "state")
+    assert state["hostPath"]["path"] == "/data/ei/default/lobby"
+
+
+NAME_CASES = [
+    (("lobby", "cpu"), "lobby-cpu"),
+    (("lobby", "cpu", "edge-1"), "lobby-cpu-edge-1"),
+    (("lobby", "cpu", "edge-1.example.com"), None),  # dots are not allowed in a DNS label
+    (("Lobby", "GPU_x"), None),
+    (("a" * 60, "cpu"), None),
+    (("a" * 253, "nvidia", "n" * 253), None),
+]
+
+
+@pytest.mark.parametrize(("parts", "expected"), NAME_CASES)
+def test_child_names_are_deterministic_dns_labels(parts: tuple[str, ...], expected: str | None) -> None:
+    name = dns_name(*parts)
+    assert name == dns_name(*parts)
+    assert len(name) <= 63
+    assert all(ch.isdigit() or ("a" <= ch <= "z") or ch == "-" for ch in name)
+    assert name[0].isalnum() and name[-1].isalnum()
+    if expected is not None:
+        assert name == expected
+    else:
+        assert name != "-".join(parts)
+
+
+def test_long_names_that_share_a_prefix_stay_distinct(settings, make_job) -> None:
+    a = child_name(make_job(name="x" * 70), "cpu", "edge-1")
+    b = child_name(make_job(name="x" * 70), "cpu", "edge-2")
+    assert a != b and len(a) <= 63 and len(b) <= 63
+
+
+@pytest.mark.parametrize(
+    ("value", "same"), [("lobby", True), ("a.b_c-d", True), ("x" * 63, True), ("x" * 64, False), ("-bad", False)]
+)
+def test_label_values_are_valid(value: str, same: bool) -> None:
+    assert (label_value(value) == value) is same
+    assert len(label_value(value)) <= 63

@@ -1,0 +1,247 @@
+"""The pure status computation: phases, conditions, counts and bounded per-node progress."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+import pytest
+
+from edge_inference_api import conditions as c
+from edge_inference_api.models import InferenceJobSpec, InferenceJobStatus
+from edge_inference_operator.status import (
+    MAX_NODE_PROGRESS,
+    NodeReport,
+    Thresholds,
+    WorkerProgress,
+    compute_status,
+    invalid_status,
+    transitions,
+)
+
+T0 = datetime.datetime(2026, 11, 26, 6, 0, tzinfo=datetime.UTC)
+
+
+def spec(make_body, **fields: Any) -> InferenceJobSpec:
+    return InferenceJobSpec.model_validate(make_body(**fields)["spec"])
+
+
+def pod(node: str, phase: str = "Running", ready: bool = True, waiting: dict | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    if waiting:
+        status["containerStatuses"] = [{"name": "worker", "state": {"waiting": waiting}}]
+    return {"metadata": {"name": f"w-{node}"}, "spec": {"nodeName": node}, "status": status}
+
+
+def batch_job(node: str, outcome: str | None) -> dict[str, Any]:
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+    conditions = [{"type": outcome, "status": "True"}] if outcome else []
+    return {
+        "kind": "Job",
+        "metadata": {"name": f"j-{node}"},
+        "spec": {"template": {"spec": {"affinity": affinity}}},
+        "status": {"conditions": conditions},
+    }
+
+
+def status_of(job_spec: InferenceJobSpec, previous: InferenceJobStatus | None = None, now=T0, **observed: Any):
+    return compute_status(
+        previous=previous or InferenceJobStatus(),
+        spec=job_spec,
+        generation=1,
+        desired_nodes=observed.pop("desired_nodes", []),
+        children=observed.pop("children", []),
+        pods=observed.pop("pods", []),
+        reports=observed.pop("reports", {}),
+        now=now,
+        **observed,
+    )
+
+
+def condition(status: InferenceJobStatus, type_: str) -> tuple[str, str]:
+    found = c.find_condition(status.conditions, type_)
+    assert found is not None
+    return found.status.value, found.reason
+
+
+CONTINUOUS_CASES = [
+    # (desired, pods, phase, Ready, Degraded)
+    ([], [], "Pending", ("False", c.NO_MATCHING_NODES), ("False", c.AS_EXPECTED)),
+    (["a", "b"], [pod("a"), pod("b")], "Running", ("True", c.ALL_NODES_READY), ("False", c.AS_EXPECTED)),
+    (["a", "b"], [pod("a")], "Running", ("False", c.SOME_NODES_NOT_READY), ("False", c.AS_EXPECTED)),
+    (["a"], [pod("a", ready=False)], "Pending", ("False", c.WAITING_FOR_NODES), ("False", c.AS_EXPECTED)),
+    (
+        ["a"],
+        [
+            pod(
+                "a",
+                phase="Pending",
+                ready=False,
+                waiting={"reason": "CreateContainerConfigError", "message": 'secret "s3" not found'},
+            )
+        ],
+        "Pending",
+        ("False", c.SECRET_NOT_FOUND),
+        ("True", c.SECRET_NOT_FOUND),
+    ),
+    (
+        ["a", "b"],
+        [pod("a"), pod("b", ready=False, waiting={"reason": "CrashLoopBackOff"})],
+        "Running",
+        ("False", c.SOME_NODES_NOT_READY),
+        ("True", c.NODES_FAILED),
+    ),
+]
+
+
+@pytest.mark.parametrize(("desired", "pods", "phase", "ready", "degraded"), CONTINUOUS_CASES)
+def test_continuous_phase_and_conditions(make_body, desired, pods, phase, ready, degraded) -> None:
+    status = status_of(spec(make_body), desired_nodes=desired, pods=pods)
+    assert status.phase.value == phase
+    assert condition(status, c.READY) == ready
+    assert condition(status, c.DEGRADED) == degraded
+    assert status.ready_nodes == f"{status.nodes.ready}/{len(desired)}"
+
+
+def test_missing_secret_message_is_the_kubelets(make_body) -> None:
+    waiting = {"reason": "CreateContainerConfigError", "message": 'secret "s3-credentials" not found'}
+    status = status_of(spec(make_body), desired_nodes=["a"], pods=[pod("a", "Pending", False, waiting)])
+    assert c.find_condition(status.conditions, c.READY).message == 'secret "s3-credentials" not found'
+
+
+BATCH_CASES = [
+    # (targets, outcomes, phase, Ready, Progressing, message fragment)
+    ([], {}, "Pending", ("False", c.NO_MATCHING_NODES), ("True", c.WAITING_FOR_NODES), ""),
+    (["a", "b"], {"a": None, "b": None}, "Running", ("True", c.BATCH_RUNNING), ("True", c.BATCH_RUNNING), ""),
+    (["a", "b"], {"a": "Complete", "b": None}, "Running", ("True", c.BATCH_RUNNING), ("True", c.BATCH_RUNNING), ""),
+    (
+        ["a", "b"],
+        {"a": "Complete", "b": "Complete"},
+        "Succeeded",
+        ("True", c.BATCH_SUCCEEDED),
+        ("False", c.BATCH_SUCCEEDED),
+        "",
+    ),
+    (["a", "b"], {"a": "Complete", "b": "Failed"}, "Failed", ("False", c.BATCH_FAILED), ("False", c.BATCH_FAILED), "b"),
+    (
+        ["a", "b", "c"],
+        {"a": "Failed", "b": None, "c": "Failed"},
+        "Failed",
+        ("False", c.BATCH_FAILED),
+        ("True", c.BATCH_RUNNING),
+        "a, c",
+    ),
+]
+
+
+@pytest.mark.parametrize(("targets", "outcomes", "phase", "ready", "progressing", "names"), BATCH_CASES)
+def test_batch_phase_follows_the_per_node_jobs(make_body, targets, outcomes, phase, ready, progressing, names) -> None:
+    children = [batch_job(node, outcome) for node, outcome in outcomes.items()]
+    status = status_of(spec(make_body, mode="Batch"), desired_nodes=targets, children=children)
+    assert status.phase.value == phase
+    assert condition(status, c.READY) == ready
+    assert condition(status, c.PROGRESSING) == progressing
+    assert status.target_nodes == sorted(targets)
+    assert status.nodes.succeeded == sum(o == "Complete" for o in outcomes.values())
+    assert status.nodes.failed == sum(o == "Failed" for o in outcomes.values())
+    if names:
+        assert f"node(s): {names}" in c.find_condition(status.conditions, c.READY).message
+
+
+def test_stale_only_after_the_grace_period(make_body) -> None:
+    failing = NodeReport(progress=WorkerProgress(files_done=3), last_seen=T0, failing_since=T0)
+    thresholds = Thresholds(stale_after=datetime.timedelta(seconds=60))
+    early = status_of(
+        spec(make_body),
+        now=T0 + datetime.timedelta(seconds=30),
+        desired_nodes=["a"],
+        pods=[pod("a")],
+        reports={"a": failing},
+        thresholds=thresholds,
+    )
+    late = status_of(
+        spec(make_body),
+        now=T0 + datetime.timedelta(seconds=61),
+        desired_nodes=["a"],
+        pods=[pod("a")],
+        reports={"a": failing},
+        thresholds=thresholds,
+    )
+    assert early.node_progress[0].state == "Running" and condition(early, c.DEGRADED) == ("False", c.AS_EXPECTED)
+    assert late.node_progress[0].state == "Stale" and condition(late, c.DEGRADED) == ("True", c.NODES_STALE)
+    assert late.node_progress[0].files_done == 3  # the last known figures stay visible
+    assert late.nodes.ready == 0
+
+
+def test_outbox_backlog_degrades(make_body) -> None:
+    full = NodeReport(progress=WorkerProgress(events_waiting=40, outbox_full=True), last_seen=T0)
+    status = status_of(spec(make_body), desired_nodes=["a"], pods=[pod("a")], reports={"a": full})
+    assert condition(status, c.DEGRADED) == ("True", c.OUTBOX_BACKLOG)
+    assert status.totals.events_waiting == 40
+
+
+def test_last_transition_time_is_kept_while_status_holds(make_body) -> None:
+    first = status_of(spec(make_body), desired_nodes=["a"], pods=[pod("a")])
+    later = status_of(
+        spec(make_body), previous=first, now=T0 + datetime.timedelta(minutes=5), desired_nodes=["a"], pods=[pod("a")]
+    )
+    flipped = status_of(
+        spec(make_body),
+        previous=later,
+        now=T0 + datetime.timedelta(minutes=9),
+        desired_nodes=["a", "b"],
+        pods=[pod("a")],
+    )
+    ready = [c.find_condition(s.conditions, c.READY) for s in (first, later, flipped)]
+    assert ready[0].last_transition_time == ready[1].last_transition_time == "2026-11-26T06:00:00Z"
+    assert ready[2].last_transition_time == "2026-11-26T06:09:00Z"
+    assert transitions(first, later) == []
+    (changed,) = [t for t in transitions(later, flipped) if t.type == c.READY]
+    assert (changed.status, changed.reason, changed.warning) == ("False", c.SOME_NODES_NOT_READY, True)
+    assert {t.type for t in transitions(InferenceJobStatus(), first)} == {c.READY, c.PROGRESSING, c.DEGRADED}
+
+
+def test_invalid_status_schedules_nothing_and_says_why() -> None:
+    status = invalid_status(InferenceJobStatus(), 3, c.HOST_PATH_NOT_ALLOWED, "hostPath '/etc' is not allowed", T0)
+    assert status.phase.value == "Invalid" and status.observed_generation == 3
+    assert condition(status, c.READY) == ("False", c.HOST_PATH_NOT_ALLOWED)
+    assert status.nodes.desired == 0 and status.node_progress == []
+
+
+def test_status_stays_bounded_for_2000_nodes(make_body) -> None:
+    nodes = [f"edge-{i:04d}" for i in range(2000)]
+    pods = [pod(n) for n in nodes]
+    reports = {
+        n: NodeReport(
+            progress=WorkerProgress(
+                files_done=10 + i % 50, frames_analysed=1000 + i, events_uploaded=2, events_waiting=1
+            ),
+            last_seen=T0,
+        )
+        for i, n in enumerate(nodes)
+    }
+    pods[1500] = pod(nodes[1500], ready=False, waiting={"reason": "CrashLoopBackOff"})
+    reports[nodes[1700]] = NodeReport(
+        progress=WorkerProgress(files_done=99), last_seen=T0, failing_since=T0 - datetime.timedelta(hours=1)
+    )
+    reports[nodes[1800]] = NodeReport(
+        progress=WorkerProgress(files_done=99, events_waiting=9, outbox_full=True), last_seen=T0
+    )
+
+    status = status_of(spec(make_body), desired_nodes=nodes, pods=pods, reports=reports)
+
+    assert len(status.node_progress) == MAX_NODE_PROGRESS
+    assert status.node_progress_omitted == 2000 - MAX_NODE_PROGRESS
+    assert [p.node for p in status.node_progress[:3]] == [nodes[1500], nodes[1700], nodes[1800]]
+    assert [p.state for p in status.node_progress[:2]] == ["Failed", "Stale"]
+    rest = status.node_progress[3:]
+    # Then the slowest: 40 nodes did 10 files (3 of them listed above already), the next ones 11.
+    assert [p.files_done for p in rest] == [10] * 37 + [11] * (MAX_NODE_PROGRESS - 3 - 37)
+    assert status.nodes.desired == 2000 and status.nodes.ready == 1997 and status.nodes.failed == 1
+    assert status.totals.frames_analysed == sum(r.progress.frames_analysed for r in reports.values())
+    assert status.events == 2 * 1998 and status.ready_nodes == "1997/2000"
+    size = len(json.dumps(status.model_dump(mode="json", by_alias=True)))
+    assert size < 16_000, size
+    InferenceJobStatus.model_validate(status.model_dump(mode="json", by_alias=True))  # within the contract's bounds
