@@ -24,6 +24,17 @@ CHART_DIR = REPO_ROOT / "charts" / "edge-inference-operator"
 RELEASE_NAME = "edge-inference-operator"
 NAMESPACE = "edge-inference-system"
 
+# Values that switch on every optional part of the chart (MinIO, monitoring objects, dashboard).
+EVERYTHING_ON: dict[str, Any] = {
+    "minio": {"enabled": True},
+    "monitoring": {
+        "serviceMonitor": {"enabled": True},
+        "podMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+    },
+}
+
 
 def render_manifests(
     values: Mapping[str, Any] | None = None,
@@ -81,9 +92,7 @@ def lint_chart(strict: bool = True, values: dict | None = None, kube_version: st
 
 def find_objects(objects: Iterable[dict], kind: str, name: str | None = None) -> list[dict]:
     """The rendered objects of `kind` (and `name`, when given)."""
-    return [
-        o for o in objects if o.get("kind") == kind and (name is None or o.get("metadata", {}).get("name") == name)
-    ]
+    return [o for o in objects if o.get("kind") == kind and (name is None or o.get("metadata", {}).get("name") == name)]
 
 
 def cluster_role_rules(values: dict | None = None) -> list[dict]:
