@@ -1,3 +1,3 @@
-"""Fixtures of the outbox tests: a real SeaweedFS S3 server per test (`s3_server`)."""
+"""Fixtures of the outbox tests: a real SeaweedFS S3 server per test (`s3_server`) or per module."""
 
-from support.s3server import s3_server  # noqa: F401 -- re-exported as a fixture for this folder
+from support.s3server import s3_server, s3_server_module  # noqa: F401 -- fixtures for this folder

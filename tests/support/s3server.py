@@ -3,6 +3,7 @@
 Used two ways:
 
     from support.s3server import s3_server          # pytest fixture (data in tmp_path)
+    from support.s3server import s3_server_module   # one server for a whole test module
 
     with SeaweedS3Server(Path(tmp)) as s3:            # scripts (scripts/demo.py)
         s3.client().list_objects(s3.bucket, recursive=True)
@@ -300,4 +301,11 @@ class SeaweedS3Server:
 def s3_server(tmp_path: Path) -> Iterator[SeaweedS3Server]:
     """A running SeaweedFS S3 server with an empty bucket `events`; `stop()`/`start()` for outages."""
     with SeaweedS3Server(tmp_path / "seaweedfs") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3_server_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3Server]:
+    """One server shared by a module's tests (faster); tests must use distinct keys and not stop it."""
+    with SeaweedS3Server(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
