@@ -1,0 +1,1 @@
+"""The inference worker: video on the node in, durable events out (see docs/events.md)."""

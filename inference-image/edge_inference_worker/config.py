@@ -1,0 +1,223 @@
+"""The worker's configuration: one `WorkerConfig`, from the pod environment or from CLI flags.
+
+In a pod the operator hands the whole model as JSON in `EDGE_INFERENCE_CONFIG`; the standalone
+command (`edge-inference detect /videos --out ...`) builds the very same model from flags, so both
+paths run the same worker. S3 credentials never travel in the config: they come from the
+environment only (a Secret in a pod), which keeps them out of `ps` and shell history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from edge_inference_api.models import (
+    DEFAULT_INCLUDE,
+    DEFAULT_MODEL,
+    ENV_NODE_NAME,
+    ENV_S3_ACCESS_KEY,
+    ENV_S3_SECRET_KEY,
+    ENV_WORKER_CONFIG,
+    Device,
+    DirectorySink,
+    JobRef,
+    Mode,
+    S3Sink,
+    SnapshotStyle,
+    WorkerConfig,
+)
+from pydantic import ValidationError
+
+ENV_S3_ENDPOINT = "EDGE_INFERENCE_S3_ENDPOINT"
+ENV_S3_SECURE = "EDGE_INFERENCE_S3_SECURE"
+ENV_STATE_HOME = "EDGE_INFERENCE_STATE_HOME"
+
+
+class ConfigError(Exception):
+    """A user mistake in the configuration: the message is the one line the user sees."""
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """Access and secret key, from the environment only."""
+
+    access_key: str | None
+    secret_key: str | None
+
+
+def credentials_from_env(environ: Mapping[str, str]) -> S3Credentials:
+    """Read the S3 credentials the pod gets from its Secret (or the user exported)."""
+    return S3Credentials(environ.get(ENV_S3_ACCESS_KEY) or None, environ.get(ENV_S3_SECRET_KEY) or None)
+
+
+def config_from_env(environ: Mapping[str, str]) -> WorkerConfig:
+    """Parse `EDGE_INFERENCE_CONFIG`; the node name from `EDGE_INFERENCE_NODE_NAME` wins when set."""
+    raw = environ.get(ENV_WORKER_CONFIG)
+    if not raw:
+        raise ConfigError(f"{ENV_WORKER_CONFIG} is not set (it holds the worker configuration as JSON)")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{ENV_WORKER_CONFIG} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{ENV_WORKER_CONFIG} must be a JSON object")
+    node = environ.get(ENV_NODE_NAME)
+    if node:
+        data["node"] = node
+    return _validated(data, ENV_WORKER_CONFIG)
+
+
+def _validated(data: dict, where: str) -> WorkerConfig:
+    try:
+        return WorkerConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = ".".join(str(part) for part in first["loc"]) or "(root)"
+        raise ConfigError(f"invalid {where}: {location}: {first['msg']}") from None
+
+
+def _csv(value: str) -> list[str]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `edge-inference detect`; defaults are those of the API models."""
+    parser.add_argument("input", help="folder with the video (searched recursively)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="where events go: a local folder, or s3://bucket/prefix (endpoint from --s3-endpoint or "
+        f"{ENV_S3_ENDPOINT}; credentials from {ENV_S3_ACCESS_KEY}/{ENV_S3_SECRET_KEY})",
+    )
+    parser.add_argument("--watch", action="store_true", help="Continuous mode: keep watching for new files")
+    parser.add_argument("--include", action="append", metavar="GLOB", help="file glob (repeatable; ** is recursive)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="built-in model name or a weights file")
+    parser.add_argument("--device", choices=[d.value for d in Device], default=Device.AUTO.value)
+    parser.add_argument("--image-size", type=int, default=640)
+    parser.add_argument("--confidence", type=float, default=0.25)
+    parser.add_argument("--iou", type=float, default=0.45)
+    parser.add_argument("--classes", type=_csv, default=None, help="classes of interest, comma-separated")
+    parser.add_argument("--batch-size", type=int, default=8, help="frames per forward pass on a GPU")
+    parser.add_argument("--fps", type=float, default=2.0, help="frames per second of video to analyse")
+    parser.add_argument("--no-motion-gating", action="store_true", help="analyse every sampled frame")
+    parser.add_argument("--motion-threshold", type=float, default=0.002)
+    parser.add_argument("--min-frames", type=int, default=3)
+    parser.add_argument("--cooldown", type=float, default=3.0, help="video seconds without the class to close")
+    parser.add_argument("--snapshot", choices=[s.value for s in SnapshotStyle], default=SnapshotStyle.ANNOTATED.value)
+    parser.add_argument("--blur", type=_csv, default=None, metavar="CLASSES", help="classes blurred in snapshots")
+    parser.add_argument("--snapshot-quality", type=int, default=85)
+    parser.add_argument("--state-dir", help="outbox, ledger and model cache (default: per input/output pair)")
+    parser.add_argument("--outbox-max-mb", type=int, default=1024)
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve /metrics, /healthz, /readyz (0: off)")
+    parser.add_argument("--node", help=f"node name in keys (default: {ENV_NODE_NAME} or the host name)")
+    parser.add_argument("--namespace", default="default", help="namespace part of the object keys")
+    parser.add_argument("--job", default="standalone", help="job part of the object keys")
+    parser.add_argument("--poll-seconds", type=float, default=2.0)
+    parser.add_argument("--settle-seconds", type=float, default=5.0)
+    parser.add_argument("--s3-endpoint", help=f"host[:port] or http(s)://host[:port] (or {ENV_S3_ENDPOINT})")
+    parser.add_argument("--s3-insecure", action="store_true", help="plain HTTP to the S3 endpoint")
+    parser.add_argument("--s3-region")
+
+
+def _sink_from_out(out: str, args: argparse.Namespace, environ: Mapping[str, str]) -> S3Sink | DirectorySink:
+    if not out.startswith("s3://"):
+        return DirectorySink(path=str(Path(out).expanduser().resolve()))
+    bucket, _, prefix = out[len("s3://") :].partition("/")
+    endpoint = args.s3_endpoint or environ.get(ENV_S3_ENDPOINT)
+    if not endpoint:
+        raise ConfigError(f"--out {out} needs --s3-endpoint or {ENV_S3_ENDPOINT}")
+    secure = not args.s3_insecure and environ.get(ENV_S3_SECURE, "true").lower() not in ("0", "false", "no")
+    if "://" in endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+            raise ConfigError(f"S3 endpoint {endpoint!r} must be host[:port] or http(s)://host[:port]")
+        secure = parts.scheme == "https" and not args.s3_insecure
+        endpoint = parts.netloc
+    data = {"endpoint": endpoint, "bucket": bucket, "prefix": prefix.strip("/"), "secure": secure}
+    if args.s3_region:
+        data["region"] = args.s3_region
+    try:
+        return S3Sink.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid --out {out}: {exc.errors()[0]['msg']}") from None
+
+
+def default_state_dir(input_dir: Path, out: str, environ: Mapping[str, str]) -> Path:
+    """A state folder per (input, output) pair, so two standalone runs never share a ledger."""
+    home = environ.get(ENV_STATE_HOME) or environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    digest = hashlib.sha256(f"{input_dir}\0{out}".encode()).hexdigest()[:16]
+    return Path(home) / "edge-inference" / digest
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerConfig:
+    """Build the `WorkerConfig` the operator would send, from `detect` flags."""
+    input_dir = Path(args.input).expanduser().resolve()
+    if not input_dir.is_dir():
+        raise ConfigError(f"input folder {args.input} does not exist or is not a folder")
+    sink = _sink_from_out(args.out, args, environ)
+    state_dir = Path(args.state_dir).expanduser().resolve() if args.state_dir else default_state_dir(
+        input_dir, args.out, environ
+    )
+    model: dict = {
+        "name": args.model,
+        "device": args.device,
+        "imageSize": args.image_size,
+        "confidence": args.confidence,
+        "iou": args.iou,
+        "batchSize": args.batch_size,
+    }
+    if args.classes:
+        model["classes"] = args.classes
+    data = {
+        "job": JobRef(namespace=args.namespace, name=args.job).model_dump(by_alias=True),
+        "node": args.node or environ.get(ENV_NODE_NAME) or socket.gethostname(),
+        "mode": (Mode.CONTINUOUS if args.watch else Mode.BATCH).value,
+        "inputDir": str(input_dir),
+        "include": args.include or list(DEFAULT_INCLUDE),
+        "model": model,
+        "events": {
+            "minFrames": args.min_frames,
+            "cooldownSeconds": args.cooldown,
+            "snapshot": args.snapshot,
+            "blurClasses": args.blur or [],
+            "snapshotQuality": args.snapshot_quality,
+        },
+        "sampling": {
+            "fps": args.fps,
+            "motionGating": not args.no_motion_gating,
+            "motionThreshold": args.motion_threshold,
+        },
+        "sink": sink.model_dump(by_alias=True),
+        "stateDir": str(state_dir),
+        "outbox": {"maxMegabytes": args.outbox_max_mb},
+        "metricsPort": args.metrics_port,
+        "pollSeconds": args.poll_seconds,
+        "settleSeconds": args.settle_seconds,
+    }
+    return _validated(data, "flags")
+
+
+def config_to_env(config: WorkerConfig) -> dict[str, str]:
+    """The environment a pod gets for this config (what the operator renders)."""
+    return {ENV_WORKER_CONFIG: config.model_dump_json(by_alias=True)}
+
+
+def parse_detect_flags(argv: Sequence[str], environ: Mapping[str, str]) -> WorkerConfig:
+    """Parse `detect` flags (without the subcommand) into a config; for tests and tools."""
+    parser = argparse.ArgumentParser(prog="edge-inference detect", exit_on_error=False)
+    add_detect_arguments(parser)
+    try:
+        args = parser.parse_args(list(argv))
+    except argparse.ArgumentError as exc:
+        raise ConfigError(str(exc)) from None
+    return config_from_args(args, environ)
+

@@ -1,0 +1,159 @@
+"""Decoding with PyAV and sampling at the analysis rate, aligned to absolute video time.
+
+Sample k stands for video time k / fps: the first decoded frame at or after that time is taken.
+Because the grid is absolute (not "every n-th frame from where we started"), resuming a file from
+a checkpoint at sample k yields exactly the frames an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import av
+import av.logging
+import numpy as np
+
+from .events import EPSILON
+from .outcomes import CORRUPT, NON_VIDEO, TRUNCATED
+
+# Measured on 2 shared cores, 720p H.264 (docs/events.md, "Decoding"): 1, 2 or 4 threads, slice or
+# frame threading, all decode 900-1150 frames/s (within the noise), ~1 ms a frame against ~40 ms
+# for a CPU forward pass. Two threads with FFmpeg's choice of threading help on real cameras'
+# 1080p streams when motion gating leaves the cores idle, and more would contend with torch.
+DECODER_THREADS = 2
+DECODER_THREAD_TYPE = "AUTO"
+
+# Container signatures: a file that fails to open and has none of these is "not a video" rather
+# than a corrupt video (different outcome, different remedy).
+_SIGNATURES = (
+    (4, b"ftyp"),  # mp4 / mov
+    (0, b"\x1a\x45\xdf\xa3"),  # matroska / webm
+    (0, b"RIFF"),  # avi
+    (0, b"\x00\x00\x01\xba"),  # mpeg-ps
+    (0, b"\x00\x00\x00\x01"),  # raw h264/h265 annex-b
+    (0, b"\x47"),  # mpeg-ts
+)
+
+# FFmpeg's own log lines are not JSON and say nothing our errors do not already say.
+av.logging.set_level(av.logging.PANIC)
+
+
+class Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class DecodeError(Exception):
+    """The file cannot be decoded; `outcome` is the files-counter label, `frames` what was decoded before."""
+
+    def __init__(self, outcome: str, message: str, frames: int = 0) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.frames = frames
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    index: int  # k: this frame stands for video time k / fps
+    time: float  # k / fps
+    frame_time: float  # the decoded frame's own presentation time
+    image: np.ndarray  # BGR, full resolution
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str
+    width: int
+    height: int
+    duration: float | None  # seconds, when the container says
+
+
+class FrameSampler:
+    """Pure: which decoded frames to keep for an analysis rate of `fps`, starting at sample `start_index`."""
+
+    def __init__(self, fps: float, start_index: int = 0) -> None:
+        self.fps = fps
+        self.next_index = start_index
+
+    def take(self, frame_time: float) -> int | None:
+        """The sample index this frame stands for, or None if it is not sampled."""
+        if frame_time + EPSILON < self.next_index / self.fps:
+            return None
+        # A frame may cover several grid points (video slower than the analysis rate): it stands for
+        # the latest one not after it, and the grid moves on from there.
+        index = max(self.next_index, math.floor(frame_time * self.fps + EPSILON))
+        self.next_index = index + 1
+        return index
+
+
+def looks_like_video(path: Path) -> bool:
+    """Whether the first bytes carry a known container signature."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    return any(head[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES)
+
+
+class VideoReader:
+    """One open video file; use as a context manager."""
+
+    def __init__(self, path: Path, threads: int = DECODER_THREADS) -> None:
+        try:
+            self._container = av.open(str(path), mode="r")
+        except FileNotFoundError:
+            raise
+        except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+            outcome = CORRUPT if looks_like_video(path) else NON_VIDEO
+            raise DecodeError(outcome, f"cannot open: {exc}") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise DecodeError(NON_VIDEO, "no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.codec_context.thread_count = threads
+        self._stream.thread_type = DECODER_THREAD_TYPE
+        self._time_base = self._stream.time_base
+        self._start_pts = self._stream.start_time or 0
+        ctx = self._stream.codec_context
+        duration = None
+        if self._stream.duration and self._time_base:
+            duration = float(self._stream.duration * self._time_base)
+        elif self._container.duration:
+            duration = self._container.duration / av.time_base
+        self.info = VideoInfo(codec=ctx.name, width=ctx.width, height=ctx.height, duration=duration)
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self._frame_step = 1.0 / float(rate) if rate else 0.04
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._container.close()
+
+    def samples(self, fps: float, start_index: int = 0, decoded: Counter | None = None) -> Iterator[SampledFrame]:
+        """Decode from sample `start_index` on, yielding the frames on the k / fps grid."""
+        sampler = FrameSampler(fps, start_index)
+        start_time = start_index / fps
+        if start_index > 0:
+            target = self._start_pts + int(start_time / self._time_base)
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        frames = 0
+        last_time = -self._frame_step
+        try:
+            for frame in self._container.decode(self._stream):
+                frames += 1
+                if decoded is not None:
+                    decoded.inc()
+                if frame.pts is not None:
+                    frame_time = float((frame.pts - self._start_pts) * self._time_base)
+                else:
+                    frame_time = last_time + self._frame_step
+                last_time = frame_time
+                index = sampler.take(frame_time)
+                if index is not None:
+                    yield SampledFrame(index, index / fps, frame_time, frame.to_ndarray(format="bgr24"))
+        except av.FFmpegError as exc:
+            raise DecodeError(TRUNCATED if frames else CORRUPT, f"decoding failed: {exc}", frames) from None
+        if frames == 0 and start_index == 0:
+            raise DecodeError(CORRUPT, "no frame could be decoded")

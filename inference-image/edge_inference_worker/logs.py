@@ -1,0 +1,41 @@
+"""JSON logs: one object per line on stderr, with the structured fields passed as `extra={"fields": ...}`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "msg", **fields}`; an exception becomes an `error` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_json_logging(level: int = logging.INFO) -> None:
+    """Route every logger (ours, ultralytics') through one JSON handler on stderr."""
+    import ultralytics  # noqa: F401  (it installs its own plain-text handler on import; replaced below)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # ultralytics installs its own plain-text handler; make it speak JSON like everything else.
+    for name in ("ultralytics",):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.setLevel(logging.WARNING)

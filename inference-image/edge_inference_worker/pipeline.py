@@ -1,0 +1,369 @@
+"""One video file through the stages: decode -> motion gate -> detect -> group -> snapshot -> outbox.
+
+Each stage is a generator or a call timed into `stage_seconds`; frames stream through one batch
+at a time and never pile up. Batches are aligned to absolute sample indices (`index //
+batch_size`), and a checkpoint is only taken between batches while no event is open, so a run
+resumed from any checkpoint makes exactly the decisions an uninterrupted run makes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from edge_inference_api.models import WorkerConfig
+
+from .decode import DecodeError, SampledFrame, VideoReader
+from .detector import Detector
+from .events import Detection, Event, EventGrouper
+from .files import VideoFile
+from .httpserver import HealthState
+from .ledger import Ledger
+from .metrics import WorkerMetrics
+from .motion import MotionGate
+from .outbox import OutboxEntryTooLargeError, OutboxError
+from .outcomes import DONE, EMPTY, FAILED, TRUNCATED, UNREADABLE, VANISHED
+from .record import ModelInfo, SourceFile, encode_document, event_document, key_base
+from .snapshot import render_snapshot
+
+log = logging.getLogger(__name__)
+
+# A checkpoint at most every this many seconds of video (and only while no event is open).
+CHECKPOINT_VIDEO_SECONDS = 10.0
+PROGRESS_LOG_SECONDS = 10.0
+# How long one blocking outbox write waits before the loop beats the heartbeat and checks for stop.
+OUTBOX_WAIT_SECONDS = 5.0
+RETRY_BACKOFF = (0.5, 30.0)
+# A snapshot too big for the outbox is re-encoded once at this quality before giving up on it.
+FALLBACK_JPEG_QUALITY = 40
+
+KIND_STATE_WRITE = "state_write"
+KIND_EVENT_TOO_LARGE = "event_too_large"
+KIND_PIPELINE = "pipeline"
+
+T = TypeVar("T")
+
+
+class Outbox(Protocol):
+    def put(self, key_base: str, metadata_json: bytes, snapshot_jpeg: bytes, timeout: float | None = None) -> bool: ...
+
+
+@dataclass
+class Services:
+    """What the pipeline works with; the worker builds these once."""
+
+    config: WorkerConfig
+    detector: Detector
+    model: ModelInfo
+    outbox: Outbox
+    ledger: Ledger
+    metrics: WorkerMetrics
+    health: HealthState
+    stop: threading.Event
+
+
+@dataclass
+class FileResult:
+    outcome: str | None  # None: interrupted by stop, nothing final recorded
+    reason: str = ""
+    events: int = 0
+    frames: int = 0
+
+
+@dataclass
+class _Analysed:
+    frame: SampledFrame
+    detections: list[Detection] | None  # None: skipped by the motion gate
+    all_detections: list[Detection] = field(default_factory=list)  # incl. blur-only classes
+
+
+class Stopped(Exception):
+    """The stop event was set while waiting; unwinds to the file loop without recording anything."""
+
+
+def timed(items: Iterable[T], observe: Callable[[float], None]) -> Iterator[T]:
+    """Yield from `items`, observing the time spent producing each item."""
+    iterator = iter(items)
+    while True:
+        started = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        observe(time.perf_counter() - started)
+        yield item
+
+
+def aligned_batches(frames: Iterable[SampledFrame], size: int) -> Iterator[list[SampledFrame]]:
+    """Group sampled frames by `index // size`, so batch boundaries do not depend on where we started."""
+    batch: list[SampledFrame] = []
+    for frame in frames:
+        if batch and frame.index // size != batch[0].index // size:
+            yield batch
+            batch = []
+        batch.append(frame)
+    if batch:
+        yield batch
+
+
+def retry_until_done(services: Services, what: str, kind: str, action: Callable[[], T]) -> T:
+    """Run a write to the node's disk until it succeeds: a full disk pauses the worker, loses nothing."""
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except OSError as exc:
+            services.metrics.errors.labels(kind=kind).inc()
+            delay = min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt)
+            log.error(
+                f"{what} failed, retrying",
+                extra={"fields": {"kind": kind, "error": str(exc), "attempt": attempt + 1, "retryIn": delay}},
+            )
+            attempt += 1
+            services.metrics.beat()
+            services.health.beat()
+            if services.stop.wait(delay):
+                raise Stopped() from None
+
+
+class FilePipeline:
+    """Processes one file; `run()` returns what happened."""
+
+    def __init__(self, services: Services, file: VideoFile) -> None:
+        self.s = services
+        self.file = file
+        config = services.config
+        self.fps = config.sampling.fps
+        self.interest = frozenset(config.model.classes)
+        self.blur = frozenset(config.events.blur_classes)
+        self.grouper = EventGrouper(file.file_id, config.events.min_frames, config.events.cooldown_seconds)
+        self.gate = MotionGate(config.sampling.motion_threshold) if config.sampling.motion_gating else None
+        self.events = 0
+        self.frames = 0
+        self._last_progress = time.monotonic()
+        self._started = time.monotonic()
+        self._checkpoint_index = 0
+        self._source: SourceFile | None = None
+
+    def run(self) -> FileResult:
+        if self.file.size == 0:
+            return FileResult(EMPTY, "zero-byte file")
+        progress = self.s.ledger.get(self.file.file_id)
+        start = progress.start_index(self.fps) if progress else 0
+        start -= start % self.s.detector.batch_size
+        try:
+            with VideoReader(self.file.path) as reader:
+                info = reader.info
+                self._source = SourceFile(
+                    self.file.rel, self.file.file_id, self.file.size, self.file.mtime_ns,
+                    info.duration, info.width, info.height,
+                )
+                log.info(
+                    "file started",
+                    extra={"fields": {"file": self.file.rel, "fileId": self.file.file_id, "codec": info.codec,
+                                      "width": info.width, "height": info.height, "duration": info.duration,
+                                      "resumeAt": start / self.fps}},
+                )
+                self._checkpoint_index = start
+                # From a checkpoint, decode one sample earlier: it is only the motion gate's reference.
+                first = max(0, start - 1) if self.gate else start
+                samples = reader.samples(self.fps, first, self.s.metrics.frames_decoded)
+                samples = timed(samples, self._observe_decode)
+                if first < start:
+                    samples = self._prime_gate(samples, start)
+                if not self._analyse(samples):
+                    return FileResult(None, "stopped", self.events, self.frames)
+        except FileNotFoundError:
+            return FileResult(VANISHED, "file disappeared before it was opened")
+        except PermissionError as exc:
+            return FileResult(UNREADABLE, f"permission denied: {exc.strerror}")
+        except IsADirectoryError:
+            return FileResult(UNREADABLE, "not a regular file (directory)")
+        except DecodeError as exc:
+            if exc.outcome != TRUNCATED:
+                return FileResult(exc.outcome, str(exc), self.events, self.frames)
+            # Keep what was found before the damage: close the open events like an end of file.
+            self._emit(self.grouper.finish())
+            return FileResult(TRUNCATED, str(exc), self.events, self.frames)
+        self._emit(self.grouper.finish())
+        return FileResult(DONE, "", self.events, self.frames)
+
+    def _observe_decode(self, seconds: float) -> None:
+        self.s.metrics.decode_seconds.observe(seconds)
+        self.s.metrics.stage_seconds.labels(stage="decode").observe(seconds)
+
+    def _prime_gate(self, samples: Iterator[SampledFrame], start: int) -> Iterator[SampledFrame]:
+        for frame in samples:
+            if frame.index < start:
+                self.gate.moved(frame.image)
+                continue
+            yield frame
+
+    def _analyse(self, samples: Iterable[SampledFrame]) -> bool:
+        """Run every batch; False if stopped (the last checkpoint stands)."""
+        size = self.s.detector.batch_size
+        for batch in aligned_batches(samples, size):
+            analysed = self._detect(batch)
+            for item in analysed:
+                started = time.perf_counter()
+                closed = self.grouper.observe(item.frame.time, item.detections, item)
+                self.s.metrics.stage_seconds.labels(stage="group").observe(time.perf_counter() - started)
+                self._emit(closed)
+            self.frames += len(batch)
+            next_index = batch[-1].index + 1
+            self._after_batch(next_index, size)
+            if self.s.stop.is_set():
+                if self.grouper.idle and next_index % size == 0:
+                    self._checkpoint(next_index)
+                return False
+        return True
+
+    def _detect(self, batch: list[SampledFrame]) -> list[_Analysed]:
+        """Motion gate, then one forward pass over the frames that need it."""
+        metrics = self.s.metrics
+        active = not self.grouper.idle
+        wanted = []
+        for frame in batch:
+            started = time.perf_counter()
+            moved = self.gate.moved(frame.image) if self.gate else True
+            metrics.stage_seconds.labels(stage="motion").observe(time.perf_counter() - started)
+            wanted.append(moved or active)
+        images = [f.image for f, w in zip(batch, wanted, strict=True) if w]
+        results: list[list[Detection]] = []
+        if images:
+            started = time.perf_counter()
+            results = self.s.detector.detect(images)
+            elapsed = time.perf_counter() - started
+            metrics.inference_seconds.observe(elapsed)
+            metrics.stage_seconds.labels(stage="detect").observe(elapsed / len(images))
+            metrics.frames_analysed.inc(len(images))
+        skipped = len(batch) - len(images)
+        if skipped:
+            metrics.frames_skipped_motion.inc(skipped)
+        out = []
+        found = iter(results)
+        confidence = self.s.config.model.confidence
+        for frame, want in zip(batch, wanted, strict=True):
+            if not want:
+                out.append(_Analysed(frame, None))
+                continue
+            detections = next(found)
+            interesting = [d for d in detections if d.cls in self.interest and d.confidence >= confidence]
+            out.append(_Analysed(frame, interesting, detections))
+        return out
+
+    def _emit(self, events: list[Event]) -> None:
+        for event in events:
+            started = time.perf_counter()
+            key, document, jpeg = self._render(event, self.s.config.events.snapshot_quality)
+            self.s.metrics.stage_seconds.labels(stage="snapshot").observe(time.perf_counter() - started)
+            started = time.perf_counter()
+            self._put(event, key, document, jpeg)
+            self.s.metrics.stage_seconds.labels(stage="outbox").observe(time.perf_counter() - started)
+            self.s.metrics.events.labels(**{"class": event.cls}).inc()
+            self.events += 1
+            log.info(
+                "event",
+                extra={"fields": {"file": self.file.rel, "eventId": event.event_id, "class": event.cls,
+                                  "start": event.start, "end": event.end, "frames": event.frames,
+                                  "peak": round(event.peak_confidence, 3), "key": key}},
+            )
+
+    def _render(self, event: Event, quality: int) -> tuple[str, bytes, bytes]:
+        config = self.s.config
+        best: _Analysed = event.best_frame
+        jpeg, redaction = render_snapshot(
+            best.frame.image,
+            shown=best.detections or [],
+            redacted=[d for d in best.all_detections if d.cls in self.blur],
+            blur_classes=sorted(self.blur),
+            style=config.events.snapshot,
+            quality=quality,
+        )
+        key = key_base(_sink_prefix(config), config.job, config.node, self.file.file_id, event.event_id)
+        document = event_document(
+            event, self._source, self.s.model, config.job, config.node, key, config.events.snapshot, redaction
+        )
+        return key, encode_document(document), jpeg
+
+    def _put(self, event: Event, key: str, document: bytes, jpeg: bytes) -> None:
+        """Hand the event to the outbox, waiting (and beating) while it is full; never drops it on a full disk."""
+        attempt = 0
+        while True:
+            try:
+                if self.s.outbox.put(key, document, jpeg, timeout=OUTBOX_WAIT_SECONDS):
+                    return
+                if self.s.stop.is_set():
+                    raise Stopped()
+            except OutboxEntryTooLargeError:
+                if len(jpeg) and attempt == 0:
+                    _, document, jpeg = self._render(event, FALLBACK_JPEG_QUALITY)
+                    attempt += 1
+                    continue
+                self.s.metrics.errors.labels(kind=KIND_EVENT_TOO_LARGE).inc()
+                log.error("event larger than the outbox bound, not stored", extra={"fields": {"key": key}})
+                return
+            except OutboxError as exc:  # disk full or write error: counted by the outbox; wait and retry
+                delay = min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt)
+                attempt += 1
+                log.error("outbox write failed, retrying", extra={"fields": {"key": key, "error": str(exc)}})
+                if self.s.stop.wait(delay):
+                    raise Stopped() from None
+            self.s.metrics.beat()
+            self.s.health.beat()
+
+    def _after_batch(self, next_index: int, size: int) -> None:
+        self.s.metrics.beat()
+        self.s.health.beat()
+        video_time = next_index / self.fps
+        if (
+            self.grouper.idle
+            and next_index % size == 0
+            and video_time - self._checkpoint_index / self.fps >= CHECKPOINT_VIDEO_SECONDS
+        ):
+            self._checkpoint(next_index)
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_LOG_SECONDS:
+            self._last_progress = now
+            duration = self._source.duration if self._source else None
+            log.info(
+                "file progress",
+                extra={"fields": {
+                    "file": self.file.rel,
+                    "videoSeconds": round(video_time, 2),
+                    "durationSeconds": duration,
+                    "percent": round(100 * video_time / duration, 1) if duration else None,
+                    "sampledFrames": self.frames,
+                    "events": self.events,
+                    "fps": round(self.frames / max(1e-9, now - self._started), 2),
+                }},
+            )
+
+    def _checkpoint(self, next_index: int) -> None:
+        file = self.file
+        retry_until_done(
+            self.s, "ledger checkpoint", KIND_STATE_WRITE,
+            lambda: self.s.ledger.checkpoint(file.file_id, file.rel, file.size, next_index, self.fps),
+        )
+        self._checkpoint_index = next_index
+
+
+def _sink_prefix(config: WorkerConfig) -> str:
+    return getattr(config.sink, "prefix", "")
+
+
+def process_file(services: Services, file: VideoFile) -> FileResult:
+    """Run one file; a failure of the pipeline itself becomes the outcome `failed`, never a crash."""
+    try:
+        result = FilePipeline(services, file).run()
+    except Stopped:
+        return FileResult(None, "stopped")
+    except Exception as exc:  # a bug or a detector failure must not take the worker down with it
+        services.metrics.errors.labels(kind=KIND_PIPELINE).inc()
+        log.exception("file failed", extra={"fields": {"file": file.rel, "error": str(exc)}})
+        result = FileResult(FAILED, f"{type(exc).__name__}: {exc}")
+    return result

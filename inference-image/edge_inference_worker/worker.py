@@ -1,0 +1,226 @@
+"""The worker process: wires the outbox, model, ledger and metrics, then runs Batch or Continuous.
+
+Batch: process what is there, wait until the outbox has delivered every event, exit 0 (or 1 with
+a summary of the files that failed). Continuous: rescan the folder every `poll_seconds` and start
+a file once it has stopped changing for `settle_seconds`, until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+from edge_inference_api.models import Mode, S3Sink, WorkerConfig
+from prometheus_client import CollectorRegistry
+
+from .config import S3Credentials
+from .detector import ModelError, UltralyticsDetector, model_dir, resolve_model
+from .files import Refusal, SettleTracker, VideoFile, scan
+from .httpserver import HealthState, serve
+from .ledger import FINISHED, Ledger
+from .metrics import WorkerMetrics
+from .modelstore import ModelFetchError, fetch_model
+from .outbox import S3Outbox
+from .outcomes import DONE, TERMINAL
+from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done
+from .record import ModelInfo
+from .sinks import SinkError, sink_from_config
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FILES_FAILED = 1
+EXIT_USAGE = 2
+EXIT_STARTUP = 3
+EXIT_STOPPED = 143  # 128 + SIGTERM: a Batch run stopped before it finished
+
+# On SIGTERM the outbox gets this long to deliver what waits (the pod's grace period is 30 s).
+SHUTDOWN_FLUSH_SECONDS = 10.0
+DRAIN_LOG_SECONDS = 30.0
+
+
+class StartupError(Exception):
+    """The worker cannot start (model missing, state folder unusable): one line, exit 3."""
+
+
+class Worker:
+    """One worker process; `run()` returns the exit code."""
+
+    def __init__(
+        self, config: WorkerConfig, credentials: S3Credentials, environ: Mapping[str, str], stop: threading.Event
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.environ = environ
+        self.stop = stop
+        self.registry = CollectorRegistry()
+        self.health = HealthState()
+        self.results: dict[str, tuple[str, str]] = {}  # rel -> (outcome, reason), reported once each
+
+    def run(self) -> int:
+        state = Path(self.config.state_dir)
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            (state / "ledger").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"state folder {state} is not usable: {exc}") from None
+        sink = sink_from_config(self.config.sink, self.credentials.access_key, self.credentials.secret_key)
+        try:
+            sink.check()
+        except SinkError as exc:  # the outbox keeps the events and retries; say so now, loudly
+            log.error("event sink not usable yet; events wait in the outbox", extra={"fields": {"error": str(exc)}})
+        outbox = S3Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry)
+        metrics = WorkerMetrics(self.registry, outbox.metrics.errors)
+        server = serve(self.config.metrics_port, self.registry, self.health) if self.config.metrics_port else None
+        outbox.start()
+        try:
+            detector = self._load_detector(state)
+            self.health.ready = True
+            services = Services(
+                config=self.config,
+                detector=detector,
+                model=ModelInfo(detector.name, detector.sha256),
+                outbox=outbox,
+                ledger=Ledger(state / "ledger"),
+                metrics=metrics,
+                health=self.health,
+                stop=self.stop,
+            )
+            log.info(
+                "worker started",
+                extra={"fields": {"mode": self.config.mode.value, "input": self.config.input_dir,
+                                  "sink": repr(sink), "model": detector.name, "device": detector.device,
+                                  "node": self.config.node, "job": self.config.job.model_dump()}},
+            )
+            if self.config.mode == Mode.CONTINUOUS:
+                self._continuous(services)
+                return EXIT_OK
+            return self._batch(services, outbox)
+        finally:
+            outbox.close(SHUTDOWN_FLUSH_SECONDS)
+            if outbox.depth():
+                log.warning("events left in the outbox for the next start",
+                            extra={"fields": {"events": outbox.depth()}})
+            if server is not None:
+                server.shutdown()
+
+    def _load_detector(self, state: Path) -> UltralyticsDetector:
+        spec = self.config.model
+        try:
+            if spec.source is not None:
+                endpoint = self.config.model_source_endpoint or (
+                    self.config.sink if isinstance(self.config.sink, S3Sink) else None
+                )
+                if endpoint is None:
+                    raise StartupError("model.source is set but there is no S3 endpoint to fetch it from")
+                weights = fetch_model(
+                    spec.source, endpoint, self.credentials.access_key, self.credentials.secret_key, state / "models"
+                )
+            else:
+                weights = resolve_model(spec.name, model_dir(self.environ))
+            detector = UltralyticsDetector(weights, spec, self.config.events.blur_classes, self.environ)
+            detector.warm_up()
+        except (ModelError, ModelFetchError) as exc:
+            raise StartupError(str(exc)) from None
+        return detector
+
+    # ------------------------------------------------------------------ modes
+
+    def _batch(self, services: Services, outbox: S3Outbox) -> int:
+        root = Path(self.config.input_dir)
+        for item in scan(root, self.config.include):
+            if self.stop.is_set():
+                break
+            self._handle(services, item)
+        if self.stop.is_set():
+            log.warning("stopped before the batch finished; it resumes from the ledger", extra={"fields": {}})
+            return EXIT_STOPPED
+        if not self._drain(services, outbox):
+            return EXIT_STOPPED
+        services.metrics.batch_complete.set(1)
+        return self._summary()
+
+    def _continuous(self, services: Services) -> None:
+        root = Path(self.config.input_dir)
+        settle = SettleTracker(self.config.settle_seconds)
+        while not self.stop.is_set():
+            services.metrics.beat()
+            self.health.beat()
+            for item in scan(root, self.config.include):
+                if self.stop.is_set():
+                    break
+                if isinstance(item, VideoFile) and not self._finished(services, item):
+                    if not settle.ready(item, time.monotonic()):
+                        continue
+                    settle.forget(item.rel)
+                self._handle(services, item)
+            self.stop.wait(self.config.poll_seconds)
+
+    def _finished(self, services: Services, file: VideoFile) -> bool:
+        entry = services.ledger.get(file.file_id)
+        return entry is not None and entry.state == FINISHED
+
+    def _handle(self, services: Services, item: VideoFile | Refusal) -> None:
+        """One scanned path: refuse it, report an earlier result, or process it."""
+        if isinstance(item, Refusal):
+            self._report(services, item.rel, FileResult(item.outcome, item.reason))
+            return
+        entry = services.ledger.get(item.file_id)
+        if entry is not None and entry.state == FINISHED:
+            self._report(services, item.rel, FileResult(entry.outcome or DONE, "finished in an earlier run"))
+            return
+        result = process_file(services, item)
+        if result.outcome is None:
+            return
+        if result.outcome in TERMINAL:
+            try:
+                retry_until_done(
+                    services, "ledger update", KIND_STATE_WRITE,
+                    lambda: services.ledger.finish(item.file_id, item.rel, item.size, result.outcome),
+                )
+            except Stopped:
+                return
+            services.metrics.bytes_scanned.inc(item.size)
+        self._report(services, item.rel, result)
+
+    def _report(self, services: Services, rel: str, result: FileResult) -> None:
+        """Count and log a file's outcome once per process (a rescan must not count it again)."""
+        if self.results.get(rel, (None,))[0] == result.outcome:
+            return
+        self.results[rel] = (result.outcome, result.reason)
+        services.metrics.files.labels(outcome=result.outcome).inc()
+        fields = {"file": rel, "outcome": result.outcome, "events": result.events, "sampledFrames": result.frames}
+        if result.outcome == DONE:
+            log.info("file done", extra={"fields": fields})
+        else:
+            fields["reason"] = result.reason
+            log.warning(f"file {result.outcome}: {result.reason}", extra={"fields": fields})
+
+    def _drain(self, services: Services, outbox: S3Outbox) -> bool:
+        """Batch: wait until every event is confirmed by the sink; False if stopped first."""
+        last_log = 0.0
+        while outbox.depth():
+            services.metrics.beat()
+            self.health.beat()
+            now = time.monotonic()
+            if now - last_log >= DRAIN_LOG_SECONDS:
+                last_log = now
+                log.info("waiting for the outbox to deliver", extra={"fields": {"events": outbox.depth()}})
+            if self.stop.wait(0.2):
+                return False
+        return True
+
+    def _summary(self) -> int:
+        outcomes = Counter(outcome for outcome, _ in self.results.values())
+        failed = {rel: f"{o}: {r}" for rel, (o, r) in sorted(self.results.items()) if o != DONE}
+        counts = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "no files"
+        fields = {"outcomes": dict(outcomes), "failed": failed}
+        if failed:
+            log.error(f"batch finished with failures: {counts}", extra={"fields": fields})
+            return EXIT_FILES_FAILED
+        log.info(f"batch finished: {counts}", extra={"fields": fields})
+        return EXIT_OK
