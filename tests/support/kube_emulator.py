@@ -963,8 +963,8 @@ class FaithfulEmulator(KubernetesEmulator):
                 continue
             info = self.resources[res]
             entries.append({"name": res.plural, "singularName": info.singular or "",
-                            "namespaced": bool(info.namespaced), "kind": info.kind, "verbs": sorted(info.verbs), "shortNames": sorted(info.shortnames),
-                            "categories": sorted(info.categories)})
+                            "namespaced": bool(info.namespaced), "kind": info.kind, "verbs": sorted(info.verbs),
+                            "shortNames": sorted(info.shortnames), "categories": sorted(info.categories)})
             entries += [{"name": f"{res.plural}/{sub}", "singularName": "", "namespaced": bool(info.namespaced),
                          "kind": info.kind, "verbs": ["get", "patch", "update"]} for sub in sorted(info.subresources)]
         if not entries:
