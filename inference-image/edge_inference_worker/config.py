@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from edge_inference_api.models import (
     DirectorySink,
     JobRef,
     Mode,
+    OutputSpec,
     S3Sink,
     SnapshotStyle,
     WorkerConfig,
@@ -37,6 +39,10 @@ from pydantic import ValidationError
 ENV_S3_ENDPOINT = "EDGE_INFERENCE_S3_ENDPOINT"
 ENV_S3_SECURE = "EDGE_INFERENCE_S3_SECURE"
 ENV_STATE_HOME = "EDGE_INFERENCE_STATE_HOME"
+
+
+# The job's output rules, checked here too so the standalone command refuses what the CRD refuses.
+_BUCKET_PATTERN = re.compile(OutputSpec.model_json_schema()["properties"]["bucket"]["pattern"])
 
 
 class ConfigError(Exception):
@@ -132,6 +138,8 @@ def _sink_from_out(out: str, args: argparse.Namespace, environ: Mapping[str, str
     if not out.startswith("s3://"):
         return DirectorySink(path=str(Path(out).expanduser().resolve()))
     bucket, _, prefix = out[len("s3://") :].partition("/")
+    if not _BUCKET_PATTERN.match(bucket):
+        raise ConfigError(f"invalid --out {out}: {bucket!r} is not a valid bucket name")
     endpoint = args.s3_endpoint or environ.get(ENV_S3_ENDPOINT)
     if not endpoint:
         raise ConfigError(f"--out {out} needs --s3-endpoint or {ENV_S3_ENDPOINT}")
