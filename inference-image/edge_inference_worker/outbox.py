@@ -23,6 +23,7 @@ a duplicate.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import heapq
 import json
@@ -64,6 +65,10 @@ class OutboxError(Exception):
 
 class OutboxDiskFullError(OutboxError):
     """The outbox's filesystem is full (ENOSPC); the event was not accepted."""
+
+
+class OutboxLockedError(OutboxError):
+    """Another process holds this outbox directory (two workers must never share one)."""
 
 
 class OutboxEntryTooLargeError(OutboxError):
@@ -173,6 +178,7 @@ class S3Outbox:
         clock: Callable[[], float] = time.time,
         backoff: tuple[float, float] = (0.5, 60.0),
         rng: random.Random | None = None,
+        lock_timeout: float = 30.0,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
@@ -197,6 +203,7 @@ class S3Outbox:
         self._closing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock_fd = self._lock_directory(lock_timeout)
         self._recover()
         self.metrics.depth.set_function(self.depth)
         self.metrics.bytes.set_function(self.bytes_waiting)
@@ -342,6 +349,28 @@ class S3Outbox:
 
     # ------------------------------------------------------------------ recovery
 
+    def _lock_directory(self, timeout: float) -> int:
+        """Hold an exclusive lock on the directory for this outbox's life.
+
+        Two workers on one state folder (a pod replaced while the old one still flushes) would
+        discard each other's writes in progress; the second waits up to `timeout` s, then refuses.
+        The kernel drops the lock when the process dies, so a crash never leaves it stale.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise OutboxLockedError(
+                        f"outbox {self.directory} is in use by another process (waited {timeout:.0f} s)"
+                    ) from None
+                time.sleep(0.1)
+
     def _recover(self) -> None:
         """Rebuild the index from the directory; discard writes a crash interrupted."""
         self._entries_dir.mkdir(parents=True, exist_ok=True)
@@ -396,11 +425,16 @@ class S3Outbox:
                 self._changed.wait(deadline - time.monotonic())
             self._stop.set()
             self._changed.notify_all()
+        self.metrics.full.set(0)
         if self._thread is not None:
             # An upload in flight finishes or times out on its own; the thread is a daemon.
             self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+            if self._thread.is_alive():
+                return  # keep the directory lock: the thread may still delete an entry
             self._thread = None
-        self.metrics.full.set(0)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the directory lock
+            self._lock_fd = -1
 
     def _run(self) -> None:
         failures = 0
@@ -449,7 +483,7 @@ class S3Outbox:
     def _upload(self, indexed: _Indexed) -> None:
         try:
             entry = decode_entry(indexed.path.read_bytes())
-        except (CorruptEntryError, FileNotFoundError) as error:
+        except (CorruptEntryError, FileNotFoundError) as error:  # damaged, or deleted by hand
             with self._changed:
                 self._remove(indexed)
             self._discard(indexed.path, str(error))

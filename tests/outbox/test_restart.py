@@ -1,7 +1,8 @@
 """A restarted outbox resumes from its directory; damaged entries are discarded and counted."""
 
 import prometheus_client
-from edge_inference_worker.outbox import S3Outbox
+import pytest
+from edge_inference_worker.outbox import OutboxLockedError, S3Outbox
 from edge_inference_worker.sinks import DirectorySink, sink_from_config
 from outbox.producer import sample_event
 from support.s3server import wait_until
@@ -55,3 +56,22 @@ def test_uploads_go_oldest_first_jpeg_before_json(tmp_path):
     assert times == sorted(times)
     assert times[0] < times[-1]
     assert len(list(delivered.rglob("*.*"))) == len(expected)
+
+
+def test_two_outboxes_never_share_a_directory(tmp_path):
+    first = S3Outbox(
+        tmp_path / "outbox", DirectorySink(tmp_path / "out"), 1 << 20, prometheus_client.CollectorRegistry()
+    )
+    with pytest.raises(OutboxLockedError, match="in use by another process"):
+        S3Outbox(
+            tmp_path / "outbox",
+            DirectorySink(tmp_path / "out"),
+            1 << 20,
+            prometheus_client.CollectorRegistry(),
+            lock_timeout=0.2,
+        )
+    first.close(flush_timeout=0)
+    second = S3Outbox(
+        tmp_path / "outbox", DirectorySink(tmp_path / "out"), 1 << 20, prometheus_client.CollectorRegistry()
+    )
+    second.close(flush_timeout=0)
