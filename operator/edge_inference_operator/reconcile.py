@@ -211,6 +211,9 @@ class Reconciler:
         convergence = await k.converge_children(
             self.kube, namespace, name, uid, build_children(job, self.settings, targets), create_missing=create_missing
         )
+        if not create_missing:
+            # The outcome is recorded in the status; finished Jobs may be cleaned up without changing it.
+            return previous, "ok"
         for action in ("created", "updated", "deleted"):
             self.metrics.children_changed.labels(action=action).inc(len(getattr(convergence, action)))
 

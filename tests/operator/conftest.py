@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import functools
+import json
+import threading
+import time
 from typing import Any
 
+import kopf
+import kubernetes
+import kubernetes_validate
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
-
-from edge_inference_operator.builders import ParsedJob
-from edge_inference_operator.settings import OperatorSettings
 from edge_inference_api import telemetry
-from edge_inference_api.models import InferenceJobSpec
-from support.kube_emulator import kube_api  # noqa: F401  (fixture)
+from edge_inference_api.models import API_GROUP, LABEL_ACCELERATOR, LABEL_CAMERA_STORAGE, PLURAL, InferenceJobSpec
+from edge_inference_operator.builders import ParsedJob
+from edge_inference_operator.handlers import register_handlers
+from edge_inference_operator.kube import USER_AGENT
+from edge_inference_operator.metrics import OperatorMetrics
+from edge_inference_operator.settings import OperatorSettings
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from support.helm import cluster_role_rules
+from support.kube_emulator import kube_api, rbac_allows  # noqa: F401  (kube_api is a fixture)
 
 BASE_SPEC: dict[str, Any] = {
     "input": {"hostPath": "/srv/video/lobby", "include": ["**/*.mp4"]},
@@ -94,3 +105,208 @@ def worker_metrics():
     yield start
     for server in started:
         server.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# The operator in-process against the emulator.
+
+OPERATOR_AGENTS = ("kopf/", USER_AGENT)
+VALIDATED_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
+
+
+@functools.cache
+def chart_operator_rules() -> tuple[dict[str, Any], ...]:
+    """The ClusterRole rules the chart grants the operator (rendered by real Helm)."""
+    return tuple(cluster_role_rules())
+
+
+def raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """An official-client call's answer as the plain JSON the server sent."""
+    return json.loads(call(*args, _preload_content=False, **kwargs).data)
+
+
+async def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `predicate` (sync, may raise) until it returns something truthy, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await asyncio.to_thread(predicate)
+        except (kubernetes.client.ApiException, KeyError, IndexError, TypeError, StopIteration) as error:
+            last = error
+        else:
+            if last:
+                return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class Cluster:
+    """The emulator driven with the official client (and kubectl), plus the operator's own checks."""
+
+    wait = staticmethod(wait_for)
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.client = api.api_client()
+        self.core = kubernetes.client.CoreV1Api(self.client)
+        self.apps = kubernetes.client.AppsV1Api(self.client)
+        self.batch = kubernetes.client.BatchV1Api(self.client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.client)
+
+    def add_node(self, name: str, accelerator: str | None = "cpu", **labels: str) -> None:
+        all_labels = dict(labels)
+        if accelerator is not None:
+            all_labels |= {LABEL_CAMERA_STORAGE: "true", LABEL_ACCELERATOR: accelerator}
+        self.core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": all_labels}})
+
+    def label_node(self, name: str, labels: dict[str, str | None]) -> None:
+        self.core.patch_node(name, {"metadata": {"labels": labels}})
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        result = self.api.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        assert result.returncode == 0, result.stderr
+
+    def job(self, name: str = "lobby", namespace: str = "default") -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(API_GROUP, "v1alpha1", namespace, PLURAL, name)
+
+    def status(self, name: str = "lobby") -> dict[str, Any]:
+        return self.job(name).get("status") or {}
+
+    def condition(self, type_: str, name: str = "lobby") -> tuple[str, str] | None:
+        found = next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), None)
+        return (found["status"], found["reason"]) if found else None
+
+    def daemonsets(self, namespace: str = "default") -> list[dict[str, Any]]:
+        return raw(self.apps.list_namespaced_daemon_set, namespace)["items"]
+
+    def batch_jobs(self, namespace: str = "default") -> list[dict[str, Any]]:
+        return raw(self.batch.list_namespaced_job, namespace)["items"]
+
+    def events(self, namespace: str = "default") -> list[dict[str, Any]]:
+        return raw(self.core.list_namespaced_event, namespace)["items"]
+
+    def add_worker_pod(self, workload: dict[str, Any], node: str, port: int = 9108, **status: Any) -> str:
+        """What the DaemonSet/Job controller and kubelet would do: a pod of `workload` on `node`, with a status."""
+        template = workload["spec"]["template"]
+        name = f"{workload['metadata']['name']}-{node}"
+        spec = copy.deepcopy(template["spec"])
+        spec["nodeName"] = node
+        spec["containers"][0]["ports"][0]["containerPort"] = port
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": workload["metadata"]["namespace"],
+                "labels": template["metadata"]["labels"],
+            },
+            "spec": spec,
+        }
+        self.core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
+        self.set_pod_status(name, workload["metadata"]["namespace"], **status)
+        return name
+
+    def set_pod_status(self, name: str, namespace: str = "default", **status: Any) -> None:
+        self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
+
+    def created_by_operator(self) -> list[dict[str, Any]]:
+        items = []
+        for kind, listing in (
+            ("DaemonSet", self.apps.list_daemon_set_for_all_namespaces),
+            ("Job", self.batch.list_job_for_all_namespaces),
+        ):
+            for item in raw(listing)["items"]:
+                items.append({"apiVersion": "apps/v1" if kind == "DaemonSet" else "batch/v1", "kind": kind, **item})
+        return items
+
+
+RUNNING_READY = {"phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
+
+
+@pytest.fixture
+async def cluster(kube_api, monkeypatch) -> Cluster:  # noqa: F811
+    monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig))
+    return Cluster(kube_api)
+
+
+class OperatorProcess:
+    """kopf running our handlers in this process, on its own event loop in a thread.
+
+    Its own loop, because on shutdown kopf cancels every task of its loop that it did not find
+    there at start-up (pytest-asyncio's fixture finalizers would be such tasks).
+    """
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.metrics = OperatorMetrics()
+        self.registry = kopf.OperatorRegistry()
+        register_handlers(self.registry, settings, metrics=self.metrics)
+        self.kopf_settings = kopf.OperatorSettings()
+        self.kopf_settings.watching.server_timeout = 30
+        self.kopf_settings.watching.reconnect_backoff = 0.1
+        self.kopf_settings.queueing.idle_timeout = 1
+        self.kopf_settings.execution.default_backoff = 0.5  # a failed handler is retried soon in tests
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kopf-operator", daemon=True)
+        self.failure: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    registry=self.registry,
+                    settings=self.kopf_settings,
+                    clusterwide=True,
+                    standalone=True,
+                    stop_flag=self._stop,
+                    ready_flag=self._ready,
+                )
+            )
+        except BaseException as error:  # noqa: BLE001 - reported by stop()
+            self.failure = error
+            self._ready.set()
+
+    async def start(self) -> OperatorProcess:
+        self._thread.start()
+        assert await asyncio.to_thread(self._ready.wait, 30), "the operator did not get ready"
+        assert self.failure is None, f"the operator failed to start: {self.failure!r}"
+        return self
+
+    async def stop(self) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            await asyncio.to_thread(self._thread.join, 30)
+            assert not self._thread.is_alive(), "the operator did not stop within 30 s"
+        assert self.failure is None, f"the operator failed: {self.failure!r}"
+
+    def reconciles(self, result: str = "ok") -> float:
+        return self.metrics.reconciles.labels(result=result)._value.get()
+
+
+@pytest.fixture
+async def start_operator(cluster: Cluster):
+    """Start operators (a restart is a second start); stops them, then checks what they did.
+
+    Every object they created must pass the real Kubernetes schema (strict), and every request
+    they made must be allowed by the chart's ClusterRole.
+    """
+    started: list[OperatorProcess] = []
+
+    async def start(settings: OperatorSettings | None = None) -> OperatorProcess:
+        settings = settings or OperatorSettings(
+            allowed_host_paths=("/srv/video",), metrics_port=0, reconcile_seconds=0.5, stale_after_seconds=1
+        )
+        started.append(await OperatorProcess(settings).start())
+        return started[-1]
+
+    yield start
+    for process in started:
+        await process.stop()
+    for obj in cluster.created_by_operator():
+        for version in VALIDATED_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    made = [r for r in cluster.api.requests if r.user_agent.startswith(OPERATOR_AGENTS)]
+    assert made, "the operator made no requests"
+    forbidden = [r for r in made if not rbac_allows(list(chart_operator_rules()), r)]
+    assert not forbidden, f"the chart's ClusterRole forbids requests the operator made: {sorted(set(forbidden))}"

@@ -7,7 +7,6 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-
 from edge_inference_api.models import ENV_WORKER_CONFIG, LABEL_ACCELERATOR, LABEL_CAMERA_STORAGE, WorkerConfig
 from edge_inference_operator.builders import (
     ANNOTATION_SPEC_HASH,

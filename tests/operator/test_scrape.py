@@ -7,7 +7,6 @@ import socket
 
 import aiohttp
 import pytest
-
 from edge_inference_operator.scrape import (
     ScrapeError,
     ScrapeMemory,

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-
 from edge_inference_api import conditions as c
 from edge_inference_api.models import InferenceJobSpec, InferenceJobStatus
 from edge_inference_operator.status import (

@@ -1,0 +1,91 @@
+"""The thin I/O layer against the emulator: create/update/delete children, converge on conflicts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from edge_inference_operator import kube as k
+from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, build_children
+
+
+@pytest.fixture
+async def kube(cluster):
+    client = k.Kube.from_environment()
+    yield client
+    client.close()
+
+
+def owner_uid(cluster, make_body) -> str:
+    cluster.apply(make_body())
+    return cluster.job()["metadata"]["uid"]
+
+
+async def test_create_conflict_converges_by_re_reading(cluster, kube, make_job, make_body, settings) -> None:
+    uid = owner_uid(cluster, make_body)
+    (desired,) = build_children(make_job(uid=uid), settings)
+    stale = copy.deepcopy(desired)
+    stale["metadata"]["annotations"][ANNOTATION_SPEC_HASH] = "stale"
+    stale["spec"]["template"]["spec"]["containers"][0]["image"] = "old:1"
+    cluster.apps.create_namespaced_daemon_set("default", stale)  # another writer got there first
+
+    action, now = await k.ensure_child(kube, desired, None, "default")  # believes it is missing: 409
+
+    assert action == "updated"
+    assert (
+        now["metadata"]["annotations"][ANNOTATION_SPEC_HASH] == desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    )
+    assert now["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/edge-inference/worker:0.1.0"
+    assert len(cluster.daemonsets()) == 1
+
+
+async def test_update_with_a_stale_resource_version_retries(cluster, kube, make_job, make_body, settings) -> None:
+    uid = owner_uid(cluster, make_body)
+    (desired,) = build_children(make_job(uid=uid), settings)
+    await k.ensure_child(kube, desired, None, "default")
+    seen = cluster.daemonsets()[0]
+    # Someone writes in between: the copy we hold is now stale (its resourceVersion no longer matches).
+    cluster.apps.patch_namespaced_daemon_set("lobby-cpu", "default", {"metadata": {"labels": {"touched": "yes"}}})
+    changed_job = make_job(uid=uid, sampling={"fps": 9})
+    (wanted,) = build_children(changed_job, settings)
+
+    action, now = await k.ensure_child(kube, wanted, seen, "default")
+
+    assert action == "updated"
+    assert (
+        now["metadata"]["annotations"][ANNOTATION_SPEC_HASH] == wanted["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    )
+    assert now["metadata"]["labels"]["touched"] == "yes"  # the other writer's change survives
+    assert int(now["metadata"]["resourceVersion"]) > int(seen["metadata"]["resourceVersion"])
+
+
+async def test_converge_is_idempotent(cluster, kube, make_job, make_body, settings) -> None:
+    uid = owner_uid(cluster, make_body)
+    job = make_job(uid=uid, accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
+    first = await k.converge_children(kube, "default", "lobby", uid, build_children(job, settings))
+    versions = {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.daemonsets()}
+    again = await k.converge_children(kube, "default", "lobby", uid, build_children(job, settings))
+    assert sorted(first.created) == ["DaemonSet/lobby-cpu", "DaemonSet/lobby-nvidia"]
+    assert (again.created, again.updated, again.deleted) == ([], [], [])
+    assert {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.daemonsets()} == versions
+
+
+async def test_changed_batch_job_is_replaced_not_patched(cluster, kube, make_job, make_body, settings) -> None:
+    uid = owner_uid(cluster, make_body)
+    batch = make_job(uid=uid, mode="Batch")
+    await k.converge_children(kube, "default", "lobby", uid, build_children(batch, settings, {"n1": "cpu"}))
+    changed = make_job(uid=uid, mode="Batch", sampling={"fps": 3})
+    result = await k.converge_children(kube, "default", "lobby", uid, build_children(changed, settings, {"n1": "cpu"}))
+    assert result.deleted == ["Job/lobby-cpu-n1"]  # a Job's template is immutable: delete, then create
+    result = await k.converge_children(kube, "default", "lobby", uid, build_children(changed, settings, {"n1": "cpu"}))
+    assert result.created == ["Job/lobby-cpu-n1"]
+
+
+async def test_children_of_another_owner_are_left_alone(cluster, kube, make_job, make_body, settings) -> None:
+    uid = owner_uid(cluster, make_body)
+    (foreign,) = build_children(make_job(uid="someone-else"), settings)
+    cluster.apps.create_namespaced_daemon_set("default", foreign)
+    assert await k.observed_children(kube, "default", "lobby", uid) == []
+    result = await k.converge_children(kube, "default", "lobby", uid, [])
+    assert result.deleted == [] and len(cluster.daemonsets()) == 1

@@ -1,0 +1,336 @@
+"""The operator in-process (kopf) against the API emulator over real HTTP.
+
+Each test drives the cluster with the official client and kubectl, as a user and the controllers
+would, and waits on conditions with deadlines. The `start_operator` fixture then checks every
+object the operator created against the strict Kubernetes schema and every request it made
+against the chart's ClusterRole.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from edge_inference_api import conditions as c
+from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
+from edge_inference_operator.builders import ANNOTATION_SPEC_HASH
+from edge_inference_operator.settings import OperatorSettings
+
+RUNNING_READY = {"phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
+
+
+def names(objects: list[dict]) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in objects)
+
+
+def uids(objects: list[dict]) -> dict[str, str]:
+    return {o["metadata"]["name"]: o["metadata"]["uid"] for o in objects}
+
+
+def worker_config(workload: dict) -> WorkerConfig:
+    env = workload["spec"]["template"]["spec"]["containers"][0]["env"]
+    return WorkerConfig.model_validate_json(next(e["value"] for e in env if e["name"] == ENV_WORKER_CONFIG))
+
+
+async def test_continuous_job_converges_and_a_restart_changes_nothing(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    first = await start_operator()
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.WAITING_FOR_NODES), what="WaitingForNodes")
+    assert names(cluster.daemonsets()) == ["lobby-cpu"]
+    status = cluster.status()
+    assert status["nodes"]["desired"] == 1 and status["readyNodes"] == "0/1" and status["observedGeneration"] == 1
+    before = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in cluster.daemonsets()}
+    await cluster.wait(lambda: first.reconciles() >= 3, what="a few timer reconciles")
+    await first.stop()
+
+    # A restarted operator resumes the job: same children, not touched, no duplicates.
+    second = await start_operator()
+    await cluster.wait(lambda: second.reconciles() >= 3, what="reconciles after the restart")
+    after = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in cluster.daemonsets()}
+    assert after == before
+    assert cluster.batch_jobs() == []
+
+
+async def test_events_are_posted_on_condition_transitions(cluster, start_operator, make_body) -> None:
+    cluster.apply(make_body())
+    await start_operator()
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.NO_MATCHING_NODES), what="NoMatchingNodes")
+    cluster.add_node("edge-1")  # a node that gets the labels later: Ready moves on, an Event says so
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.WAITING_FOR_NODES), what="WaitingForNodes")
+
+    def reasons() -> set[str]:
+        return {e["reason"] for e in cluster.events() if e["involvedObject"]["name"] == "lobby"}
+
+    await cluster.wait(lambda: {c.NO_MATCHING_NODES, c.WAITING_FOR_NODES} <= reasons(), what="transition Events")
+    posted = [e for e in cluster.events() if e["reason"] == c.NO_MATCHING_NODES]
+    assert posted[0]["type"] == "Warning" and posted[0]["involvedObject"]["kind"] == "InferenceJob"
+    assert "Ready=False" in posted[0]["message"]
+
+
+async def test_a_child_deleted_by_hand_comes_back(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    original = await cluster.wait(lambda: uids(cluster.daemonsets()).get("lobby-cpu"), what="the DaemonSet")
+    deleted = cluster.api.kubectl("delete", "daemonset", "lobby-cpu")
+    assert deleted.returncode == 0, deleted.stderr
+    recreated = await cluster.wait(
+        lambda: (uid := uids(cluster.daemonsets()).get("lobby-cpu")) and uid != original and uid, what="a new DaemonSet"
+    )
+    assert recreated != original and names(cluster.daemonsets()) == ["lobby-cpu"]
+
+
+async def test_a_child_changed_by_hand_is_converged_back(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    ds = await cluster.wait(lambda: cluster.daemonsets()[0], what="the DaemonSet")
+    wanted = ds["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    cluster.apps.patch_namespaced_daemon_set(
+        "lobby-cpu",
+        "default",
+        [
+            {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:1"},
+            {"op": "replace", "path": "/metadata/annotations", "value": {ANNOTATION_SPEC_HASH: "x"}},
+        ],
+    )
+    fixed = await cluster.wait(
+        lambda: (d := cluster.daemonsets()[0])["metadata"]["annotations"][ANNOTATION_SPEC_HASH] == wanted and d,
+        what="the DaemonSet converged back",
+    )
+    assert fixed["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/edge-inference/worker:0.1.0"
+
+
+async def test_spec_change_rolls_the_workload(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    ds = await cluster.wait(lambda: cluster.daemonsets()[0], what="the DaemonSet")
+    old_hash = ds["spec"]["template"]["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    cluster.custom.patch_namespaced_custom_object(
+        "edgeinference.io", "v1alpha1", "default", "inferencejobs", "lobby", {"spec": {"sampling": {"fps": 5}}}
+    )
+    rolled = await cluster.wait(
+        lambda: (
+            (d := cluster.daemonsets()[0])["spec"]["template"]["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+            != old_hash
+            and d
+        ),
+        what="a new pod template",
+    )
+    assert worker_config(rolled).sampling.fps == 5  # the env JSON changed with it
+    assert uids([rolled]) == uids([ds])  # the same DaemonSet, rolled, not replaced
+    await cluster.wait(lambda: cluster.status().get("observedGeneration") == 2, what="observedGeneration 2")
+
+
+async def test_deleting_the_job_removes_its_children(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1", "cpu")
+    cluster.add_node("gpu-1", "nvidia")
+    cluster.apply(make_body(accelerators=[{"type": "cpu"}, {"type": "nvidia"}]))
+    await start_operator()
+    await cluster.wait(lambda: names(cluster.daemonsets()) == ["lobby-cpu", "lobby-nvidia"], what="two DaemonSets")
+    assert cluster.api.kubectl("delete", "inferencejob", "lobby").returncode == 0
+    await cluster.wait(lambda: cluster.daemonsets() == [], what="the children garbage-collected")
+
+
+async def test_removing_an_accelerator_deletes_its_workload(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1", "cpu")
+    cluster.apply(make_body(accelerators=[{"type": "cpu"}, {"type": "nvidia"}]))
+    await start_operator()
+    await cluster.wait(lambda: names(cluster.daemonsets()) == ["lobby-cpu", "lobby-nvidia"], what="two DaemonSets")
+    cluster.apply(make_body(accelerators=[{"type": "cpu"}]))
+    await cluster.wait(lambda: names(cluster.daemonsets()) == ["lobby-cpu"], what="the nvidia DaemonSet gone")
+
+
+async def test_node_labelled_later_gets_continuous_work(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2", accelerator=None)  # not (yet) a camera node
+    cluster.apply(make_body())
+    await start_operator()
+    await cluster.wait(lambda: cluster.status().get("nodes", {}).get("desired") == 1, what="desired 1")
+    cluster.label_node("edge-2", {"edgeinference.io/camera-storage": "true", "edgeinference.io/accelerator": "cpu"})
+    await cluster.wait(lambda: cluster.status()["nodes"]["desired"] == 2, what="desired 2")
+    # The DaemonSet itself places the pod on the new node: still one workload, unchanged.
+    assert names(cluster.daemonsets()) == ["lobby-cpu"]
+    cluster.label_node("edge-1", {"edgeinference.io/camera-storage": None})
+    await cluster.wait(lambda: cluster.status()["nodes"]["desired"] == 1, what="desired back to 1")
+
+
+async def test_batch_targets_the_nodes_that_matched_at_start(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2")
+    cluster.add_node("gpu-1", "nvidia")  # not an accepted kind
+    cluster.apply(make_body(mode="Batch"))
+    operator = await start_operator()
+    await cluster.wait(lambda: cluster.status().get("targetNodes") == ["edge-1", "edge-2"], what="targetNodes")
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"], what="Jobs")
+    assert cluster.daemonsets() == []
+    for job in cluster.batch_jobs():
+        (term,) = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"]
+        assert term["matchFields"][0]["values"] == [job["metadata"]["name"].removeprefix("lobby-cpu-")]
+
+    cluster.add_node("edge-3")  # too late for this batch
+    seen = operator.reconciles()
+    await cluster.wait(lambda: operator.reconciles() >= seen + 3, what="more reconciles")
+    await cluster.wait(lambda: cluster.condition(c.PROGRESSING) == ("True", c.BATCH_RUNNING), what="BatchRunning")
+    assert cluster.status()["targetNodes"] == ["edge-1", "edge-2"]
+    assert names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"]
+
+    # The Job controller reports the outcomes: one node succeeds, one fails past its backoff.
+    done = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+    failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], "failed": 4}
+    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-1", "default", {"status": done})
+    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-2", "default", {"status": failed})
+    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed")
+    ready = next(x for x in cluster.status()["conditions"] if x["type"] == c.READY)
+    assert ready["reason"] == c.BATCH_FAILED and "edge-2" in ready["message"] and "edge-1" not in ready["message"]
+    assert cluster.status()["nodes"] == {"desired": 2, "ready": 0, "succeeded": 1, "failed": 1}
+
+
+async def test_batch_succeeds_when_every_target_node_succeeded(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body(mode="Batch"))
+    first = await start_operator()
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1"], what="the Job")
+    cluster.batch.patch_namespaced_job_status(
+        "lobby-cpu-edge-1", "default", {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    )
+    await cluster.wait(lambda: cluster.status().get("phase") == "Succeeded", what="Succeeded")
+    assert cluster.condition(c.READY) == ("True", c.BATCH_SUCCEEDED)
+    # A finished batch is not re-run when its finished Job is cleaned up by hand (nor after a restart).
+    assert cluster.api.kubectl("delete", "job", "lobby-cpu-edge-1").returncode == 0
+    await cluster.wait(lambda: first.reconciles() >= 3, what="reconciles")
+    await first.stop()
+    operator = await start_operator()
+    await cluster.wait(lambda: operator.reconciles() >= 3, what="reconciles")
+    assert cluster.batch_jobs() == [] and cluster.status()["phase"] == "Succeeded"
+
+
+async def test_host_path_outside_the_allow_list_schedules_nothing(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body(input={"hostPath": "/srv/video_dir2"}))
+    cluster.apply(make_body("etc", input={"hostPath": "/etc"}))
+    operator = await start_operator(
+        OperatorSettings(allowed_host_paths=("/srv/video_dir",), metrics_port=0, reconcile_seconds=0.5)
+    )
+    for job in ("lobby", "etc"):
+        await cluster.wait(
+            lambda job=job: cluster.condition(c.READY, job) == ("False", c.HOST_PATH_NOT_ALLOWED),
+            what=f"{job}: HostPathNotAllowed",
+        )
+        ready = next(x for x in cluster.status(job)["conditions"] if x["type"] == c.READY)
+        assert "/srv/video_dir" in ready["message"]  # says which prefixes are allowed
+        assert cluster.status(job)["phase"] == "Invalid"
+    await cluster.wait(lambda: operator.reconciles("invalid") >= 4, what="several reconciles")
+    assert cluster.daemonsets() == [] and cluster.batch_jobs() == []
+
+
+async def test_a_job_made_invalid_loses_its_workloads(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    await cluster.wait(lambda: names(cluster.daemonsets()) == ["lobby-cpu"], what="the DaemonSet")
+    cluster.apply(make_body(input={"hostPath": "/etc/ssh"}))
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.HOST_PATH_NOT_ALLOWED), what="refused")
+    await cluster.wait(lambda: cluster.daemonsets() == [], what="the workload removed")
+
+
+async def test_specs_the_schema_cannot_refuse_get_a_specific_reason(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body("cuda-on-cpu", model={"device": "cuda"}))
+    operator = await start_operator()
+    await cluster.wait(
+        lambda: cluster.condition(c.READY, "cuda-on-cpu") == ("False", c.INVALID_SPEC), what="InvalidSpec"
+    )
+    ready = next(x for x in cluster.status("cuda-on-cpu")["conditions"] if x["type"] == c.READY)
+    assert "cuda" in ready["message"] and "cpu" in ready["message"]
+    await cluster.wait(lambda: operator.reconciles("invalid") >= 3, what="reconciles")
+    assert cluster.daemonsets() == []
+    assert operator.reconciles("error") == 0  # a value, not a crash loop
+
+
+async def test_per_node_progress_is_scraped_from_worker_metrics(
+    cluster, start_operator, make_body, worker_metrics
+) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2")
+    cluster.apply(make_body())
+    await start_operator()
+    ds = await cluster.wait(lambda: cluster.daemonsets()[0], what="the DaemonSet")
+    one, two = worker_metrics(), worker_metrics()
+    one.files.labels(outcome="done").inc(3)
+    one.frames.inc(120)
+    one.uploaded.inc(4)
+    two.frames.inc(30)
+    two.outbox.set(2)
+    cluster.add_worker_pod(ds, "edge-1", port=one.port, **RUNNING_READY)
+    cluster.add_worker_pod(ds, "edge-2", port=two.port, **RUNNING_READY)
+
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("True", c.ALL_NODES_READY), what="AllNodesReady")
+    await cluster.wait(lambda: cluster.status()["totals"]["framesAnalysed"] == 150, what="totals from metrics")
+    status = cluster.status()
+    progress = {p["node"]: p for p in status["nodeProgress"]}
+    assert progress["edge-1"]["filesDone"] == 3 and progress["edge-1"]["eventsUploaded"] == 4
+    assert progress["edge-2"]["eventsWaiting"] == 2 and progress["edge-2"]["state"] == "Running"
+    assert status["events"] == 4 and status["readyNodes"] == "2/2"
+
+    two.stop()  # the worker on edge-2 stops answering: Stale after the grace period, not an error
+    await cluster.wait(lambda: cluster.condition(c.DEGRADED) == ("True", c.NODES_STALE), what="NodesStale")
+    stale = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
+    assert stale["state"] == "Stale" and stale["framesAnalysed"] == 30
+    assert cluster.status()["nodeProgress"][0]["node"] == "edge-2"  # attention first
+
+
+async def test_missing_secret_is_reported_from_the_pod(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    ds = await cluster.wait(lambda: cluster.daemonsets()[0], what="the DaemonSet")
+    waiting = {"reason": "CreateContainerConfigError", "message": 'secret "s3-credentials" not found'}
+    cluster.add_worker_pod(
+        ds,
+        "edge-1",
+        phase="Pending",
+        containerStatuses=[
+            {
+                "name": "worker",
+                "ready": False,
+                "restartCount": 0,
+                "image": "w",
+                "imageID": "",
+                "state": {"waiting": waiting},
+            }
+        ],
+    )
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.SECRET_NOT_FOUND), what="SecretNotFound")
+    assert cluster.condition(c.DEGRADED) == ("True", c.SECRET_NOT_FOUND)
+
+
+async def test_the_operator_serves_its_own_metrics(cluster, start_operator, make_body, unused_tcp_port) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    settings = OperatorSettings(allowed_host_paths=("/srv/video",), metrics_port=unused_tcp_port, reconcile_seconds=0.5)
+    await start_operator(settings)
+    await cluster.wait(lambda: cluster.status().get("phase") == "Pending", what="a reconciled job")
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as response:
+            text = await response.text()
+    assert 'edge_inference_operator_reconciles_total{result="ok"}' in text
+    assert "edge_inference_operator_reconcile_duration_seconds_bucket" in text
+    assert 'edge_inference_operator_jobs{phase="Pending"} 1.0' in text
+
+
+async def test_the_worker_config_of_a_created_daemonset_parses(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body(events={"minFrames": 7}, model={"classes": ["person"], "confidence": 0.4}))
+    await start_operator()
+    ds = await cluster.wait(lambda: cluster.daemonsets()[0], what="the DaemonSet")
+    config = worker_config(ds)
+    assert (config.job.namespace, config.job.name) == ("default", "lobby")
+    assert config.events.min_frames == 7 and config.model.classes == ["person"] and config.model.confidence == 0.4
+    assert json.loads(config.model_dump_json(by_alias=True))["sink"]["bucket"] == "events"
