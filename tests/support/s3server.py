@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -86,7 +87,27 @@ def weed_binary() -> str:
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (all held open together so they differ)."""
+    """`count` distinct free TCP ports on 127.0.0.1, below the kernel's ephemeral range.
+
+    Below that range, so that while the server is stopped (an outage in a test) no outgoing
+    connection of another process can be given one of its ports before it restarts.
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(20000, low)) if low > 21000 else []
+    random.SystemRandom().shuffle(candidates)
+    chosen: list[int] = []
+    for port in candidates:
+        if len(chosen) == count:
+            break
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+    if len(chosen) == count:
+        return chosen
+    # No room below the ephemeral range: let the kernel pick (all held open so they differ).
     sockets = []
     try:
         for _ in range(count):
@@ -97,6 +118,14 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def fast_http_client(timeout: float = 5.0) -> urllib3.PoolManager:
