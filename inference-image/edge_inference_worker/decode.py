@@ -27,6 +27,9 @@ from .outcomes import CORRUPT, NON_VIDEO, TRUNCATED
 DECODER_THREADS = 2
 DECODER_THREAD_TYPE = "AUTO"
 
+# Decoding that stops this much before the duration in the header means the file was cut off.
+TRUNCATION_SLACK_SECONDS = 1.0
+
 # Container signatures: a file that fails to open and has none of these is "not a video" rather
 # than a corrupt video (different outcome, different remedy).
 _SIGNATURES = (
@@ -157,3 +160,7 @@ class VideoReader:
             raise DecodeError(TRUNCATED if frames else CORRUPT, f"decoding failed: {exc}", frames) from None
         if frames == 0 and start_index == 0:
             raise DecodeError(CORRUPT, "no frame could be decoded")
+        # A cut-off file often just ends (no decoder error); its header still knows how long it was.
+        duration = self.info.duration
+        if frames and duration and last_time < duration - max(TRUNCATION_SLACK_SECONDS, 2 * self._frame_step):
+            raise DecodeError(TRUNCATED, f"stream ends at {last_time:.2f} s of {duration:.2f} s", frames)

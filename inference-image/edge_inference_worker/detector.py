@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -74,6 +75,22 @@ def weights_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def loadable_path(weights: Path) -> Path:
+    """A path to `weights` that ultralytics loads as is.
+
+    ultralytics rewrites any `...yolov5n.pt` path that has no letter "u" in it to `...yolov5nu.pt`
+    (its legacy YOLOv5 names) and then looks for, or downloads, that other file. A link from a
+    private folder whose name has a "u" keeps the file we resolved and hashed.
+    """
+    from ultralytics.utils.checks import check_yolov5u_filename
+
+    if check_yolov5u_filename(str(weights), verbose=False) == str(weights):
+        return weights
+    link = Path(tempfile.mkdtemp(prefix="ultralytics-unrenamed-")) / weights.name
+    link.symlink_to(weights)
+    return link
+
+
 def cpu_threads(environ: Mapping[str, str]) -> int:
     """Threads for CPU inference: OMP_NUM_THREADS if set, else the CPUs this container may use.
 
@@ -122,7 +139,7 @@ class UltralyticsDetector:
         self.sha256 = weights_sha256(weights)
         self.spec = spec
         try:
-            self._model = YOLO(str(weights), task="detect")
+            self._model = YOLO(str(loadable_path(weights)), task="detect")
         except Exception as exc:  # ultralytics raises many kinds for a bad file; all mean "cannot load"
             raise ModelError(f"cannot load model {weights}: {exc}") from None
         names: dict[int, str] = dict(self._model.names)

@@ -1,0 +1,102 @@
+"""Helpers for running the worker as a subprocess and judging its events against ground truth.
+
+Used by tests/worker (and usable by benchmarks): the worker runs as the real console entry point
+(`python -m edge_inference_worker.cli`) with the committed synthetic detector.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_inference_worker.synthetic import GroundTruth
+
+MODEL = "synthetic-yolov5n"
+IMAGE_SIZE = 320  # what the bundled model was trained at
+COOLDOWN = 3.0
+MIN_FRAMES = 3
+FPS = 2.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    truth: GroundTruth
+
+
+def detect_args(input_dir: Path, out: str, state_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "edge_inference_worker.cli", "detect", str(input_dir), "--out", out,
+        "--state-dir", str(state_dir), "--model", MODEL, "--image-size", str(IMAGE_SIZE), "--device", "cpu",
+        "--fps", str(FPS), "--min-frames", str(MIN_FRAMES), "--cooldown", str(COOLDOWN), "--node", "node-a",
+        "--namespace", "ns", "--job", "job1", *extra,
+    ]
+
+
+def run_worker(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def log_lines(stderr: str) -> list[dict]:
+    """Every JSON log line (the worker writes nothing else on stderr)."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def event_documents(out_dir: Path) -> dict[str, dict]:
+    """Event JSON documents in a directory sink, by key (relative path without .json)."""
+    return {
+        str(p.relative_to(out_dir))[: -len(".json")]: json.loads(p.read_text())
+        for p in sorted(out_dir.rglob("*.json"))
+    }
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def truth_intervals(truth: GroundTruth, cooldown: float = COOLDOWN) -> list[tuple[str, float, float]]:
+    """Per class, the truth presence intervals merged where the gap is shorter than the cooldown
+    (the worker rightly makes one event of them)."""
+    merged: list[tuple[str, float, float]] = []
+    for cls in sorted({o.class_name for o in truth.objects}):
+        spans = sorted((o.start_s, o.end_s) for o in truth.objects if o.class_name == cls)
+        current = list(spans[0])
+        for start, end in spans[1:]:
+            if start - current[1] < cooldown:
+                current[1] = max(current[1], end)
+            else:
+                merged.append((cls, *current))
+                current = [start, end]
+        merged.append((cls, *current))
+    return merged
+
+
+def assert_events_match_truth(documents: list[dict], truth: GroundTruth) -> None:
+    """Every truth interval is found by exactly one event of its class; no event lies outside one."""
+    expected = truth_intervals(truth)
+    slack = 1.0 / FPS
+    for cls, start, end in expected:
+        hits = [d for d in documents if d["class"] == cls
+                and d["videoTime"]["start"] <= end + slack and d["videoTime"]["end"] >= start - slack]
+        assert len(hits) == 1, f"{cls} {start}-{end}: expected one event, got {[d['videoTime'] for d in hits]}"
+        # It starts once the object is on screen and within min_frames samples of it being half in.
+        assert start - 1.0 <= hits[0]["videoTime"]["start"] <= start + (MIN_FRAMES + 1) / FPS
+    for doc in documents:
+        cls, span = doc["class"], doc["videoTime"]
+        onscreen = [(o.onscreen_start_s, o.onscreen_end_s) for o in truth.objects if o.class_name == cls]
+        # First and last sighting both while an object of that class was on screen: no phantom.
+        for t in (span["start"], span["end"]):
+            assert any(s - slack <= t <= e + slack for s, e in onscreen), f"phantom {cls} event at {span}"
+    assert len(documents) == len(expected)
