@@ -473,6 +473,44 @@ def _bound_errors(schema: Mapping[str, Any], value: float, where: str) -> list[s
     return errors
 
 
+# The keywords of apiextensions.k8s.io/v1 JSONSchemaProps, with the Go type of the ones that are not schemas.
+SCHEMA_KEYWORDS: dict[str, type | tuple[type, ...] | None] = {
+    "description": str, "type": str, "format": str, "title": str, "default": None, "example": None,
+    "maximum": (int, float), "exclusiveMaximum": bool, "minimum": (int, float), "exclusiveMinimum": bool,
+    "maxLength": int, "minLength": int, "pattern": str, "maxItems": int, "minItems": int, "uniqueItems": bool,
+    "multipleOf": (int, float), "enum": list, "maxProperties": int, "minProperties": int, "required": list,
+    "items": dict, "allOf": list, "oneOf": list, "anyOf": list, "not": dict, "properties": dict,
+    "additionalProperties": (dict, bool), "nullable": bool, "externalDocs": dict,
+    "x-kubernetes-preserve-unknown-fields": bool, "x-kubernetes-embedded-resource": bool,
+    "x-kubernetes-int-or-string": bool, "x-kubernetes-list-map-keys": list, "x-kubernetes-list-type": str,
+    "x-kubernetes-map-type": str, "x-kubernetes-validations": list,
+}
+
+
+def crd_schema_errors(schema: Any, path: str) -> list[str]:
+    """Why a CRD's openAPIV3Schema would not even decode on a real server (unknown keywords, wrong types)."""
+    if not isinstance(schema, Mapping):
+        return [f"{path}: Invalid value: must be an object"]
+    errors = []
+    for key, value in schema.items():
+        where = f"{path}.{key}"
+        if key not in SCHEMA_KEYWORDS:
+            errors.append(f'{where}: unknown field "{key}" (not a JSONSchemaProps field)')
+            continue
+        expected = SCHEMA_KEYWORDS[key]
+        types = expected if isinstance(expected, tuple) else (expected,)
+        if expected is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            names = " or ".join(t.__name__ for t in types)
+            errors.append(f"{where}: Invalid value: {_quote(value)}: must be of type {names}")
+        elif key == "properties":
+            errors += [e for name, sub in value.items() for e in crd_schema_errors(sub, f"{where}[{name}]")]
+        elif key in ("items", "not") or (key == "additionalProperties" and isinstance(value, dict)):
+            errors += crd_schema_errors(value, where)
+        elif key in ("allOf", "oneOf", "anyOf"):
+            errors += [e for i, sub in enumerate(value) for e in crd_schema_errors(sub, f"{where}[{i}]")]
+    return errors
+
+
 # --------------------------------------------------------------------------------------------------
 # Object metadata (pure).
 
@@ -827,6 +865,10 @@ class FaithfulEmulator(KubernetesEmulator):
     def _admit(self, info: ResourceInfo, res: resource, obj: dict[str, Any]) -> dict[str, Any]:
         """Default, prune and validate ``obj`` as the API server does before it stores it."""
         errors = name_errors(obj["metadata"]["name"], res.plural)
+        if res == CRDS:
+            for index, version in enumerate(obj.get("spec", {}).get("versions") or []):
+                schema = (version.get("schema") or {}).get("openAPIV3Schema", {})
+                errors += crd_schema_errors(schema, f"spec.versions[{index}].schema.openAPIV3Schema")
         schema = self._schemas.get(res)
         if schema is not None:
             pruned: list[str] = []
