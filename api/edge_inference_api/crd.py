@@ -79,6 +79,12 @@ def _structural(node: Any, defs: dict[str, Any], keep_defaults: bool) -> Any:
             continue  # structural schemas prune unknown fields already
         else:
             out[key] = _structural(value, defs, keep_defaults)
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        # JSON Schema 2020 (pydantic) gives the exclusive bound as a number; OpenAPI v3.0 (CRDs)
+        # wants the bound in minimum/maximum and a boolean flag, else the API server refuses the CRD.
+        if isinstance(out.get(exclusive), (int, float)) and not isinstance(out[exclusive], bool):
+            out[bound] = out[exclusive]
+            out[exclusive] = True
     if "properties" in out:
         out.setdefault("type", "object")
     return out

@@ -12,7 +12,8 @@ def normalise_prefixes(prefixes: Sequence[str]) -> list[str]:
     """Allowed prefixes without trailing slashes; each must itself be a clean absolute path."""
     cleaned = []
     for prefix in prefixes:
-        stripped = prefix.rstrip("/") or "/"
+        # "" must not become "/" (which would allow every path); only "/" itself may mean the root.
+        stripped = prefix.rstrip("/") or ("/" if prefix else "")
         problem = host_path_problem(stripped)
         if problem:
             raise ValueError(f"allowed host path prefix {prefix!r} is invalid: {problem}")

@@ -68,6 +68,12 @@ def check_job(body: Mapping[str, Any], settings: OperatorSettings) -> ParsedJob 
     try:
         spec = InferenceJobSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
+        # The API server's CEL rules refuse such paths already; without them (old server, rules
+        # bypassed) the path is still what is wrong, so say so with the specific reason.
+        host_path_only = all(tuple(e["loc"][:1]) == ("input",) and "hostPath" in e["msg"] for e in error.errors())
+        if host_path_only:
+            allowed = ", ".join(settings.allowed_host_paths) or "(none)"
+            return Refusal(c.HOST_PATH_NOT_ALLOWED, f"{validation_message(error)}; allowed prefixes: {allowed}")
         return Refusal(c.INVALID_SPEC, validation_message(error))
     refusal = host_path_refusal(spec.input.host_path, settings.allowed_host_paths)
     if refusal is not None:

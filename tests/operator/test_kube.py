@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from edge_inference_operator import kube as k
 from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, build_children
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import aiohttp
-
 from edge_inference_api import conditions as c
 from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
 from edge_inference_operator.builders import ANNOTATION_SPEC_HASH
