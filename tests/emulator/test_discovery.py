@@ -1,0 +1,61 @@
+"""Fix 11: API discovery tells clients each resource's scope, kind, verbs and short names."""
+
+import json
+
+import kubernetes
+import pytest
+import yaml
+
+ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+@pytest.mark.parametrize(("group_version", "name", "namespaced", "kind", "short_names"), [
+    ("v1", "namespaces", False, "Namespace", ["ns"]),
+    ("v1", "nodes", False, "Node", ["no"]),
+    ("v1", "pods", True, "Pod", ["po"]),
+    ("v1", "secrets", True, "Secret", []),
+    ("v1", "events", True, "Event", ["ev"]),
+    ("v1", "configmaps", True, "ConfigMap", ["cm"]),
+    ("v1", "services", True, "Service", ["svc"]),
+    ("apps/v1", "daemonsets", True, "DaemonSet", ["ds"]),
+    ("batch/v1", "jobs", True, "Job", []),
+    ("events.k8s.io/v1", "events", True, "Event", ["ev"]),
+    ("apiextensions.k8s.io/v1", "customresourcedefinitions", False, "CustomResourceDefinition", ["crd", "crds"]),
+    ("coordination.k8s.io/v1", "leases", True, "Lease", []),
+    ("edgeinference.io/v1alpha1", "inferencejobs", True, "InferenceJob", ["ij"]),
+])
+def test_resources_are_discoverable(api, group_version, name, namespaced, kind, short_names):
+    prefix = "/api/" if group_version == "v1" else "/apis/"
+    status, listing = api.request("GET", prefix + group_version)
+    assert (status, listing["kind"], listing["groupVersion"]) == (200, "APIResourceList", group_version)
+    entry = next(r for r in listing["resources"] if r["name"] == name)
+    assert (entry["namespaced"], entry["kind"], entry["shortNames"]) == (namespaced, kind, short_names)
+    assert set(ALL_VERBS) - {"deletecollection"} <= set(entry["verbs"])
+
+
+def test_the_status_subresource_of_inference_jobs_is_discoverable(api):
+    listing = api.request("GET", "/apis/edgeinference.io/v1alpha1")[1]
+    status_entry = next(r for r in listing["resources"] if r["name"] == "inferencejobs/status")
+    assert (status_entry["kind"], status_entry["verbs"]) == ("InferenceJob", ["get", "patch", "update"])
+    assert "shortNames" not in status_entry  # else kubectl would take `ij` for the subresource
+
+
+def test_the_official_dynamic_client_finds_the_crd(api):
+    dynamic = kubernetes.dynamic.DynamicClient(api.api_client())
+    jobs = dynamic.resources.get(api_version="edgeinference.io/v1alpha1", kind="InferenceJob")
+    assert (jobs.namespaced, jobs.name, jobs.short_names) == (True, "inferencejobs", ["ij"])
+    assert jobs.subresources["status"]
+
+
+def test_kubectl_uses_short_names_and_applies_manifests(api, job):
+    applied = api.kubectl("apply", "-f", "-", input=yaml.safe_dump(job))
+    assert applied.returncode == 0, applied.stderr
+    assert api.kubectl("get", "ij", "-o", "name").stdout.split() == ["inferencejob.edgeinference.io/lobby"]
+    assert "inferencejobs" in api.kubectl("api-resources", "--api-group=edgeinference.io").stdout
+
+
+def test_the_crd_object_is_served_established_as_loaded_from_the_file(api):
+    crd = json.loads(api.kubectl("get", "crd", "inferencejobs.edgeinference.io", "-o", "json").stdout)
+    assert crd["spec"]["names"]["shortNames"] == ["ij"]
+    established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert established == {"NamesAccepted": "True", "Established": "True"}
