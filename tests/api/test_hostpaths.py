@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 from cel_expr_python import cel
 from cel_expr_python.ext.ext_strings import ExtStrings
-from pydantic import ValidationError
-
 from edge_inference_api.crd import build_crd
 from edge_inference_api.hostpaths import host_path_refusal, normalise_prefixes
 from edge_inference_api.models import InputSpec, host_path_problem
+from pydantic import ValidationError
 
 ALLOWED = ["/video_dir", "/srv/nvr/"]
 
