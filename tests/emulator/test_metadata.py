@@ -79,3 +79,17 @@ def test_nodes_are_cluster_scoped(api, core):
     assert [n.metadata.name for n in core.list_node().items] == ["edge-1"]
     assert api.request("GET", "/api/v1/namespaces/default/nodes/edge-1")[0] == 404
     assert api.request("GET", "/api/v1/nodes/edge-1")[0] == 200
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    ({"name": "Upper"}, 'metadata.name: Invalid value: "Upper": a lowercase RFC 1123 subdomain'),
+    ({"name": "c", "labels": {"edgeinference.io/job": "j" * 64}}, "metadata.labels: Invalid value: \"" + "j" * 64),
+    ({"name": "c", "labels": {"bad key!": "x"}}, 'metadata.labels: Invalid value: "bad key!"'),
+    ({"name": "c", "annotations": {"/nameless": "x"}}, 'metadata.annotations: Invalid value: "/nameless"'),
+    ({"name": "c", "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n"}]},
+     "metadata.ownerReferences[0].uid: Required value"),
+])
+def test_invalid_metadata_is_refused_as_a_server_refuses_it(api, metadata, message):
+    status, answer = api.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": metadata})
+    assert (status, answer["reason"]) == (422, "Invalid")
+    assert message in answer["message"]

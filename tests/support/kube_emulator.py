@@ -518,16 +518,49 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+# Names that end up as DNS labels (a Service's name is a DNS-1035 label: it must start with a letter).
+DNS_LABEL_NAMED = {"namespaces": _DNS_LABEL, "services": re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")}
+
+
 def name_errors(name: str, plural: str) -> list[str]:
-    """Why ``name`` is not a valid object name (namespaces need DNS labels, the rest DNS subdomains)."""
-    if plural == "namespaces":
-        if len(name) > 63 or not _DNS_LABEL.match(name):
+    """Why ``name`` is not a valid object name (some resources need DNS labels, the rest DNS subdomains)."""
+    if plural in DNS_LABEL_NAMED:
+        if len(name) > 63 or not DNS_LABEL_NAMED[plural].match(name):
             return [f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
                     f"alphanumeric characters or '-', and must start and end with an alphanumeric character"]
     elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         return [f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
                 f"alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"]
     return []
+
+
+def qualified_name_errors(key: str, where: str) -> list[str]:
+    """Why ``key`` is not a valid label or annotation key (``[prefix/]name``)."""
+    prefix, _, name = key.rpartition("/")
+    if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63 \
+            or not _LABEL_NAME.match(name):
+        return [f'{where}: Invalid value: "{key}": name part must consist of alphanumeric characters, \'-\', \'_\' '
+                f"or '.', and must start and end with an alphanumeric character (at most 63 characters, with an "
+                f"optional DNS subdomain prefix and '/')"]
+    return []
+
+
+def metadata_errors(meta: Mapping[str, Any], plural: str) -> list[str]:
+    """Why the API server would refuse this ``metadata``: name, labels, annotation keys, owner references."""
+    errors = name_errors(meta.get("name", ""), plural)
+    for key, value in (meta.get("labels") or {}).items():
+        errors += qualified_name_errors(key, "metadata.labels")
+        if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
+            errors.append(f"metadata.labels: Invalid value: {_quote(value)}: a valid label must be an empty string "
+                          f"or consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
+                          f"an alphanumeric character (at most 63 characters)")
+    for key in meta.get("annotations") or {}:
+        errors += qualified_name_errors(key, "metadata.annotations")
+    for index, ref in enumerate(meta.get("ownerReferences") or []):
+        errors += [f"metadata.ownerReferences[{index}].{field}: Required value"
+                   for field in ("apiVersion", "kind", "name", "uid") if not ref.get(field)]
+    return errors
 
 
 def now_rfc3339() -> str:
@@ -864,7 +897,7 @@ class FaithfulEmulator(KubernetesEmulator):
 
     def _admit(self, info: ResourceInfo, res: resource, obj: dict[str, Any]) -> dict[str, Any]:
         """Default, prune and validate ``obj`` as the API server does before it stores it."""
-        errors = name_errors(obj["metadata"]["name"], res.plural)
+        errors = metadata_errors(obj["metadata"], res.plural)
         if res == CRDS:
             for index, version in enumerate(obj.get("spec", {}).get("versions") or []):
                 schema = (version.get("schema") or {}).get("openAPIV3Schema", {})
