@@ -537,8 +537,8 @@ def name_errors(name: str, plural: str) -> list[str]:
 
 def qualified_name_errors(key: str, where: str) -> list[str]:
     """Why ``key`` is not a valid label or annotation key (``[prefix/]name``)."""
-    prefix, _, name = key.rpartition("/")
-    if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63 \
+    prefix, slash, name = key.rpartition("/")
+    if (slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63 \
             or not _LABEL_NAME.match(name):
         return [f'{where}: Invalid value: "{key}": name part must consist of alphanumeric characters, \'-\', \'_\' '
                 f"or '.', and must start and end with an alphanumeric character (at most 63 characters, with an "
