@@ -260,7 +260,9 @@ def test_chart_crds_equal_the_generated_ones() -> None:
 )
 def test_crd_keep_policy(crds: dict, kept: bool) -> None:
     (crd,) = find_objects(render_chart({"crds": crds}), "CustomResourceDefinition")
-    assert (crd["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep") is kept
+    annotations = crd["metadata"].get("annotations", {})
+    assert (annotations.get("helm.sh/resource-policy") == "keep") is kept
+    assert (annotations.get("argocd.argoproj.io/sync-options") == "Prune=false,Delete=false") is kept
 
 
 def test_crds_can_be_left_out() -> None:
