@@ -100,3 +100,40 @@ def assert_events_match_truth(documents: list[dict], truth: GroundTruth) -> None
         for t in (span["start"], span["end"]):
             assert any(s - slack <= t <= e + slack for s, e in onscreen), f"phantom {cls} event at {span}"
     assert len(documents) == len(expected)
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """(status, body) of a GET on the worker's metrics port; (0, "") while nothing listens."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metric_value(port: int, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """One sample from the worker's /metrics, or None if absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = http_get(port, "/metrics")
+    if status != 200:
+        return None
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == name and (labels is None or all(sample.labels.get(k) == v for k, v in labels.items())):
+                return sample.value
+    return None
+
+
+def ledger_entry(state_dir: Path, fid: str) -> dict | None:
+    """The worker's ledger entry for a file id, as written (atomically) on disk."""
+    path = state_dir / "ledger" / f"{fid}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
