@@ -132,7 +132,7 @@ async def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition
     while time.monotonic() < deadline:
         try:
             last = await asyncio.to_thread(predicate)
-        except (kubernetes.client.ApiException, KeyError, IndexError, TypeError, StopIteration) as error:
+        except (kubernetes.client.ApiException, OSError, KeyError, IndexError, TypeError, StopIteration) as error:
             last = error
         else:
             if last:
@@ -218,6 +218,9 @@ class Cluster:
         ):
             for item in raw(listing)["items"]:
                 items.append({"apiVersion": "apps/v1" if kind == "DaemonSet" else "batch/v1", "kind": kind, **item})
+        for event in raw(self.core.list_event_for_all_namespaces)["items"]:
+            if event.get("involvedObject", {}).get("kind") == "InferenceJob":  # posted by the operator (kopf)
+                items.append({"apiVersion": "v1", "kind": "Event", **event})
         return items
 
 

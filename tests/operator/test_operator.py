@@ -15,6 +15,8 @@ from edge_inference_api import conditions as c
 from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
 from edge_inference_operator.builders import ANNOTATION_SPEC_HASH
 from edge_inference_operator.settings import OperatorSettings
+from support.helm import cluster_role_rules as chart_rules
+from support.kube_emulator import ApiRequest, rbac_allows
 
 RUNNING_READY = {"phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
 
@@ -333,3 +335,63 @@ async def test_the_worker_config_of_a_created_daemonset_parses(cluster, start_op
     assert (config.job.namespace, config.job.name) == ("default", "lobby")
     assert config.events.min_frames == 7 and config.model.classes == ["person"] and config.model.confidence == 0.4
     assert json.loads(config.model_dump_json(by_alias=True))["sink"]["bucket"] == "events"
+
+
+async def test_hostile_paths_schedule_nothing(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    hostile = {
+        "sibling": "/srv/video2/lobby",  # prefix trick
+        "traversal": "/srv/video/../../etc",  # the emulator has no CEL: the operator must refuse it itself
+        "empty-segment": "/srv/video//lobby",
+        "parent": "/srv",
+    }
+    for name, path in hostile.items():
+        cluster.apply(make_body(name, input={"hostPath": path}))
+    operator = await start_operator()
+    for name in hostile:
+        await cluster.wait(
+            lambda name=name: cluster.condition(c.READY, name) == ("False", c.HOST_PATH_NOT_ALLOWED), what=name
+        )
+        message = next(x for x in cluster.status(name)["conditions"] if x["type"] == c.READY)["message"]
+        assert "allowed prefixes: /srv/video" in message
+    await cluster.wait(lambda: operator.reconciles("invalid") >= 8, what="reconciles")
+    assert cluster.daemonsets() == [] and cluster.batch_jobs() == []
+
+
+async def test_a_replayed_or_repeated_event_changes_nothing(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    operator = await start_operator()
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.WAITING_FOR_NODES), what="reconciled")
+    versions = {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.daemonsets()}
+    cluster.apply(make_body())  # the same manifest again (as a GitOps sync would)
+    cluster.custom.patch_namespaced_custom_object(  # a metadata-only change: kopf calls the update handler
+        "edgeinference.io", "v1alpha1", "default", "inferencejobs", "lobby", {"metadata": {"labels": {"team": "a"}}}
+    )
+    seen = operator.reconciles()
+    await cluster.wait(lambda: operator.reconciles() >= seen + 4, what="more reconciles")
+    assert {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.daemonsets()} == versions
+
+
+async def test_the_rbac_check_covers_the_operators_writes(cluster, start_operator, make_body) -> None:
+    """The fixture's RBAC check is not vacuous: the log holds the writes, and the rules refuse Secrets."""
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    await cluster.wait(lambda: cluster.condition(c.READY) is not None, what="a status")
+    await cluster.wait(lambda: cluster.events(), what="an Event")
+    made = {
+        (r.verb, r.api_group, r.resource, r.subresource)
+        for r in cluster.api.requests
+        if r.user_agent.startswith(("kopf/", "edge-inference-operator/"))
+    }
+    assert {
+        ("create", "apps", "daemonsets", None),
+        ("patch", "edgeinference.io", "inferencejobs", "status"),
+        ("create", "", "events", None),
+        ("watch", "", "pods", None),
+        ("list", "", "nodes", None),
+    } <= made
+    rules = list(chart_rules())
+    assert not rbac_allows(rules, ApiRequest(verb="get", api_group="", resource="secrets", namespace="default"))
+    assert not rbac_allows(rules, ApiRequest(verb="update", api_group="apps", resource="daemonsets"))

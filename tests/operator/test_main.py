@@ -1,0 +1,108 @@
+"""The operator's settings and its console script, run as the chart's Deployment runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from edge_inference_operator.main import main
+from edge_inference_operator.settings import OperatorSettings
+from pydantic import ValidationError
+
+SCRIPT = Path(sys.executable).parent / "edge-inference-operator"
+
+
+def test_settings_from_env() -> None:
+    settings = OperatorSettings.from_env(
+        {
+            "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/var/lib/edge-video/, /srv/nvr ,",
+            "EDGE_INFERENCE_WORKER_IMAGE": "w:2",
+            "EDGE_INFERENCE_WORKER_IMAGE_CUDA": "wc:2",
+            "EDGE_INFERENCE_STATE_HOST_PATH": "/data/ei",
+            "EDGE_INFERENCE_METRICS_PORT": "9090",
+            "EDGE_INFERENCE_RECONCILE_SECONDS": "2.5",
+            "UNRELATED": "x",
+        }
+    )
+    assert settings.allowed_host_paths == ("/var/lib/edge-video", "/srv/nvr")
+    assert (settings.worker_image, settings.worker_image_cuda, settings.state_host_path) == ("w:2", "wc:2", "/data/ei")
+    assert (settings.metrics_port, settings.reconcile_seconds, settings.liveness_port) == (9090, 2.5, 8081)
+
+
+def test_defaults_are_the_cross_piece_decisions() -> None:
+    settings = OperatorSettings.from_env({})
+    assert settings.allowed_host_paths == ()  # nothing allowed until the admin says so
+    assert settings.worker_image == "ghcr.io/edge-inference/worker:0.1.0"
+    assert settings.worker_image_cuda == "ghcr.io/edge-inference/worker-cuda:0.1.0"
+    assert (settings.state_host_path, settings.metrics_port) == ("/var/lib/edge-inference", 8080)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"EDGE_INFERENCE_ALLOWED_HOST_PATHS": "relative/path"},
+        {"EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/video/../etc"},
+        {"EDGE_INFERENCE_METRICS_PORT": "eighty"},
+        {"EDGE_INFERENCE_STATE_HOST_PATH": "var/lib"},
+        {"EDGE_INFERENCE_WORKER_IMAGE_PULL_POLICY": "Sometimes"},
+    ],
+)
+def test_bad_settings_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        OperatorSettings.from_env(env)
+
+
+def test_main_exits_2_with_one_clear_line_on_bad_settings(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("EDGE_INFERENCE_METRICS_PORT", "eighty")
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edge-inference-operator: invalid settings: EDGE_INFERENCE_METRICS_PORT")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status, response.read().decode()
+
+
+async def test_console_script_runs_the_operator_until_sigterm(cluster, make_body) -> None:
+    liveness, metrics = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.api.kubeconfig),
+        "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/srv/video",
+        "EDGE_INFERENCE_METRICS_PORT": str(metrics),
+        "EDGE_INFERENCE_LIVENESS_PORT": str(liveness),
+        "EDGE_INFERENCE_RECONCILE_SECONDS": "1",
+    }
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    process = subprocess.Popen([str(SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        await cluster.wait(lambda: http_get(f"http://127.0.0.1:{liveness}/healthz")[0] == 200, what="/healthz")
+        await cluster.wait(lambda: [d["metadata"]["name"] for d in cluster.daemonsets()] == ["lobby-cpu"], what="DS")
+        await cluster.wait(lambda: cluster.status().get("readyNodes") == "0/1", what="status")
+        status, text = http_get(f"http://127.0.0.1:{metrics}/metrics")
+        assert status == 200 and 'edge_inference_operator_reconciles_total{result="ok"}' in text
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process.returncode == 0, process.stdout.read() if process.stdout else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+    assert cluster.status()["nodes"]["desired"] == 1
