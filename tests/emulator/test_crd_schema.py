@@ -1,11 +1,19 @@
 """Fix 10: InferenceJobs get the CRD's defaults, lose unknown fields, and are validated against its schema."""
 
+import datetime
 import json
 
 import kubernetes
 import pytest
 import yaml
-from support.kube_emulator import INFERENCEJOB_CRD, default_and_prune, schema_errors, serving_emulator
+from support.kube_emulator import (
+    INFERENCEJOB_CRD,
+    default_and_prune,
+    human_age,
+    json_path,
+    schema_errors,
+    serving_emulator,
+)
 
 JOBS = ("edgeinference.io", "v1alpha1", "default", "inferencejobs")
 CRD = yaml.safe_load(INFERENCEJOB_CRD.read_text())
@@ -135,3 +143,25 @@ def test_a_crd_that_would_not_decode_is_refused(api):
     assert (status, answer["reason"]) == (422, "Invalid")
     assert "properties[n].exclusiveMinimum: Invalid value: 0.0: must be of type bool" in answer["message"]
     assert 'properties[n].const: unknown field "const"' in answer["message"]
+
+
+@pytest.mark.parametrize(("path", "values"), [
+    (".spec.mode", ["Batch"]),
+    (".status.conditions[?(@.type==\"Ready\")].status", ["True"]),
+    (".status.conditions[1].type", ["Degraded"]),
+    (".status.missing", []),
+])
+def test_printer_column_json_paths(path, values):
+    obj = {"spec": {"mode": "Batch"}, "status": {"conditions": [
+        {"type": "Ready", "status": "True"}, {"type": "Degraded", "status": "False"}]}}
+    assert json_path(obj, path) == values
+
+
+@pytest.mark.parametrize(("seconds", "age"), [
+    (5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (7300, "121m"), (4 * 3600 + 60, "4h1m"),
+    (30 * 3600, "30h"), (3 * 86400 + 3600, "3d1h"), (40 * 86400, "40d"), (3 * 365 * 86400 + 86400, "3y1d"),
+])
+def test_ages_read_like_kubectl(seconds, age):
+    now = datetime.datetime(2026, 1, 10, tzinfo=datetime.UTC)
+    created = (now - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert human_age(created, now) == age

@@ -1,5 +1,6 @@
 """Fix 11: API discovery tells clients each resource's scope, kind, verbs and short names."""
 
+import asyncio
 import json
 
 import kubernetes
@@ -59,3 +60,30 @@ def test_the_crd_object_is_served_established_as_loaded_from_the_file(api):
     assert crd["spec"]["names"]["shortNames"] == ["ij"]
     established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
     assert established == {"NamesAccepted": "True", "Established": "True"}
+
+
+def test_kubectl_get_prints_the_crd_printer_columns(api, job):
+    assert api.kubectl("apply", "-f", "-", input=yaml.safe_dump(job)).returncode == 0
+    status = {"phase": "Running", "readyNodes": "1/2", "events": 3, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "AllReady", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    api.request("PATCH", "/apis/edgeinference.io/v1alpha1/namespaces/default/inferencejobs/lobby/status",
+                {"status": status}, "application/merge-patch+json")
+
+    header, row = api.kubectl("get", "ij", "-o", "wide").stdout.splitlines()
+    assert header.split() == ["NAME", "MODE", "NODES", "EVENTS", "PHASE", "READY", "REASON", "AGE"]
+    assert row.split()[:7] == ["lobby", "Continuous", "1/2", "3", "Running", "True", "AllReady"]
+    assert row.split()[7].endswith("s")
+
+
+async def test_kubectl_get_watch_prints_rows_of_later_objects(api, job):
+    watching = asyncio.create_task(asyncio.to_thread(api.kubectl, "get", "ij", "--watch", "--request-timeout=2s"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not any(r.verb == "watch" for r in api.requests):
+        assert loop.time() < deadline, "kubectl never opened its watch"
+        await asyncio.sleep(0.02)
+    assert api.request("POST", "/apis/edgeinference.io/v1alpha1/namespaces/default/inferencejobs", job)[0] == 201
+
+    lines = (await watching).stdout.splitlines()
+    assert lines[0].split()[:2] == ["NAME", "MODE"]
+    assert lines[1].split()[:2] == ["lobby", "Continuous"]

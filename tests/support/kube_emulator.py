@@ -512,6 +512,83 @@ def crd_schema_errors(schema: Any, path: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Server-side printing of custom resources for kubectl (pure).
+
+_JSONPATH_STEP = re.compile(r"""\.([^.\[]+)|\[(\d+)\]|\[\?\(@\.([\w.]+)==["']([^"']*)["']\)\]""")
+
+
+def json_path(obj: Any, path: str) -> list[Any]:
+    """Evaluate the JSONPath subset printer columns use: ``.a.b``, ``[0]``, ``[?(@.k=="v")]``."""
+    values = [obj]
+    for name, index, key, wanted in _JSONPATH_STEP.findall(path):
+        found: list[Any] = []
+        for value in values:
+            if name and isinstance(value, Mapping) and name in value:
+                found.append(value[name])
+            elif index and isinstance(value, list) and int(index) < len(value):
+                found.append(value[int(index)])
+            elif key and isinstance(value, list):
+                found += [item for item in value if json_path(item, "." + key) == [wanted]]
+        values = found
+    return values
+
+
+def human_age(timestamp: str, now: datetime.datetime) -> str:
+    """A creation timestamp as the AGE column shows it (apimachinery's HumanDuration: ``90s``, ``2m5s``, ``5h``)."""
+    try:
+        then = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except (TypeError, ValueError):
+        return "<unknown>"
+    seconds = int((now - then).total_seconds())
+    if seconds < -1:
+        return "<invalid>"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+
+    def two(big: int, big_unit: str, small: int, small_unit: str) -> str:
+        return f"{big}{big_unit}{small}{small_unit}" if small else f"{big}{big_unit}"
+
+    if seconds < 120:
+        return f"{max(seconds, 0)}s"
+    if minutes < 10:
+        return two(minutes, "m", seconds % 60, "s")
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return two(hours, "h", minutes % 60, "m")
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return two(days, "d", hours % 24, "h")
+    if hours < 24 * 365 * 2:
+        return f"{days}d"
+    if hours < 24 * 365 * 8:
+        return two(days // 365, "y", days % 365, "d")
+    return f"{days // 365}y"
+
+
+def printer_table(columns: Sequence[Mapping[str, Any]], objects: Sequence[Mapping[str, Any]], rv: str,
+                  include_object: str) -> dict[str, Any]:
+    """A meta.k8s.io/v1 Table of ``objects`` with a CRD's additionalPrinterColumns, as ``kubectl get`` asks for."""
+    definitions = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
+                    "description": "Name must be unique within a namespace."}]
+    definitions += [{"name": c["name"], "type": c["type"], "format": c.get("format", ""),
+                     "description": c.get("description", ""), "priority": c.get("priority", 0)} for c in columns]
+    now = datetime.datetime.now(datetime.UTC)
+    rows = []
+    for obj in objects:
+        cells: list[Any] = [obj["metadata"]["name"]]
+        for column in columns:
+            found = json_path(obj, column["jsonPath"])
+            value = found[0] if found else None
+            cells.append(human_age(value, now) if column["type"] == "date" and value is not None else value)
+        shown = obj if include_object == "Object" else {
+            "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+        rows.append({"cells": cells, "object": shown})
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
+            "columnDefinitions": definitions, "rows": rows}
+
+
+# --------------------------------------------------------------------------------------------------
 # Object metadata (pure).
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -601,6 +678,7 @@ class FaithfulEmulator(KubernetesEmulator):
     _changed: asyncio.Event | None = attrs.field(default=None, init=False)
     _closing: bool = attrs.field(default=False, init=False)
     _schemas: dict[resource, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    _printer_columns: dict[resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
     # Options of the request being served; safe as instance state because a write never awaits.
     _dry_run: bool = attrs.field(default=False, init=False)
     _field_validation: str = attrs.field(default="", init=False)
@@ -678,7 +756,10 @@ class FaithfulEmulator(KubernetesEmulator):
     def _dispatch(self, request: Request, verb: str, info: ResourceInfo) -> tuple[int, dict[str, Any]]:
         res, ns = request.resource, request.namespace
         if verb == "list":
-            return 200, self._list(request, info)
+            listing = self._list(request, info)
+            if table := self._as_table(request, listing["items"]):
+                return 200, table
+            return 200, listing
         if verb == "create":
             if request.subresource:
                 raise ApiError(405, "MethodNotAllowed", "create is not allowed on a subresource")
@@ -691,7 +772,8 @@ class FaithfulEmulator(KubernetesEmulator):
             return 200, {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success"}
         key = (res, ns if info.namespaced else None, request.name)
         if verb == "get":
-            return 200, self._get(key)
+            obj = self._get(key)
+            return 200, self._as_table(request, [obj]) or obj
         if verb == "update":
             body = self._body(request)
             if body.get("metadata", {}).get("name") != request.name:
@@ -789,6 +871,8 @@ class FaithfulEmulator(KubernetesEmulator):
         await response.prepare(request._raw_request)
         try:
             for event in initial:
+                if event["type"] != "BOOKMARK":
+                    event["object"] = self._as_table(request, [event["object"]]) or event["object"]
                 await response.write(json.dumps(event).encode() + b"\n")
             while not self._closing:
                 changed = self._wake_event()
@@ -800,7 +884,8 @@ class FaithfulEmulator(KubernetesEmulator):
                     was, now = visible(event.old), visible(event.new)
                     kind = event.type if was == now else "ADDED" if now else "DELETED"
                     if was or now:
-                        await response.write(json.dumps({"type": kind, "object": event.new}).encode() + b"\n")
+                        shown = self._as_table(request, [event.new]) or event.new
+                        await response.write(json.dumps({"type": kind, "object": shown}).encode() + b"\n")
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0 or self._closing:
                     break
@@ -810,6 +895,14 @@ class FaithfulEmulator(KubernetesEmulator):
         except (ConnectionResetError, ConnectionError):
             pass  # the client went away; a real server just drops the stream too
         return response
+
+    def _as_table(self, request: Request, objects: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The objects as a Table when the client asks for one and the resource is a custom resource."""
+        columns = self._printer_columns.get(request.resource)
+        if columns is None or "as=Table" not in request.headers.get("Accept", ""):
+            return None  # built-in types: kubectl prints the plain objects itself
+        rv = objects[0]["metadata"]["resourceVersion"] if len(objects) == 1 else str(self._rv)
+        return printer_table(columns, objects, rv, request.params.get("includeObject", "Metadata"))
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -1119,6 +1212,8 @@ class FaithfulEmulator(KubernetesEmulator):
             schema = (version.get("schema") or {}).get("openAPIV3Schema")
             if schema is not None:
                 self._schemas[res] = schema
+            self._printer_columns[res] = version.get("additionalPrinterColumns") or [
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
 
     @staticmethod
     def _crd_status(crd: Mapping[str, Any]) -> dict[str, Any]:
