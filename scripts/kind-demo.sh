@@ -137,7 +137,7 @@ SECRET_KEY="$("${KUBECTL}" -n "${NAMESPACE}" get secret "${RELEASE}-minio" -o js
     --from-literal=accessKey="${ACCESS_KEY}" --from-literal=secretKey="${SECRET_KEY}" \
     --dry-run=client -o yaml | "${KUBECTL}" apply -f -
 
-say "applying examples/inferencejob.yaml (output -> the demo MinIO, model ${MODEL}, accelerators cpu + intel)"
+say "applying examples/inferencejob.yaml (output -> the demo MinIO, model ${MODEL}, accelerators cpu + intel, every site)"
 JOB_NAME="$("${PY}" - "${NAMESPACE}" "${RELEASE}" "${JOB_NAMESPACE}" "${JOB_SECRET}" "${BUCKET}" "${EVENTS_PREFIX}" \
     "${MODEL}" .work/kind/inferencejob.yaml <<'PY'
 import sys
@@ -149,8 +149,9 @@ with open("examples/inferencejob.yaml") as handle:
     job = next(doc for doc in yaml.safe_load_all(handle) if doc and doc.get("kind") == "InferenceJob")
 job["metadata"]["namespace"] = job_namespace
 spec = job["spec"]
-# Both kind edge nodes get work: one workload per accelerator kind.
+# Both kind edge nodes get work (they are at different sites): one workload per accelerator kind.
 spec["accelerators"] = [{"type": "cpu"}, {"type": "intel"}]
+spec.pop("nodeSelector", None)
 spec["input"]["hostPath"] = "/var/lib/edge-video"
 spec["model"] = {**spec.get("model", {}), "name": model, "classes": ["person", "car"]}
 spec["output"] = {

@@ -85,3 +85,41 @@ def test_kind_demo_refuses_unknown_arguments() -> None:
         ["bash", str(REPO_ROOT / "scripts" / "kind-demo.sh"), "--bogus"], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 2 and "unknown argument '--bogus'" in result.stderr
+
+
+def _embedded_python(script: str, after: str) -> str:
+    """The Python heredoc that follows `after` in a shell script."""
+    tail = script.split(after, 1)[1]
+    return tail.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+
+
+def test_kind_demo_turns_the_example_job_into_one_for_both_kind_nodes(tmp_path: Path) -> None:
+    """Runs the demo's own rewrite of examples/inferencejob.yaml and checks the job it would apply."""
+    from edge_inference_api.models import InferenceJobSpec
+
+    demo = (REPO_ROOT / "scripts" / "kind-demo.sh").read_text()
+    code = _embedded_python(demo, 'JOB_NAME="$(')
+    target = tmp_path / "job.yaml"
+    args = ["edge-inference-system", "edge-inference-operator", "edge-demo", "edge-demo-s3", "edge-events", "events"]
+    result = subprocess.run(
+        [sys.executable, "-", *args, "synthetic-yolov5n", str(target)],
+        input=code,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        check=True,
+    )
+    job = yaml.safe_load(target.read_text())
+    assert result.stdout.strip() == job["metadata"]["name"]
+    assert job["metadata"]["namespace"] == "edge-demo"
+    spec = InferenceJobSpec.model_validate(job["spec"])
+    assert spec.model.name == "synthetic-yolov5n"
+    assert spec.output.endpoint == "edge-inference-operator-minio.edge-inference-system:9000"
+    assert spec.output.secure is False and spec.output.credentials_secret_ref.name == "edge-demo-s3"
+    # Every kind edge worker matches: its accelerator is accepted and no nodeSelector excludes it.
+    workers = [n for n in _kind_config()["nodes"] if n["role"] == "worker"]
+    assert {w["labels"][LABEL_ACCELERATOR] for w in workers} <= {a.type for a in spec.accelerators}
+    assert spec.node_selector == {}
+    mounts = {w["extraMounts"][0]["containerPath"] for w in workers}
+    assert mounts == {spec.input.host_path}
