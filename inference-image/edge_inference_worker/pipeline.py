@@ -72,6 +72,7 @@ class FileResult:
     reason: str = ""
     events: int = 0
     frames: int = 0
+    seconds: float = 0.0  # wall time spent on the file
 
 
 @dataclass
@@ -358,8 +359,10 @@ def _sink_prefix(config: WorkerConfig) -> str:
 
 def process_file(services: Services, file: VideoFile) -> FileResult:
     """Run one file; a failure of the pipeline itself becomes the outcome `failed`, never a crash."""
+    started = time.monotonic()
     try:
         result = FilePipeline(services, file).run()
+        result.seconds = time.monotonic() - started
     except Stopped:
         return FileResult(None, "stopped")
     except Exception as exc:  # a bug or a detector failure must not take the worker down with it

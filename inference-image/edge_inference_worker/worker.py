@@ -24,7 +24,7 @@ from .httpserver import HealthState, serve
 from .ledger import FINISHED, Ledger
 from .metrics import WorkerMetrics
 from .modelstore import ModelFetchError, fetch_model
-from .outbox import S3Outbox
+from .outbox import OutboxError, S3Outbox
 from .outcomes import DONE, TERMINAL
 from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done
 from .record import ModelInfo
@@ -63,6 +63,8 @@ class Worker:
 
     def run(self) -> int:
         state = Path(self.config.state_dir)
+        if not Path(self.config.input_dir).is_dir():
+            raise StartupError(f"input folder {self.config.input_dir} does not exist or is not a folder")
         try:
             state.mkdir(parents=True, exist_ok=True)
             (state / "ledger").mkdir(exist_ok=True)
@@ -73,9 +75,16 @@ class Worker:
             sink.check()
         except SinkError as exc:  # the outbox keeps the events and retries; say so now, loudly
             log.error("event sink not usable yet; events wait in the outbox", extra={"fields": {"error": str(exc)}})
-        outbox = S3Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry)
+        try:
+            outbox = S3Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry)
+        except (OutboxError, OSError) as exc:  # locked by another worker, or the state disk refuses
+            raise StartupError(f"outbox at {state / 'outbox'}: {exc}") from None
         metrics = WorkerMetrics(self.registry, outbox.metrics.errors)
-        server = serve(self.config.metrics_port, self.registry, self.health) if self.config.metrics_port else None
+        try:
+            server = serve(self.config.metrics_port, self.registry, self.health) if self.config.metrics_port else None
+        except OSError as exc:
+            outbox.close(0)
+            raise StartupError(f"metrics port {self.config.metrics_port}: {exc.strerror or exc}") from None
         outbox.start()
         try:
             detector = self._load_detector(state)
@@ -194,6 +203,9 @@ class Worker:
         self.results[rel] = (result.outcome, result.reason)
         services.metrics.files.labels(outcome=result.outcome).inc()
         fields = {"file": rel, "outcome": result.outcome, "events": result.events, "sampledFrames": result.frames}
+        if result.seconds:
+            fields["seconds"] = round(result.seconds, 3)
+            fields["framesPerSecond"] = round(result.frames / result.seconds, 2)
         if result.outcome == DONE:
             log.info("file done", extra={"fields": fields})
         else:
