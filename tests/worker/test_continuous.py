@@ -46,10 +46,11 @@ def test_watch_waits_for_complete_files_and_picks_up_new_ones(short_clip, worker
         growing.parent.mkdir()
         with open(growing, "wb") as handle:
             for i in range(CHUNKS):
+                if i:
+                    time.sleep(CHUNK_GAP)  # the writer's pace, part of the scenario (not a wait for the worker)
                 handle.write(data[i * len(data) // CHUNKS : (i + 1) * len(data) // CHUNKS])
                 handle.flush()
-                time.sleep(CHUNK_GAP)  # the writer's pace, part of the scenario (not a wait for the worker)
-        last_write = time.time()
+                last_write = time.time()
         started = wait_for(lambda: first(log, "file started", file="cam1/seg-001.mp4"), 60, "the segment to start")
         started_at = datetime.fromisoformat(started["ts"].replace("Z", "+00:00")).timestamp()
         assert started_at >= last_write + SETTLE - 0.3, "started before the file had settled"

@@ -144,3 +144,27 @@ def test_a_full_state_disk_pauses_counts_and_loses_nothing(baseline, long_clip, 
         process.kill()
         process.wait()
     assert snapshot_of(out) == baseline
+
+
+def test_sigterm_checkpoints_and_exits_143_then_resumes(baseline, long_clip, worker_env, tmp_path):
+    out, state = tmp_path / "events", tmp_path / "state"
+    args = detect_args(long_clip.path.parent, str(out), state, *FLAGS)
+    fid = file_id(long_clip.path.name, long_clip.path.stat().st_size)
+    process = start(args, worker_env, tmp_path / "run.log")
+    try:
+        wait_for(lambda: ledger_entry(state, fid) or process.poll() is not None, 120, "the first checkpoint")
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 143  # stopped before the batch finished
+    finally:
+        process.kill()
+        process.wait()
+    lines = log_lines((tmp_path / "run.log").read_text())
+    assert any(line["msg"].startswith("stopped before the batch finished") for line in lines)
+    entry = ledger_entry(state, fid)
+    assert entry["state"] == "partial" and entry["resume_index"] > 0
+    final = run_worker(args, worker_env)
+    assert final.returncode == 0, final.stderr[-3000:]
+    (started,) = [line for line in log_lines(final.stderr) if line["msg"] == "file started"]
+    assert started["resumeAt"] == entry["resume_index"] / 2.0
+    assert snapshot_of(out) == baseline
