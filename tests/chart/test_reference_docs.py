@@ -56,3 +56,23 @@ def test_constraints_are_spelled_out() -> None:
         generator.type_of({"type": "object", "additionalProperties": {"type": "string"}}) == "map of string to string"
     )
     assert generator.type_of({"type": "array", "items": {"type": "integer"}}) == "list of integer"
+
+
+def test_readme_troubleshooting_covers_every_condition_reason() -> None:
+    from edge_inference_api import conditions
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## Troubleshooting by condition reason", 1)[1].split("\n## ", 1)[0]
+    reasons = {
+        value
+        for name, value in vars(conditions).items()
+        if name.isupper() and isinstance(value, str) and value not in {"Ready", "Progressing", "Degraded"}
+    }
+    assert reasons and {r for r in reasons if f"| `{r}` |" not in section} == set()
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    before_sections = readme.split("\n## ", 1)[0]
+    assert "make demo" in before_sections and "make test" in before_sections
+    assert before_sections.index("make demo") < before_sections.index("make test")
