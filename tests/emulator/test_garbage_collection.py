@@ -83,3 +83,21 @@ def test_kubectl_delete_cascades_too(api, apps, custom, job):
     deleted = api.kubectl("delete", "inferencejob", "lobby")
     assert deleted.returncode == 0, deleted.stderr
     assert gone(apps.read_namespaced_daemon_set, "worker", "default")
+
+
+def test_a_namespace_terminates_until_finalizers_release_its_content(core, make_config_map):
+    core.create_namespace({"metadata": {"name": "cams"}})
+    held = make_config_map("held", namespace="cams")
+    held["metadata"]["finalizers"] = ["edgeinference.io/cleanup"]
+    core.create_namespaced_config_map("cams", held)
+    core.create_namespaced_config_map("cams", make_config_map("free", namespace="cams"))
+
+    core.delete_namespace("cams")
+    assert core.read_namespace("cams").status.phase == "Terminating"
+    assert [c.metadata.name for c in core.list_namespaced_config_map("cams").items] == ["held"]
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        core.create_namespaced_config_map("cams", make_config_map("late", namespace="cams"))
+    assert refused.value.status == 403
+
+    core.patch_namespaced_config_map("held", "cams", {"metadata": {"finalizers": None}})
+    assert gone(core.read_namespace, "cams")

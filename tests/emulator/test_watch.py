@@ -105,3 +105,15 @@ async def test_kubectl_get_watch_prints_objects_created_later(api, make_config_m
 
     watched = await watching
     assert "configmap/late" in watched.stdout, watched.stderr
+
+
+def test_a_watch_from_a_compacted_version_gets_410_expired(api, core, make_config_map):
+    listing = core.list_namespaced_config_map("default")
+    core.create_namespaced_config_map("default", make_config_map("c"))
+    api.emulator.compact()
+
+    since = listing.metadata.resource_version
+    url = f"{api.url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={since}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        events = [json.loads(line) for line in response.read().splitlines()]
+    assert [(e["type"], e["object"]["code"], e["object"]["reason"]) for e in events] == [("ERROR", 410, "Expired")]

@@ -677,6 +677,7 @@ class FaithfulEmulator(KubernetesEmulator):
     _log_rvs: list[int] = attrs.field(factory=list, init=False)
     _changed: asyncio.Event | None = attrs.field(default=None, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    _compacted_rv: int = attrs.field(default=0, init=False)
     _schemas: dict[resource, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _printer_columns: dict[resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
     # Options of the request being served; safe as instance state because a write never awaits.
@@ -698,6 +699,10 @@ class FaithfulEmulator(KubernetesEmulator):
     def add_crd(self, crd: Mapping[str, Any]) -> None:
         """Serve a CustomResourceDefinition: store the CRD object and register its resources."""
         self._store_new(CRDS, None, copy.deepcopy(dict(crd)))
+
+    def compact(self) -> None:
+        """Forget history as etcd compaction does: a watch from an older version now gets 410 Expired."""
+        self._compacted_rv = self._rv
 
     def close_watches(self) -> None:
         """End every open watch stream (before the server shuts down)."""
@@ -860,6 +865,10 @@ class FaithfulEmulator(KubernetesEmulator):
                     "kind": info.kind, "apiVersion": f"{res.group}/{res.version}".lstrip("/"),
                     "metadata": {"resourceVersion": str(self._rv),
                                  "annotations": {"k8s.io/initial-events-end": "true"}}}})
+        elif since.isdigit() and int(since) < self._compacted_rv:
+            initial = [{"type": "ERROR", "object": ApiError(
+                410, "Expired", f"too old resource version: {since} ({self._compacted_rv})").status()}]
+            position, params = len(self._log), {**params, "timeoutSeconds": "0"}
         elif since.isdigit():
             position = bisect.bisect_right(self._log_rvs, int(since))
         else:
@@ -871,7 +880,7 @@ class FaithfulEmulator(KubernetesEmulator):
         await response.prepare(request._raw_request)
         try:
             for event in initial:
-                if event["type"] != "BOOKMARK":
+                if event["type"] == "ADDED":
                     event["object"] = self._as_table(request, [event["object"]]) or event["object"]
                 await response.write(json.dumps(event).encode() + b"\n")
             while not self._closing:
@@ -934,6 +943,9 @@ class FaithfulEmulator(KubernetesEmulator):
         if res == CRDS and kind != "DELETED":
             self._register_crd(new)
         self._wake_watchers()
+        namespace = self._current((NAMESPACES, None, key[1])) if kind == "DELETED" and key[1] else None
+        if namespace and namespace["metadata"].get("deletionTimestamp") and not self._namespace_content(key[1]):
+            self._delete(NAMESPACES, None, key[1], {})  # the last content of a Terminating namespace is gone
         return new
 
     def _store_new(self, res: resource, ns: str | None, obj: dict[str, Any]) -> dict[str, Any]:
@@ -958,9 +970,13 @@ class FaithfulEmulator(KubernetesEmulator):
                                                   "the namespace sent on the request")
             if not ns:
                 raise ApiError(400, "BadRequest", "the namespace of the object is required")
-            if self._current((NAMESPACES, None, ns)) is None:
+            namespace = self._current((NAMESPACES, None, ns))
+            if namespace is None:
                 raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',
                                {"name": ns, "kind": "namespaces"})
+            if namespace["metadata"].get("deletionTimestamp"):
+                raise ApiError(403, "Forbidden", f"{res.plural} \"{meta.get('name') or ''}\" is forbidden: unable to "
+                                                 f"create new content in namespace {ns} because it is being terminated")
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
@@ -1108,9 +1124,17 @@ class FaithfulEmulator(KubernetesEmulator):
                                                 f"{obj['metadata'].get(field)}")
         policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else "Background")
         if res == NAMESPACES:
-            for (r, obj_ns, obj_name), stored in list(self.objects.items()):
-                if obj_ns == name and not stored.deleted and self._current((r, obj_ns, obj_name)) is not None:
-                    self._delete(r, obj_ns, obj_name, {})
+            # The namespace controller's job: delete the content; the namespace stays Terminating while
+            # finalizers hold some of it, and goes when the last of it goes (see _commit).
+            for r, obj_ns, obj_name in self._namespace_content(name):
+                self._delete(r, obj_ns, obj_name, {})
+            if self._namespace_content(name) and not obj["metadata"].get("deletionTimestamp"):
+                old = copy.deepcopy(obj)
+                obj["metadata"]["deletionTimestamp"] = now_rfc3339()
+                obj["status"] = {"phase": "Terminating"}
+                return self._commit(res, "MODIFIED", obj, old)
+            if self._namespace_content(name):
+                return obj
         if obj["metadata"].get("finalizers"):
             if obj["metadata"].get("deletionTimestamp"):
                 return obj
@@ -1122,6 +1146,9 @@ class FaithfulEmulator(KubernetesEmulator):
         self._commit(res, "DELETED", obj, old)
         self._collect_garbage(obj, policy)
         return obj
+
+    def _namespace_content(self, namespace: str) -> list[tuple[resource, str | None, str]]:
+        return [key for key, stored in list(self.objects.items()) if key[1] == namespace and not stored.deleted]
 
     def _collect_garbage(self, owner: Mapping[str, Any], policy: str) -> None:
         """Delete (or, for Orphan, release) the dependents whose ownerReferences point at ``owner``."""
