@@ -17,6 +17,15 @@ official client) and kopf in the test's loop never wait on each other. Use it as
         kubernetes.config.load_kube_config(str(api.kubeconfig))
 
 or import the ``kube_api`` fixture into a suite's conftest.
+
+Not emulated (a test that needs one of these must drive it itself, e.g. patch a DaemonSet's status):
+controllers other than garbage collection and namespace termination (no DaemonSet/Job controller,
+scheduler or kubelet: pods never run); admission (ValidatingAdmissionPolicy) and CRD CEL rules;
+protobuf bodies (kubectl's typed generators such as ``create namespace``: use ``apply -f``);
+managedFields and apply conflicts (server-side apply merges like a merge patch); pagination (``limit``
+is ignored: lists are complete); periodic watch bookmarks; authentication and authorization (every
+request is served; RBAC is checked after the fact with ``rbac_allows``). Strategic merge patch merges
+by key only the lists in ``STRATEGIC_MERGE_KEYS``.
 """
 
 from __future__ import annotations
@@ -667,8 +676,10 @@ class WatchEvent:
 class FaithfulEmulator(KubernetesEmulator):
     """kmock's KubernetesEmulator taking over resource requests with the API server's semantics.
 
-    Objects live in kmock's ``objects`` (with their history); discovery is kmock's, fed from its
-    bundled built-in resources plus the CRDs given to ``add_crd``.
+    Objects live in kmock's ``objects`` (with their history: ``emulator.objects[resource, ns, name]``).
+    Discovery is kmock's scaffold, fed from its bundled built-in resources plus the CRDs (given to
+    ``add_crd`` or created through the API), with subresources listed as a real server lists them.
+    Every method runs on the server thread's loop; from a test, read through the API instead.
     """
 
     api_requests: list[ApiRequest] = attrs.field(factory=list, init=False)
@@ -797,7 +808,8 @@ class FaithfulEmulator(KubernetesEmulator):
     def _body(request: Request) -> dict[str, Any]:
         content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
         if content_type != "application/json":
-            # Like a server without protobuf/CBOR: client-go then retries the request as JSON.
+            # Like a server without protobuf/CBOR. kubectl's typed generators (`create namespace`,
+            # `create secret`) send protobuf and fail here: tests use `kubectl apply/create -f` instead.
             raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
                                                         "accepted media types include: application/json")
         if not isinstance(request.data, Mapping):
