@@ -121,8 +121,13 @@ def register_handlers(
     async def child_event(
         type: str | None, body: kopf.Body, camera_nodes: kopf.Index, worker_pods: kopf.Index, **_: Any
     ) -> None:
-        # A child deleted by hand (or a Batch Job finishing) is acted on now, not at the next tick.
-        if type not in ("DELETED", "MODIFIED"):
+        # A child deleted by hand, or a Batch Job that finished, is acted on now, not at the next tick;
+        # other changes (e.g. a DaemonSet's status counters) wait for the timer.
+        finished = any(
+            cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True"
+            for cond in body.get("status", {}).get("conditions") or []
+        )
+        if not (type == "DELETED" or (type == "MODIFIED" and body.get("kind") == "Job" and finished)):
             return
         owner = next((o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == KIND), None)
         if owner is None or reconciler().busy(body.metadata.namespace, owner["name"]):

@@ -22,8 +22,13 @@ class OperatorMetrics:
         )
         self.errors = Counter(
             PREFIX + "errors",
-            "Errors while reconciling, by kind (api, scrape, unexpected).",
+            "Failed reconciles by kind (api: the Kubernetes API answered an error; unexpected).",
             ["kind"],
+            registry=self.registry,
+        )
+        self.scrape_failures = Counter(
+            PREFIX + "scrape_failures",
+            "Worker /metrics scrapes that failed (the node turns Stale after a grace period).",
             registry=self.registry,
         )
         self.duration = Histogram(

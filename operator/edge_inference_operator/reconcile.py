@@ -234,6 +234,7 @@ class Reconciler:
             self.settings.scrape_timeout_seconds,
             self.settings.scrape_concurrency,
         )
+        self.metrics.scrape_failures.inc(sum(report.last_seen != now for report in reports.values()))
         status = compute_status(
             previous=previous,
             spec=job.spec,

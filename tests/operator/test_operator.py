@@ -260,7 +260,7 @@ async def test_per_node_progress_is_scraped_from_worker_metrics(
     cluster.add_node("edge-1")
     cluster.add_node("edge-2")
     cluster.apply(make_body())
-    await start_operator()
+    operator = await start_operator()
     ds = await cluster.wait(lambda: cluster.daemonsets()[0], what="the DaemonSet")
     one, two = worker_metrics(), worker_metrics()
     one.files.labels(outcome="done").inc(3)
@@ -281,6 +281,7 @@ async def test_per_node_progress_is_scraped_from_worker_metrics(
 
     two.stop()  # the worker on edge-2 stops answering: Stale after the grace period, not an error
     await cluster.wait(lambda: cluster.condition(c.DEGRADED) == ("True", c.NODES_STALE), what="NodesStale")
+    assert operator.metrics.scrape_failures._value.get() >= 1
     stale = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
     assert stale["state"] == "Stale" and stale["framesAnalysed"] == 30
     assert cluster.status()["nodeProgress"][0]["node"] == "edge-2"  # attention first
