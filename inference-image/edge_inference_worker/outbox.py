@@ -42,7 +42,14 @@ from pathlib import Path
 import prometheus_client
 from edge_inference_api import telemetry
 
-from edge_inference_worker.sinks import KIND_DISK_FULL, Sink, SinkError, check_key, fsync_directory
+from edge_inference_worker.sinks import (
+    KIND_DISK_FULL,
+    SINK_ERROR_KINDS,
+    Sink,
+    SinkError,
+    check_key,
+    fsync_directory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +59,10 @@ _DIGEST_SIZE = 32
 _ENTRY_NAME = re.compile(r"^(\d{16})-(\d{13})\.evt$")
 
 KIND_PARTIAL = "outbox_partial"  # a write interrupted by a crash (never acknowledged)
-KIND_CORRUPT = "outbox_corrupt"  # a committed entry that fails its checksum
+KIND_CORRUPT = "outbox_corrupt"  # a committed entry that fails its checksum, a stray or vanished file
 KIND_WRITE = "outbox_write"  # writing an entry failed for another OS reason
+KIND_UPLOAD_BUG = "outbox_upload"  # the sink raised something unexpected (a bug): retried like an outage
+OUTBOX_ERROR_KINDS = (KIND_PARTIAL, KIND_CORRUPT, KIND_WRITE, KIND_UPLOAD_BUG, KIND_DISK_FULL)
 
 JPEG_CONTENT_TYPE = "image/jpeg"
 JSON_CONTENT_TYPE = "application/json"
@@ -163,6 +172,9 @@ class OutboxMetrics:
             telemetry.BYTES_UPLOADED, "Bytes of event objects S3 confirmed.", registry=registry
         )
         self.errors = prometheus_client.Counter(telemetry.ERRORS, "Errors by kind.", ["kind"], registry=registry)
+        # Export the outbox's kinds at 0 from the start: alerts on rate() need the series to exist.
+        for kind in (*OUTBOX_ERROR_KINDS, *SINK_ERROR_KINDS):
+            self.errors.labels(kind=kind)
 
 
 class S3Outbox:
@@ -467,7 +479,7 @@ class S3Outbox:
                 failures += 1
                 continue
             except Exception as error:  # a sink bug must not kill the uploader; count and back off
-                self.metrics.errors.labels(kind="outbox_upload").inc()
+                self.metrics.errors.labels(kind=KIND_UPLOAD_BUG).inc()
                 log.exception("outbox: unexpected upload failure: %s", error)
                 self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
                 failures += 1

@@ -26,6 +26,7 @@ KIND_S3_ERROR = "s3_error"  # a well-formed S3 error (5xx, AccessDenied, NoSuchB
 KIND_GARBAGE = "s3_garbage"  # an answer that is not S3 (non-XML, no ETag on a 200)
 KIND_DISK_FULL = "disk_full"
 KIND_WRITE = "sink_write"  # a directory sink failing for another OS reason
+SINK_ERROR_KINDS = (KIND_UNREACHABLE, KIND_S3_ERROR, KIND_GARBAGE, KIND_DISK_FULL, KIND_WRITE)
 
 
 class Sink(Protocol):

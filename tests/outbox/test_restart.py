@@ -75,3 +75,22 @@ def test_two_outboxes_never_share_a_directory(tmp_path):
         tmp_path / "outbox", DirectorySink(tmp_path / "out"), 1 << 20, prometheus_client.CollectorRegistry()
     )
     second.close(flush_timeout=0)
+
+
+def test_every_error_kind_is_exported_at_zero_from_the_start(tmp_path):
+    registry = prometheus_client.CollectorRegistry()
+    outbox = S3Outbox(tmp_path / "outbox", DirectorySink(tmp_path / "out"), 1 << 20, registry)
+    kinds = [
+        "outbox_partial",
+        "outbox_corrupt",
+        "outbox_write",
+        "outbox_upload",
+        "disk_full",
+        "s3_unreachable",
+        "s3_error",
+        "s3_garbage",
+        "sink_write",
+    ]
+    assert [registry.get_sample_value("edge_inference_errors_total", {"kind": kind}) for kind in kinds] == [0] * 9
+    assert registry.get_sample_value("edge_inference_outbox_full") == 0
+    outbox.close(flush_timeout=0)
