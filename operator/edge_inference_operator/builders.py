@@ -225,6 +225,7 @@ def build_pod_template(
         "name": "worker",
         "image": image,
         "imagePullPolicy": settings.worker_image_pull_policy,
+        "args": ["run"],  # the image's `edge-inference` runs the configuration in EDGE_INFERENCE_CONFIG
         "env": [
             {"name": ENV_WORKER_CONFIG, "value": config.model_dump_json(by_alias=True)},
             {

@@ -80,6 +80,7 @@ def test_worker_pod_is_locked_down(case: str, settings, make_job) -> None:
         mounts = {m["name"]: m for m in worker["volumeMounts"]}
         assert mounts["videos"] == {"name": "videos", "mountPath": "/videos", "readOnly": True}
         assert not mounts["state"].get("readOnly") and mounts["tmp"]["mountPath"] == "/tmp"
+        assert worker["args"] == ["run"] and "command" not in worker  # the image's entrypoint, `edge-inference`
         assert worker["ports"] == [{"name": "metrics", "containerPort": 9108, "protocol": "TCP"}]
         assert {worker[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")} == {"/healthz", "/readyz"}
         secret = env_value(worker, "EDGE_INFERENCE_S3_SECRET_KEY")["valueFrom"]["secretKeyRef"]
