@@ -317,5 +317,6 @@ def test_notes_say_how_to_label_nodes_and_apply_a_job() -> None:
     notes = render_notes()
     assert "kubectl label node <node> edgeinference.io/camera-storage=true" in notes
     assert "edgeinference.io/accelerator=cpu" in notes
-    assert "kubectl -n <namespace> apply -f examples/inferencejob.yaml" in notes
+    assert "kubectl apply -f examples/inferencejob.yaml" in notes
+    assert "create secret generic s3-credentials" in notes
     assert "/var/lib/edge-video" in notes

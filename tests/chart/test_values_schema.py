@@ -41,6 +41,11 @@ BAD_VALUES = [
     ),
     pytest.param({"admissionPolicy": {"validationActions": []}}, "/admissionPolicy/validationActions", id="no-action"),
     pytest.param(
+        {"admissionPolicy": {"validationActions": ["Deny", "Warn"]}},
+        "/admissionPolicy/validationActions",
+        id="deny-with-warn",
+    ),
+    pytest.param(
         {"admissionPolicy": {"failurePolicy": "Retry"}}, "/admissionPolicy/failurePolicy", id="bad-failure-policy"
     ),
     pytest.param(
