@@ -50,6 +50,10 @@ def test_a_finalizer_holds_deletion_until_it_is_removed(apps, custom, job):
     held = apps.read_namespaced_daemon_set("worker", "default")
     assert held.metadata.deletion_timestamp is not None
 
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        apps.patch_namespaced_daemon_set("worker", "default", {"metadata": {"finalizers": ["x", "y"]}})
+    assert refused.value.status == 422  # no new finalizers once deletion started
+
     apps.patch_namespaced_daemon_set("worker", "default", {"metadata": {"finalizers": None}})
     assert gone(apps.read_namespaced_daemon_set, "worker", "default")
 

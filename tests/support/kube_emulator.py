@@ -1073,10 +1073,16 @@ class FaithfulEmulator(KubernetesEmulator):
                 meta[field] = old["metadata"][field]
             else:
                 meta.pop(field, None)
+        added = set(meta.get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
+        if meta.get("deletionTimestamp") and added:
+            raise self._invalid(info, res, key[2], [f"metadata.finalizers: Forbidden: no new finalizers can be "
+                                                    f"added if the object is being deleted, found new finalizers "
+                                                    f"{sorted(added)}"])
         new.update(apiVersion=old["apiVersion"], kind=old["kind"])
         if res == CRDS:
             new["status"] = self._crd_status(new)
         new = self._admit(info, res, new)
+        meta = new["metadata"]
         if without_meta_status(new) != without_meta_status(old):
             meta["generation"] = old["metadata"].get("generation", 1) + 1
         if new == old:
