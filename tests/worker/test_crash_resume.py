@@ -27,7 +27,7 @@ from support.worker_harness import (
 )
 
 # Every sampled frame analysed: the slowest (and longest) run, so there is time to kill it mid-file.
-FLAGS = ("--no-motion-gating", "--confidence", "0.003")
+FLAGS = ("--no-motion-gating",)
 
 
 def snapshot_of(out_dir: Path) -> dict[str, bytes]:
