@@ -93,3 +93,10 @@ def test_invalid_metadata_is_refused_as_a_server_refuses_it(api, metadata, messa
     status, answer = api.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": metadata})
     assert (status, answer["reason"]) == (422, "Invalid")
     assert message in answer["message"]
+
+
+def test_generation_is_kept_only_where_a_server_keeps_it(core, apps, make_config_map):
+    assert core.create_namespaced_config_map("default", make_config_map("c")).metadata.generation is None
+    daemonset = {"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+        "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    assert apps.create_namespaced_daemon_set("default", daemonset).metadata.generation == 1

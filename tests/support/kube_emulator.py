@@ -69,6 +69,11 @@ NAMESPACES = resource("", "v1", "namespaces")
 RESOURCE_PATH = aiohttp.web.RequestKey("resource_path", object)
 ALL_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# Built-in resources whose registry strategy keeps metadata.generation (custom resources all do).
+GENERATION_TRACKED = {("apps", "daemonsets"), ("apps", "deployments"), ("apps", "replicasets"),
+                      ("apps", "statefulsets"), ("batch", "jobs"), ("batch", "cronjobs"), ("", "pods"),
+                      ("apiextensions.k8s.io", "customresourcedefinitions"), ("policy", "poddisruptionbudgets"),
+                      ("networking.k8s.io", "ingresses"), ("networking.k8s.io", "networkpolicies")}
 
 # Field selectors a real server accepts beyond metadata.name / metadata.namespace.
 EXTRA_FIELD_LABELS: dict[str, set[str]] = {
@@ -964,7 +969,9 @@ class FaithfulEmulator(KubernetesEmulator):
         """Create ``obj`` unconditionally with full metadata (used for built-in fixtures of the cluster)."""
         info = self.resources[res]
         meta = obj.setdefault("metadata", {})
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
+        if self._tracks_generation(res):
+            meta["generation"] = 1
         if ns is not None:
             meta["namespace"] = ns
         obj["apiVersion"] = f"{res.group}/{res.version}" if res.group else res.version
@@ -1005,9 +1012,11 @@ class FaithfulEmulator(KubernetesEmulator):
             group = f".{res.group}" if res.group else ""
             raise ApiError(409, "AlreadyExists", f'{res.plural}{group} "{name}" already exists',
                            {"name": name, "group": res.group, "kind": res.plural})
-        for system_field in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        for system_field in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
             meta.pop(system_field, None)
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
+        if self._tracks_generation(res):
+            meta["generation"] = 1
         obj.update(apiVersion=api_version, kind=info.kind)
         if "status" in info.subresources:
             obj.pop("status", None)  # with a status subresource, create ignores the status stanza
@@ -1034,6 +1043,9 @@ class FaithfulEmulator(KubernetesEmulator):
         if errors:
             raise self._invalid(info, res, obj["metadata"]["name"], errors)
         return obj
+
+    def _tracks_generation(self, res: resource) -> bool:
+        return res in self._schemas or (res.group or "", res.plural) in GENERATION_TRACKED
 
     @staticmethod
     def _invalid(info: ResourceInfo, res: resource, name: str, errors: list[str]) -> ApiError:
@@ -1083,8 +1095,8 @@ class FaithfulEmulator(KubernetesEmulator):
             new["status"] = self._crd_status(new)
         new = self._admit(info, res, new)
         meta = new["metadata"]
-        if without_meta_status(new) != without_meta_status(old):
-            meta["generation"] = old["metadata"].get("generation", 1) + 1
+        if self._tracks_generation(res) and without_meta_status(new) != without_meta_status(old):
+            meta["generation"] = old["metadata"]["generation"] + 1
         if new == old:
             return old  # a no-op write changes nothing, not even the resource version
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
@@ -1157,8 +1169,9 @@ class FaithfulEmulator(KubernetesEmulator):
             if obj["metadata"].get("deletionTimestamp"):
                 return obj
             old = copy.deepcopy(obj)
-            obj["metadata"].update(deletionTimestamp=now_rfc3339(), deletionGracePeriodSeconds=0,
-                                   generation=obj["metadata"].get("generation", 1) + 1)
+            obj["metadata"].update(deletionTimestamp=now_rfc3339(), deletionGracePeriodSeconds=0)
+            if self._tracks_generation(res):
+                obj["metadata"]["generation"] += 1
             return self._commit(res, "MODIFIED", obj, old)
         old = copy.deepcopy(obj)
         self._commit(res, "DELETED", obj, old)
