@@ -36,26 +36,20 @@ EVERYTHING_ON: dict[str, Any] = {
 }
 
 
-def render_manifests(
-    values: Mapping[str, Any] | None = None,
-    kube_version: str | None = None,
-    api_versions: Iterable[str] = (),
-) -> dict[str, str]:
+def render_manifests(values: Mapping[str, Any] | None = None, kube_version: str | None = None) -> dict[str, str]:
     """Template path -> rendered text, as `helm template` would produce (NOTES.txt included).
 
-    `kube_version` (e.g. "v1.30.0") sets .Capabilities.KubeVersion, so the chart's kubeVersion
-    constraint is checked; `api_versions` adds to .Capabilities.APIVersions.
+    `kube_version` (e.g. "v1.30.0") sets .Capabilities.KubeVersion for the templates (this render
+    path does not enforce Chart.yaml's kubeVersion constraint; an install does).
     Raises helm_python.HelmValuesError for values the schema refuses, HelmRenderError otherwise.
     """
     opts: dict[str, Any] = {"name": RELEASE_NAME, "namespace": NAMESPACE, "is_install": True}
     if kube_version is not None:
         opts["kube_version"] = kube_version
-    if api_versions:
-        opts["api_versions"] = list(api_versions)
     with helm.Chart.load(CHART_DIR) as chart:
         chart.validate_schema(dict(values) if values is not None else None)
-        # Chart.render does not forward kube_version/api_versions, but the C ABI's render options
-        # (helm-c-sdk's RenderOptions) take them; same native call, same Helm engine.
+        # Chart.render does not forward kube_version, but the C ABI's render options (helm-c-sdk's
+        # RenderOptions) take it; same native call, same Helm engine.
         rendered = _native.call_string(
             "helm_render",
             chart._raw(),
