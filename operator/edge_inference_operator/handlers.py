@@ -57,6 +57,8 @@ def register_handlers(
         # In a pod: the service account; elsewhere (tests, `make demo`): KUBECONFIG.
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
+    operator_settings = settings  # `settings` is kopf's own inside the startup handler
+
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.standalone = True  # one replica; see the chart's Deployment
@@ -75,8 +77,6 @@ def register_handlers(
         if operator_settings.metrics_port:
             runtime["metrics_server"] = await serve_metrics(operator_metrics, operator_settings.metrics_port)
 
-    operator_settings = settings
-
     @kopf.on.cleanup(registry=registry)
     async def shut_down(**_: Any) -> None:
         if "metrics_server" in runtime:
@@ -92,7 +92,17 @@ def register_handlers(
     def worker_pods(
         namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
     ) -> dict[tuple[str, str], dict[str, Any]]:
-        summary = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+        # Only what status and scraping read: a fleet's worth of full pod bodies would be memory for nothing.
+        summary = {
+            "metadata": {k: body.metadata.get(k) for k in ("name", "labels", "creationTimestamp")},
+            "spec": {
+                "nodeName": body.spec.get("nodeName"),
+                "containers": [
+                    {"name": c.get("name"), "ports": c.get("ports")} for c in body.spec.get("containers", [])
+                ],
+            },
+            "status": dict(body.status),
+        }
         return {(namespace, labels.get(LABEL_JOB, "")): summary}
 
     async def converge(body: kopf.Body, camera_nodes: kopf.Index, worker_pods: kopf.Index) -> None:
