@@ -117,3 +117,19 @@ def test_a_watch_from_a_compacted_version_gets_410_expired(api, core, make_confi
     with urllib.request.urlopen(url, timeout=10) as response:
         events = [json.loads(line) for line in response.read().splitlines()]
     assert [(e["type"], e["object"]["code"], e["object"]["reason"]) for e in events] == [("ERROR", 410, "Expired")]
+
+
+async def test_kubectl_wait_for_delete_sees_the_deletion(api, custom, job):
+    assert api.kubectl("apply", "-f", "-", input=yaml.safe_dump(job)).returncode == 0
+    waiting = asyncio.create_task(asyncio.to_thread(
+        api.kubectl, "wait", "--for=delete", "inferencejob/lobby", "--timeout=20s"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not any(r.verb == "watch" and r.resource == "inferencejobs" for r in api.requests):
+        assert loop.time() < deadline, "kubectl wait never opened its watch"
+        await asyncio.sleep(0.02)
+    custom.delete_namespaced_custom_object("edgeinference.io", "v1alpha1", "default", "inferencejobs", "lobby")
+
+    waited = await waiting
+    assert waited.returncode == 0, waited.stderr
+    assert "condition met" in waited.stdout
