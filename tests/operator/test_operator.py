@@ -52,6 +52,11 @@ async def test_continuous_job_converges_and_a_restart_changes_nothing(cluster, s
     after = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in cluster.daemonsets()}
     assert after == before
     assert cluster.batch_jobs() == []
+    # Nothing changed, so nothing is written: the job's own resourceVersion holds across reconciles.
+    version = cluster.job()["metadata"]["resourceVersion"]
+    seen = second.reconciles()
+    await cluster.wait(lambda: second.reconciles() >= seen + 3, what="more reconciles")
+    assert cluster.job()["metadata"]["resourceVersion"] == version
 
 
 async def test_events_are_posted_on_condition_transitions(cluster, start_operator, make_body) -> None:
