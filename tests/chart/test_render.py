@@ -148,12 +148,14 @@ def test_alerts_and_dashboard_use_metric_names_that_exist() -> None:
 
 
 def test_pod_monitor_selects_the_worker_pods_the_operator_labels() -> None:
+    from edge_inference_operator import builders
+
     (monitor,) = find_objects(render_chart(EVERYTHING_ON), "PodMonitor")
-    # The labels every worker child carries (brief: cross-piece decisions).
     assert monitor["spec"]["selector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "edge-inference-worker",
-        "app.kubernetes.io/managed-by": "edge-inference-operator",
+        builders.LABEL_APP_NAME: builders.WORKER_APP_NAME,
+        builders.LABEL_MANAGED_BY: builders.MANAGER,
     }
+    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == [builders.METRICS_PORT_NAME]
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
 
 

@@ -100,6 +100,9 @@ def _kept_by_dockerignore(source: str, patterns: list[str]) -> bool:
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=_ids(DOCKERFILES))
 def test_image_runs_as_the_non_root_user_the_pods_expect(path: Path) -> None:
+    from edge_inference_operator.builders import WORKER_UID
+
+    assert NON_ROOT_USER == f"{WORKER_UID}:{WORKER_UID}"  # the uid the operator's pods run as
     final = _final_stage(path)
     users = [i["value"] for i in final if i["instruction"] == "USER"]
     assert users and users[-1] == NON_ROOT_USER
@@ -135,6 +138,13 @@ def test_worker_images_are_offline_and_read_only_friendly(path: Path) -> None:
     assert envs["HOME"].startswith("/tmp") and envs["MPLCONFIGDIR"].startswith("/tmp")
     assert envs["PYTHONDONTWRITEBYTECODE"] == "1"
     assert envs["EDGE_INFERENCE_MODEL_DIR"] == "/opt/edge-inference/models"
+
+
+@pytest.mark.parametrize("path", WORKER_DOCKERFILES, ids=_ids(WORKER_DOCKERFILES))
+def test_worker_images_expose_the_metrics_port_the_operator_scrapes(path: Path) -> None:
+    from edge_inference_operator.builders import METRICS_PORT
+
+    assert _instructions(path, "EXPOSE") == [str(METRICS_PORT)]
 
 
 @pytest.mark.parametrize("path", WORKER_DOCKERFILES, ids=_ids(WORKER_DOCKERFILES))
