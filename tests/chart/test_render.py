@@ -213,21 +213,37 @@ def test_operator_settings_come_from_values() -> None:
         "EDGE_INFERENCE_STATE_HOST_PATH": "/data/edge-state",
         "EDGE_INFERENCE_METRICS_PORT": "9090",
         "EDGE_INFERENCE_LIVENESS_PORT": "9091",
+        "EDGE_INFERENCE_RECONCILE_SECONDS": "10",
+        "EDGE_INFERENCE_SCRAPE_TIMEOUT_SECONDS": "2",
+        "EDGE_INFERENCE_SCRAPE_CONCURRENCY": "32",
+        "EDGE_INFERENCE_STALE_AFTER_SECONDS": "60",
+        "EDGE_INFERENCE_BACKLOG_AGE_SECONDS": "600",
+        "EDGE_INFERENCE_BATCH_BACKOFF_LIMIT": "3",
     }
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9090, "health": 9091}
 
 
 def test_operator_settings_parse_in_the_operator() -> None:
-    """The environment the chart sets is accepted by the operator's own settings model."""
-    from edge_inference_operator.settings import OperatorSettings
+    """The chart's environment is accepted by the operator's own settings model, every variable names
+    one of its fields, and the chart's defaults are the operator's (apart from the allow-list it sets)."""
+    from edge_inference_operator.settings import ENV_PREFIX, OperatorSettings
 
     (container,) = _operator_deployment(render_chart())["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert {name.removeprefix(ENV_PREFIX).lower() for name in env} <= set(OperatorSettings.model_fields)
+    settings = OperatorSettings.from_env(env)
+    assert settings == OperatorSettings(allowed_host_paths=("/var/lib/edge-video",))
+
+
+def test_tuning_values_reach_the_operator() -> None:
+    from edge_inference_operator.settings import OperatorSettings
+
+    tuning = {"reconcileSeconds": 2.5, "staleAfterSeconds": 300, "batchBackoffLimit": 0}
+    (container,) = _operator_deployment(render_chart({"operator": {"tuning": tuning}}))["spec"]["template"]["spec"][
+        "containers"
+    ]
     settings = OperatorSettings.from_env({e["name"]: e["value"] for e in container["env"]})
-    assert settings.allowed_host_paths == ("/var/lib/edge-video",)
-    assert settings.worker_image == "ghcr.io/edge-inference/worker:0.1.0"
-    assert settings.worker_image_cuda == "ghcr.io/edge-inference/worker-cuda:0.1.0"
-    assert settings.state_host_path == "/var/lib/edge-inference"
-    assert (settings.metrics_port, settings.liveness_port) == (8080, 8081)
+    assert (settings.reconcile_seconds, settings.stale_after_seconds, settings.batch_backoff_limit) == (2.5, 300, 0)
 
 
 def test_metrics_service_selects_only_the_operator() -> None:

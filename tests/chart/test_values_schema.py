@@ -31,6 +31,14 @@ BAD_VALUES = [
     pytest.param({"operator": {"metricsPort": 70000}}, "/operator/metricsPort", id="port-out-of-range"),
     pytest.param({"operator": {"healthPort": "8081"}}, "/operator/healthPort", id="port-as-string"),
     pytest.param(
+        {"operator": {"tuning": {"reconcileSeconds": 0}}}, "/operator/tuning/reconcileSeconds", id="zero-interval"
+    ),
+    pytest.param(
+        {"operator": {"tuning": {"scrapeConcurrency": 1.5}}},
+        "/operator/tuning/scrapeConcurrency",
+        id="fractional-count",
+    ),
+    pytest.param(
         {"operator": {"image": {"pullPolicy": "Sometimes"}}}, "/operator/image/pullPolicy", id="bad-pull-policy"
     ),
     pytest.param({"operator": {"image": {"tag": "v1 beta"}}}, "/operator/image/tag", id="bad-tag"),
