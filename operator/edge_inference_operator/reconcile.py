@@ -214,6 +214,7 @@ class Reconciler:
             create_missing = not finished
         else:
             desired_nodes = list(matched)
+        placed = targets if job.spec.mode == Mode.BATCH else matched  # node -> accelerator kind
         convergence = await k.converge_children(
             self.kube, namespace, name, uid, build_children(job, self.settings, targets), create_missing=create_missing
         )
@@ -248,6 +249,7 @@ class Reconciler:
                 stale_after=datetime.timedelta(seconds=self.settings.stale_after_seconds),
                 backlog_age_seconds=self.settings.backlog_age_seconds,
             ),
+            idle_accelerators=[a.type for a in job.spec.accelerators if a.type not in set(placed.values())],
         )
         await self._write(body, previous, status)
         return status, "ok"

@@ -257,11 +257,13 @@ def compute_status(
     now: datetime.datetime,
     thresholds: Thresholds = Thresholds(),
     node_progress_limit: int = MAX_NODE_PROGRESS,
+    idle_accelerators: Sequence[str] = (),
 ) -> InferenceJobStatus:
     """The status of a valid job.
 
     `desired_nodes`: Continuous, the nodes that match now; Batch, the target nodes recorded at start.
-    `children`: the job's DaemonSets or batch Jobs; `pods`: its worker pods; `reports`: scrape results by node.
+    `children`: the job's DaemonSets or batch Jobs; `pods`: its worker pods; `reports`: scrape results by node;
+    `idle_accelerators`: accepted accelerator kinds that no node matches (named in the Ready message).
     """
     batch = spec.mode == Mode.BATCH
     nodes = sorted(set(desired_nodes))
@@ -292,9 +294,11 @@ def compute_status(
         phase, ready, progressing = _batch_conditions(nodes, counts, failed)
     else:
         phase, ready, progressing = _continuous_conditions(nodes, counts, spec)
+    if idle_accelerators and nodes:
+        idle = ", ".join(idle_accelerators)
+        ready = (*ready[:3], f"{ready[3]}; no matching node for accelerator(s): {idle}")
     if secret is not None:
         ready = (c.READY, F, c.SECRET_NOT_FOUND, secret)
-    if secret is not None:
         degraded = (c.DEGRADED, T, c.SECRET_NOT_FOUND, secret)
     elif failed:
         degraded = (c.DEGRADED, T, c.NODES_FAILED, f"worker failed on {len(failed)} node(s): {_named(failed)}")

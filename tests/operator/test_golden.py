@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from edge_inference_api.models import KIND, InferenceJobSpec
 from edge_inference_operator.builders import ParsedJob, build_children
 from edge_inference_operator.settings import OperatorSettings

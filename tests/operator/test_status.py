@@ -244,3 +244,11 @@ def test_status_stays_bounded_for_2000_nodes(make_body) -> None:
     size = len(json.dumps(status.model_dump(mode="json", by_alias=True)))
     assert size < 16_000, size
     InferenceJobStatus.model_validate(status.model_dump(mode="json", by_alias=True))  # within the contract's bounds
+
+
+def test_accelerator_kinds_without_nodes_are_named(make_body) -> None:
+    job_spec = spec(make_body, accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
+    status = status_of(job_spec, desired_nodes=["a"], pods=[pod("a")], idle_accelerators=["nvidia"])
+    ready = c.find_condition(status.conditions, c.READY)
+    assert (ready.status.value, ready.reason) == ("True", c.ALL_NODES_READY)
+    assert ready.message == "1/1 nodes ready; no matching node for accelerator(s): nvidia"
