@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Protocol
@@ -127,25 +126,30 @@ class DirectorySink:
             raise SinkError(KIND_WRITE, f"output folder {self.root} is not writable")
 
     def put_object(self, key: str, data: bytes, content_type: str) -> None:
-        """Write `root/key` atomically: readers see the old file or the whole new one, never a part."""
+        """Write `root/key` atomically: readers see the old file or the whole new one, never a part.
+
+        The temporary file has a fixed name per key (`.<name>.part` beside it): a write cut off by
+        a crash leaves it behind, and the outbox retries exactly that key after the restart, which
+        reuses and renames it, so no stray partial files accumulate.
+        """
         target = self.root / check_key(key)
-        tmp_path: str | None = None
+        tmp = target.with_name(f".{target.name}.part")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_path = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_path, target)
-            tmp_path = None
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    file.write(data)
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             fsync_directory(target.parent)
         except OSError as error:
             kind = KIND_DISK_FULL if error.errno == errno.ENOSPC else KIND_WRITE
             raise SinkError(kind, f"cannot write {target}: {error}") from error
-        finally:
-            if tmp_path is not None:
-                Path(tmp_path).unlink(missing_ok=True)
 
 
 def sink_from_config(

@@ -66,6 +66,15 @@ def test_directory_sink_writes_atomically_and_overwrites(tmp_path):
     assert (folder / "e.jpg").read_bytes() == b"second"
 
 
+def test_a_partial_file_left_by_a_crash_is_consumed_when_the_key_is_retried(tmp_path):
+    folder = tmp_path / "ns/job/node/f"
+    folder.mkdir(parents=True)
+    (folder / ".e.jpg.part").write_bytes(b"half a jp")  # what a SIGKILL mid-write leaves
+    DirectorySink(tmp_path).put_object("ns/job/node/f/e.jpg", b"whole jpeg", "image/jpeg")
+    assert os.listdir(folder) == ["e.jpg"]
+    assert (folder / "e.jpg").read_bytes() == b"whole jpeg"
+
+
 @pytest.mark.parametrize("key", ["", "/abs/key", "a/../../etc/passwd", "a//b", "./a", "a/\x00"])
 def test_keys_that_could_escape_are_refused(tmp_path, key):
     with pytest.raises(ValueError, match="invalid object key"):
