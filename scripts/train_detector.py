@@ -61,7 +61,11 @@ def check_on_held_out_video(weights: Path, workdir: Path, seed: int) -> None:
     from edge_inference_worker.synthetic import CLASS_NAMES, make_video, test_scenario
     from ultralytics import YOLO
 
-    model = YOLO(str(weights))
+    # ultralytics rewrites "...yolov5n.pt" paths that contain no letter "u" to "...yolov5nu.pt" (its YOLOv5u
+    # rename); a neutral link name sidesteps that wherever the repository is checked out.
+    link = workdir / "check-detector.pt"
+    link.symlink_to(weights.resolve())
+    model = YOLO(str(link))
     if dict(model.names) != CLASS_NAMES:
         raise SystemExit(f"model names {model.names} != {CLASS_NAMES}")
     video = workdir / "held-out.mp4"
