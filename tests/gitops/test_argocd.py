@@ -280,3 +280,35 @@ def test_synced_jobs_are_valid_inference_jobs_under_the_default_allow_list() -> 
         assert spec.output.credentials_secret_ref.name  # credentials by reference only
         modes.add(spec.mode.value)
     assert modes == {"Continuous", "Batch"}
+
+
+def _cel_rules(schema: dict, value: Any, where: str) -> list[tuple[str, str, Any]]:
+    """(where, rule, value) for every x-kubernetes-validations rule that applies to `value`."""
+    found = [(where, v["rule"], value) for v in schema.get("x-kubernetes-validations", [])]
+    if isinstance(value, dict):
+        for name, child in schema.get("properties", {}).items():
+            if name in value:
+                found += _cel_rules(child, value[name], f"{where}.{name}")
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            found += _cel_rules(schema["items"], item, f"{where}[{i}]")
+    return found
+
+
+def test_synced_jobs_pass_the_crd_schema_and_its_cel_rules() -> None:
+    """What the API server checks at apply: the CRD's structural schema, then its CEL rules (run with real CEL)."""
+    import jsonschema
+    from cel_expr_python import cel
+    from cel_expr_python.ext.ext_strings import ExtStrings
+    from edge_inference_api.crd import build_crd
+
+    root = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    env = cel.NewEnv(variables={"self": cel.Type.DYN}, extensions=[ExtStrings()])
+    rules = 0
+    for obj in _synced_jobs():
+        # OpenAPI v3.0 bounds (boolean exclusiveMinimum) are draft 4 semantics.
+        jsonschema.Draft4Validator(root).validate(obj)
+        for where, rule, value in _cel_rules(root["properties"]["spec"], obj["spec"], "spec"):
+            assert env.compile(rule).eval(data={"self": value}).plain_value() is True, f"{where}: {rule}"
+            rules += 1
+    assert rules >= 4
