@@ -60,6 +60,7 @@ class Worker:
         self.registry = CollectorRegistry()
         self.health = HealthState()
         self.results: dict[str, tuple[str, str]] = {}  # rel -> (outcome, reason), reported once each
+        self.services: Services | None = None  # set once the model is loaded
 
     def run(self) -> int:
         state = Path(self.config.state_dir)
@@ -89,7 +90,7 @@ class Worker:
         try:
             detector = self._load_detector(state)
             self.health.ready = True
-            services = Services(
+            services = self.services = Services(
                 config=self.config,
                 detector=detector,
                 model=ModelInfo(detector.name, detector.sha256),

@@ -100,3 +100,19 @@ def test_to_a_real_s3_server_with_people_blurred(directory_run, short_clip, work
             blurred = laplacian_detail(s3.get(f"site-a/{key}.jpg"), remote["bestFrame"]["box"])
             sharp = laplacian_detail((base / "events" / f"{key}.jpg").read_bytes(), remote["bestFrame"]["box"])
             assert blurred < sharp / 5, (blurred, sharp)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "no-such-model"], "cannot start: model 'no-such-model' not found"),
+        (["--classes", "person,dog"], "cannot start: classes ['dog'] are not known to model synthetic-yolov5n"),
+    ],
+)
+def test_startup_errors_are_one_line_and_exit_3(short_clip, worker_env, tmp_path, flags, message):
+    args = detect_args(short_clip.path.parent, str(tmp_path / "events"), tmp_path / "state")
+    result = run_worker([*args, *flags], worker_env)  # a repeated flag overrides the harness default
+    assert result.returncode == 3
+    (line,) = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert line.startswith(f"edge-inference: {message}"), line
+    assert "Traceback" not in result.stderr

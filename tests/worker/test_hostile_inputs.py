@@ -12,8 +12,9 @@ import threading
 
 import pytest
 from edge_inference_worker.config import S3Credentials, parse_detect_flags
-from edge_inference_worker.files import file_id
+from edge_inference_worker.files import VideoFile, file_id
 from edge_inference_worker.ledger import Ledger
+from edge_inference_worker.pipeline import process_file
 from edge_inference_worker.synthetic import make_video, short_scenario
 from edge_inference_worker.worker import EXIT_FILES_FAILED, Worker
 from support.worker_harness import IMAGE_SIZE, MODEL, event_documents
@@ -95,6 +96,13 @@ def test_each_hostile_file_gets_its_outcome(hostile_run, rel, expected):
     assert len(lines) == 1 and lines[0].fields["outcome"] == outcome  # one specific line per file
     if outcome != "done":
         assert lines[0].levelno == logging.WARNING and words in lines[0].getMessage()
+
+
+def test_a_file_gone_before_it_is_opened_is_vanished_not_fatal(hostile_run):
+    root, worker, _, _ = hostile_run
+    gone = VideoFile(root / "videos" / "rotated-away.mp4", "rotated-away.mp4", 1000, 0)
+    result = process_file(worker.services, gone)
+    assert (result.outcome, result.reason) == ("vanished", "file disappeared before it was opened")
 
 
 def test_counters_by_outcome(hostile_run):
