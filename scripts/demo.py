@@ -4,7 +4,8 @@ Where a working Docker engine (`docker info`) and `kind` exist, this runs script
 kind cluster, the images, the chart with MinIO, examples/inferencejob.yaml) and stops there.
 
 Otherwise it runs the same job on an embedded default: this machine as a single edge node.
-  1. sample CCTV-like video is generated (edge_inference_worker.synthetic) into a temp folder;
+  1. sample CCTV-like video is generated (edge_inference_worker.synthetic) into a temp folder:
+     camera 1 a busy 24 s street scene, camera 2 two minutes of mostly static footage;
   2. a local S3 server process starts (SeaweedFS on loopback, as in the tests);
   3. the worker runs once over the video:
        edge-inference detect <videos> --out s3://events/demo --model synthetic-yolov5n
@@ -66,13 +67,14 @@ def run_kind_demo() -> int:
 
 
 def generate_video(folder: Path, cameras: int, seconds: float) -> list[Path]:
-    """Synthetic CCTV clips, one per camera, with people and cars crossing."""
-    from edge_inference_worker.synthetic import make_video, short_scenario
+    """Synthetic CCTV clips: camera 1 a busy street (24 s at most), the others mostly static footage."""
+    from edge_inference_worker.synthetic import make_video, short_scenario, static_heavy_scenario
 
-    base = short_scenario()
-    scenario = base if seconds >= base.duration_s else _shortened(base, seconds)
+    busy = short_scenario()
+    scenarios = [busy if seconds >= busy.duration_s else _shortened(busy, seconds)]
+    scenarios += [static_heavy_scenario(seconds, seed=camera) for camera in range(2, cameras + 1)]
     videos = []
-    for camera in range(1, cameras + 1):
+    for camera, scenario in enumerate(scenarios, start=1):
         path = folder / f"camera-{camera}" / f"{scenario.name}.mp4"
         make_video(path, scenario, seed=camera)
         videos.append(path)
@@ -123,12 +125,16 @@ def list_events(s3) -> tuple[list[dict], int]:
     return events, uploaded
 
 
+def _source_and_time(event: dict) -> tuple[str, float]:
+    return event.get("source", {}).get("path", ""), event.get("videoTime", {}).get("start", 0.0)
+
+
 def describe(event: dict) -> str:
     video_time = event.get("videoTime", {})
     confidence = event.get("confidence", {})
     source = event.get("source", {})
     return (
-        f"{event.get('class', '?'):<7} {source.get('path', '?'):<28} "
+        f"{event.get('class', '?'):<7} {source.get('path', '?'):<32} "
         f"{video_time.get('start', 0):6.1f}-{video_time.get('end', 0):5.1f} s  "
         f"peak {confidence.get('peak', 0):.2f}  {event['key']}"
     )
@@ -165,7 +171,9 @@ def embedded_demo(args: argparse.Namespace) -> int:
                 print(_tail(log_path), flush=True)
             events, uploaded = list_events(s3)
         say(f"{len(events)} event(s) in s3://{BUCKET}/{PREFIX}/:")
-        for event in sorted(events, key=lambda e: e["key"]):
+        for event in sorted(
+            events, key=lambda e: (e.get("source", {}).get("path", ""), e.get("videoTime", {}).get("start", 0))
+        ):
             print("  " + describe(event))
         ratio = uploaded / scanned if scanned else 0.0
         say(
@@ -195,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--embedded", action="store_true", help="skip the cluster path even if Docker and kind exist")
     parser.add_argument("--cameras", type=int, default=2, help="sample video files to generate (one per camera)")
-    parser.add_argument("--seconds", type=float, default=24.0, help="length of each sample video (at most 24)")
+    parser.add_argument(
+        "--seconds", type=float, default=120.0, help="length of the mostly static clips (the busy one: 24 s at most)"
+    )
     parser.add_argument("--workdir", help="keep everything in this folder instead of a temporary one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
