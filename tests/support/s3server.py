@@ -17,14 +17,15 @@ Flags passed to `weed mini`, and why:
   -dir=<data>                        everything on disk lives under the given folder
   -ip=127.0.0.1 -ip.bind=127.0.0.1   loopback only; the volume server advertises this address
   -{master,volume,filer,s3,admin}.port[.grpc]=N
-                                     every port chosen free up front, so parallel test runs (and
-                                     the defaults 8333/9333/...) never collide and a restart
-                                     reuses them
+                                     every port chosen free up front, below the kernel's
+                                     ephemeral range, so parallel test runs (and the defaults
+                                     8333/9333/...) never collide and a restart gets them back
   -s3.config=<identities.json>       one identity with an access/secret key (requests are signed)
   -s3.autoCreateBucket=false         a missing bucket must be an error, never created silently
   -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false
                                      components we do not use: fewer ports, faster start
   -master.telemetry=false            no phoning home (there is no network anyway)
+Startup takes about 0.5-1 s (readiness: a signed bucket request answers within a 30 s deadline).
 TMPDIR points into the data folder so glog's files stay there; weed's unix sockets are always
 under /tmp (named by port) and are removed by `close()`.
 """
