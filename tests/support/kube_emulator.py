@@ -17,7 +17,9 @@ official client) and kopf in the test's loop never wait on each other. Use it as
         api.kubectl("apply", "-f", manifest)
         kubernetes.config.load_kube_config(str(api.kubeconfig))
 
-or import the ``kube_api`` fixture into a suite's conftest.
+or import the ``kube_api`` fixture into a suite's conftest. Objects are admitted as a real server
+admits them (defaults, pruning, schema and CEL rules); to get an object that today's rules refuse
+(as if created before they were tightened), use ``api.store_unchecked(manifest)``.
 
 Not emulated (a test that needs one of these must drive it itself, e.g. patch a DaemonSet's status):
 controllers other than garbage collection and namespace termination (no DaemonSet/Job controller,
