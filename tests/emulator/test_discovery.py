@@ -87,3 +87,8 @@ async def test_kubectl_get_watch_prints_rows_of_later_objects(api, job):
     lines = (await watching).stdout.splitlines()
     assert lines[0].split()[:2] == ["NAME", "MODE"]
     assert lines[1].split()[:2] == ["lobby", "Continuous"]
+
+
+@pytest.mark.parametrize("path", ["/apis/nothing.example/v1", "/openapi/v3/apis/nothing.example/v1", "/nothing"])
+def test_unknown_discovery_paths_are_404(api, path):
+    assert api.request("GET", path)[0] == 404

@@ -1284,7 +1284,7 @@ class FaithfulEmulator(KubernetesEmulator):
             entries += [{"name": f"{res.plural}/{sub}", "singularName": "", "namespaced": bool(info.namespaced),
                          "kind": info.kind, "verbs": ["get", "patch", "update"]} for sub in sorted(info.subresources)]
         if not entries:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise KubernetesError(404, "NotFound", "the server could not find the requested resource")  # kmock's
         return {"apiVersion": "v1", "kind": "APIResourceList", "groupVersion": f"{group}/{version}".lstrip("/"),
                 "resources": entries}
 
@@ -1314,7 +1314,7 @@ class FaithfulEmulator(KubernetesEmulator):
                     "responses": {"200": {"description": "OK"}},
                 }}
         if not paths:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise KubernetesError(404, "NotFound", "the server could not find the requested resource")  # kmock's
         return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.26.4"}, "paths": paths,
                 "components": {"schemas": {}}}
 
