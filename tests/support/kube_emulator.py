@@ -768,8 +768,11 @@ class FaithfulEmulator(KubernetesEmulator):
         gets one (then validation ratcheting lets clients keep writing it).
         """
         group, _, version = manifest["apiVersion"].rpartition("/")
-        res = next(r for r in list(self.resources)
-                   if (r.group or "", r.version) == (group, version) and self.resources[r].kind == manifest["kind"])
+        res = next((r for r in list(self.resources)
+                    if (r.group or "", r.version) == (group, version) and self.resources[r].kind == manifest["kind"]),
+                   None)
+        if res is None:
+            raise ValueError(f"the emulator serves no {manifest['kind']} in {manifest['apiVersion']}")
         obj = copy.deepcopy(dict(manifest))
         if res in self._schemas:
             obj = default_and_prune(self._schemas[res], obj)
