@@ -177,9 +177,10 @@ def node_affinity(job: ParsedJob, accelerator: str, node: str | None = None) -> 
     return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
 
 
-def _tolerations(job: ParsedJob, accelerator: AcceleratorTarget) -> list[dict[str, Any]]:
-    tolerations = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in job.spec.tolerations]
-    if accelerator.type == NVIDIA:
+def pod_tolerations(spec: InferenceJobSpec, accelerator: str) -> list[dict[str, Any]]:
+    """The workers' tolerations: the job's, plus the usual GPU taint for nvidia."""
+    tolerations = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in spec.tolerations]
+    if accelerator == NVIDIA:
         # GPU nodes are commonly tainted nvidia.com/gpu:NoSchedule so that only GPU work lands there.
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     return tolerations
@@ -276,7 +277,7 @@ def build_pod_template(
         "enableServiceLinks": False,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "affinity": {"nodeAffinity": node_affinity(job, accelerator.type, node)},
-        "tolerations": _tolerations(job, accelerator),
+        "tolerations": pod_tolerations(job.spec, accelerator.type),
         "initContainers": [chown_state],
         "containers": [worker],
         "volumes": [

@@ -16,6 +16,7 @@ from edge_inference_api.models import API_GROUP, KIND, LABEL_CAMERA_STORAGE, PLU
 from edge_inference_operator import kube as k
 from edge_inference_operator.builders import LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
 from edge_inference_operator.metrics import OperatorMetrics, serve_metrics
+from edge_inference_operator.placement import NodeInfo
 from edge_inference_operator.reconcile import Reconciler, utcnow
 from edge_inference_operator.settings import OperatorSettings
 from edge_inference_operator.status import Transition
@@ -31,8 +32,8 @@ def post_kopf_event(body: Mapping[str, Any], transition: Transition) -> None:
     post(dict(body), reason=transition.reason, message=message[:1000])
 
 
-def _nodes(index: kopf.Index[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    return {name: labels for name, store in index.items() for labels in store}
+def _nodes(index: kopf.Index[str, NodeInfo]) -> dict[str, NodeInfo]:
+    return {name: info for name, store in index.items() for info in store}
 
 
 def _pods(index: kopf.Index[tuple[str, str], dict[str, Any]], namespace: str, name: str) -> list[dict[str, Any]]:
@@ -85,8 +86,8 @@ def register_handlers(
             await runtime.pop("reconciler").close()
 
     @kopf.index("v1", "nodes", labels={LABEL_CAMERA_STORAGE: kopf.PRESENT}, id="camera_nodes", registry=registry)
-    def camera_nodes(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
-        return {name: dict(labels)}
+    def camera_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
+        return {name: NodeInfo.from_node(body)}
 
     @kopf.index("v1", "pods", labels=WORKERS, id="worker_pods", registry=registry)
     def worker_pods(

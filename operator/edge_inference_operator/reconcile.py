@@ -16,7 +16,6 @@ from edge_inference_api import conditions as c
 from edge_inference_api.hostpaths import host_path_refusal
 from edge_inference_api.models import (
     LABEL_ACCELERATOR,
-    LABEL_CAMERA_STORAGE,
     Device,
     InferenceJobSpec,
     InferenceJobStatus,
@@ -28,6 +27,7 @@ from pydantic import ValidationError
 from edge_inference_operator import kube as k
 from edge_inference_operator.builders import NVIDIA, ParsedJob, build_children
 from edge_inference_operator.metrics import OperatorMetrics
+from edge_inference_operator.placement import NodeInfo, matching_nodes
 from edge_inference_operator.scrape import ScrapeMemory, scrape_pods
 from edge_inference_operator.settings import OperatorSettings
 from edge_inference_operator.status import (
@@ -82,18 +82,6 @@ def check_job(body: Mapping[str, Any], settings: OperatorSettings) -> ParsedJob 
         kinds = ", ".join(a.type for a in spec.accelerators if a.type != NVIDIA)
         return Refusal(c.INVALID_SPEC, f"spec.model.device is cuda but accelerators [{kinds}] have no GPU")
     return ParsedJob(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], spec=spec)
-
-
-def matching_nodes(nodes: Mapping[str, Mapping[str, str]], spec: InferenceJobSpec) -> dict[str, str]:
-    """Nodes (name -> accelerator type) with camera storage, an accepted accelerator and spec.nodeSelector."""
-    types = {a.type for a in spec.accelerators}
-    matched = {}
-    for name, labels in nodes.items():
-        if LABEL_CAMERA_STORAGE not in labels or labels.get(LABEL_ACCELERATOR) not in types:
-            continue
-        if all(labels.get(key) == value for key, value in spec.node_selector.items()):
-            matched[name] = labels[LABEL_ACCELERATOR]
-    return matched
 
 
 def previous_status(body: Mapping[str, Any]) -> InferenceJobStatus:
@@ -164,7 +152,7 @@ class Reconciler:
         self.metrics.job_phase((namespace, name), None)
 
     async def reconcile(
-        self, body: Mapping[str, Any], nodes: Mapping[str, Mapping[str, str]], pods: Iterable[Mapping[str, Any]]
+        self, body: Mapping[str, Any], nodes: Mapping[str, NodeInfo], pods: Iterable[Mapping[str, Any]]
     ) -> InferenceJobStatus:
         """Converge one job (serialised per job) and write its status; returns the status written."""
         meta = body["metadata"]
@@ -185,7 +173,7 @@ class Reconciler:
         return status
 
     async def _reconcile(
-        self, body: Mapping[str, Any], nodes: Mapping[str, Mapping[str, str]], pods: Iterable[Mapping[str, Any]]
+        self, body: Mapping[str, Any], nodes: Mapping[str, NodeInfo], pods: Iterable[Mapping[str, Any]]
     ) -> tuple[InferenceJobStatus, str]:
         meta = body["metadata"]
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -201,7 +189,7 @@ class Reconciler:
             return status, "invalid"
 
         job = checked
-        matched = matching_nodes(nodes, job.spec)
+        matched = matching_nodes(nodes, job.spec, daemonset=job.spec.mode == Mode.CONTINUOUS)
         targets: dict[str, str] = {}
         desired_nodes: list[str]
         create_missing = True

@@ -154,11 +154,16 @@ class Cluster:
         self.batch = kubernetes.client.BatchV1Api(self.client)
         self.custom = kubernetes.client.CustomObjectsApi(self.client)
 
-    def add_node(self, name: str, accelerator: str | None = "cpu", **labels: str) -> None:
+    def add_node(
+        self, name: str, accelerator: str | None = "cpu", taints: list[dict[str, str]] | None = None, **labels: str
+    ) -> None:
         all_labels = dict(labels)
         if accelerator is not None:
             all_labels |= {LABEL_CAMERA_STORAGE: "true", LABEL_ACCELERATOR: accelerator}
-        self.core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": all_labels}})
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": all_labels}}
+        if taints:
+            node["spec"] = {"taints": taints}
+        self.core.create_node(node)
 
     def label_node(self, name: str, labels: dict[str, str | None]) -> None:
         self.core.patch_node(name, {"metadata": {"labels": labels}})
@@ -304,6 +309,8 @@ async def start_operator(cluster: Cluster):
         return started[-1]
 
     yield start
+    if not started:
+        return
     for process in started:
         await process.stop()
     for obj in cluster.created_by_operator():

@@ -1,0 +1,84 @@
+"""Which nodes a job's workers can run on (pure): labels, spec.nodeSelector and taints.
+
+The same rules the scheduler applies to the workers' pods (see builders.node_affinity and
+builders.pod_tolerations), so that `nodes.desired` counts the nodes a worker can actually land on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from edge_inference_api.models import LABEL_ACCELERATOR, LABEL_CAMERA_STORAGE, InferenceJobSpec
+
+from edge_inference_operator.builders import pod_tolerations
+
+# Taints that only block scheduling or evict (PreferNoSchedule merely discourages).
+BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+# Tolerated by every DaemonSet pod (added by the DaemonSet controller): a node with only these taints
+# still runs Continuous workers.
+DAEMONSET_TOLERATED = {
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/disk-pressure",
+    "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/pid-pressure",
+    "node.kubernetes.io/unschedulable",
+    "node.kubernetes.io/network-unavailable",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeInfo:
+    """What placement needs to know about a node."""
+
+    labels: Mapping[str, str]
+    taints: Sequence[Mapping[str, Any]] = ()
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any]) -> NodeInfo:
+        return cls(
+            labels=dict(node.get("metadata", {}).get("labels") or {}),
+            taints=[dict(t) for t in node.get("spec", {}).get("taints") or []],
+        )
+
+
+def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
+    """Kubernetes' rule: empty key + Exists matches all; effect empty matches every effect."""
+    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+        return False
+    if toleration.get("operator", "Equal") == "Exists":
+        return not toleration.get("key") or toleration["key"] == taint.get("key")
+    return toleration.get("key") == taint.get("key") and (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def blocking_taints(
+    taints: Sequence[Mapping[str, Any]], tolerations: Sequence[Mapping[str, Any]], daemonset: bool
+) -> list[Mapping[str, Any]]:
+    """The taints that keep a worker off the node."""
+    return [
+        taint
+        for taint in taints
+        if taint.get("effect") in BLOCKING_EFFECTS
+        and not (daemonset and taint.get("key") in DAEMONSET_TOLERATED)
+        and not any(tolerates(t, taint) for t in tolerations)
+    ]
+
+
+def matching_nodes(nodes: Mapping[str, NodeInfo], spec: InferenceJobSpec, daemonset: bool = True) -> dict[str, str]:
+    """Nodes (name -> accelerator kind) with camera storage, an accepted kind, spec.nodeSelector, and no
+    taint the workers do not tolerate."""
+    types = {a.type for a in spec.accelerators}
+    matched = {}
+    for name, node in nodes.items():
+        labels = node.labels
+        kind = labels.get(LABEL_ACCELERATOR)
+        if LABEL_CAMERA_STORAGE not in labels or kind not in types:
+            continue
+        if not all(labels.get(key) == value for key, value in spec.node_selector.items()):
+            continue
+        if blocking_taints(node.taints, pod_tolerations(spec, kind), daemonset):
+            continue
+        matched[name] = kind
+    return matched

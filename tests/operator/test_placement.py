@@ -1,0 +1,63 @@
+"""Which nodes a job's workers can land on: labels, nodeSelector and taints (pure tables)."""
+
+from __future__ import annotations
+
+import pytest
+from edge_inference_api.models import InferenceJobSpec
+from edge_inference_operator.placement import NodeInfo, matching_nodes, tolerates
+
+CAMERA = {"edgeinference.io/camera-storage": "true"}
+
+
+def node(accelerator: str | None = "cpu", taints: list[dict] | None = None, **labels: str) -> NodeInfo:
+    all_labels = {**CAMERA, **labels}
+    if accelerator:
+        all_labels["edgeinference.io/accelerator"] = accelerator
+    return NodeInfo(labels=all_labels, taints=taints or [])
+
+
+def edge_taint(effect: str = "NoSchedule", value: str = "yes") -> dict:
+    return {"key": "edge", "value": value, "effect": effect}
+
+
+TOLERATION_CASES = [
+    # (toleration, taint, tolerated)
+    ({"operator": "Exists"}, edge_taint(), True),  # empty key + Exists: everything
+    ({"key": "edge", "operator": "Exists"}, edge_taint(), True),
+    ({"key": "edge", "operator": "Equal", "value": "yes"}, edge_taint(), True),
+    ({"key": "edge", "operator": "Equal", "value": "no"}, edge_taint(), False),
+    ({"key": "edge", "operator": "Exists", "effect": "NoExecute"}, edge_taint("NoSchedule"), False),
+    ({"key": "edge", "operator": "Exists", "effect": "NoSchedule"}, edge_taint("NoSchedule"), True),
+    ({"key": "other", "operator": "Exists"}, edge_taint(), False),
+    ({"key": "edge"}, {"key": "edge", "effect": "NoSchedule"}, True),  # Equal with no value on both sides
+]
+
+
+@pytest.mark.parametrize(("toleration", "taint", "tolerated"), TOLERATION_CASES)
+def test_tolerations_follow_kubernetes(toleration: dict, taint: dict, tolerated: bool) -> None:
+    assert tolerates(toleration, taint) is tolerated
+
+
+def spec(make_body, **fields) -> InferenceJobSpec:
+    return InferenceJobSpec.model_validate(make_body(**fields)["spec"])
+
+
+def test_nodes_are_matched_by_labels_selector_and_taints(make_body) -> None:
+    nodes = {
+        "plain": node(),
+        "gpu": node("nvidia", taints=[{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]),  # tolerated for nvidia
+        "arm": node("arm"),  # kind not accepted
+        "no-camera": NodeInfo(labels={"edgeinference.io/accelerator": "cpu"}),
+        "other-site": node(site="parking"),
+        "tainted": node(taints=[edge_taint()]),
+        "prefer": node(taints=[edge_taint("PreferNoSchedule")]),  # does not block
+        "not-ready": node(taints=[{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+    }
+    for name in ("plain", "tainted", "prefer", "not-ready", "gpu"):
+        nodes[name] = NodeInfo({**nodes[name].labels, "site": "lobby"}, nodes[name].taints)
+    job = spec(make_body, accelerators=[{"type": "cpu"}, {"type": "nvidia"}], nodeSelector={"site": "lobby"})
+    assert matching_nodes(nodes, job) == {"plain": "cpu", "gpu": "nvidia", "prefer": "cpu", "not-ready": "cpu"}
+    # Batch Jobs do not get the DaemonSet controller's automatic tolerations.
+    assert "not-ready" not in matching_nodes(nodes, job, daemonset=False)
+    tolerant = spec(make_body, nodeSelector={"site": "lobby"}, tolerations=[{"key": "edge", "operator": "Exists"}])
+    assert "tainted" in matching_nodes(nodes, tolerant)
