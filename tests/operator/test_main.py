@@ -106,3 +106,18 @@ async def test_console_script_runs_the_operator_until_sigterm(cluster, make_body
             process.kill()
         process.wait(timeout=10)
     assert cluster.status()["nodes"]["desired"] == 1
+
+
+def test_the_charts_deployment_env_is_exactly_understood() -> None:
+    """Every EDGE_INFERENCE_* variable the chart sets is a setting (no typo is silently ignored), and parses."""
+    from support.helm import find_objects, render_chart
+
+    (deployment,) = find_objects(render_chart(), "Deployment", "edge-inference-operator")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("EDGE_INFERENCE_") and "value" in e}
+    known = {"EDGE_INFERENCE_" + name.upper() for name in OperatorSettings.model_fields}
+    assert set(env) <= known, set(env) - known
+    settings = OperatorSettings.from_env(env)
+    assert settings.allowed_host_paths == ("/var/lib/edge-video",)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert settings.metrics_port in ports.values() and settings.liveness_port in ports.values()
