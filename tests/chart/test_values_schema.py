@@ -74,6 +74,14 @@ BAD_VALUES = [
         {"workerImages": {"gpu": {"repository": "x"}}}, "additional properties 'gpu'", id="unknown-accelerator-image"
     ),
     pytest.param({"imagePullSecrets": [{"name": "regcred"}]}, "/imagePullSecrets/0", id="pull-secret-as-object"),
+    pytest.param(
+        {"operator": {"tolerations": [{"key": "edge", "operator": "Exist"}]}},
+        "/operator/tolerations/0/operator",
+        id="toleration-typo",
+    ),
+    pytest.param(
+        {"operator": {"affinity": {"nodeAfinity": {}}}}, "additional properties 'nodeAfinity'", id="affinity-typo"
+    ),
 ]
 
 
@@ -90,6 +98,7 @@ GOOD_VALUES = [
     {"operator": {"resources": {"requests": {"cpu": "0.1", "memory": "64Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}}}},
     {"operator": {"image": {"repository": "registry.local:5000/edge/operator", "tag": "0.1.0-rc.1"}}},
     {"imagePullSecrets": ["regcred"], "commonLabels": {"team": "vision"}},
+    {"operator": {"tolerations": [{"key": "edgeinference.io/edge", "operator": "Exists", "effect": "NoSchedule"}]}},
     {"admissionPolicy": {"validationActions": ["Warn", "Audit"], "failurePolicy": "Ignore"}},
     {"minio": {"enabled": True, "persistence": {"enabled": False, "size": "1Gi"}, "buckets": ["a-b.c", "events"]}},
 ]
@@ -122,14 +131,20 @@ def test_every_object_in_the_schema_refuses_unknown_keys() -> None:
     assert _closed_objects(_schema()) == []
 
 
+def _is_setting(schema: dict) -> bool:
+    """A single setting: a scalar or list, or an object of free-form parts (resources, affinity)."""
+    parts = schema.get("properties")
+    return parts is None or all(p.get("type") == "object" and "properties" not in p for p in parts.values())
+
+
 def _keys(values: dict, schema: dict, prefix: str = "") -> set[str]:
-    """Dotted paths of the keys that values.yaml sets, descending only where the schema lists properties."""
+    """Dotted paths of the settings (and their parents) that values.yaml sets."""
     paths = set()
     for key, value in values.items():
         path = f"{prefix}{key}"
         paths.add(path)
         sub = schema.get("properties", {}).get(key, {})
-        if isinstance(value, dict) and "properties" in sub:
+        if isinstance(value, dict) and not _is_setting(sub):
             paths |= _keys(value, sub, path + ".")
     return paths
 
@@ -138,7 +153,8 @@ def _schema_keys(schema: dict, prefix: str = "") -> set[str]:
     paths = set()
     for key, sub in schema.get("properties", {}).items():
         paths.add(f"{prefix}{key}")
-        paths |= _schema_keys(sub, f"{prefix}{key}.")
+        if not _is_setting(sub):
+            paths |= _schema_keys(sub, f"{prefix}{key}.")
     return paths
 
 
@@ -148,11 +164,10 @@ def test_values_yaml_sets_exactly_the_keys_the_schema_describes() -> None:
 
 
 def _schema_leaves(schema: dict, prefix: str = "") -> set[str]:
-    """Dotted paths of the settings; a compute `resources` block counts as one setting."""
+    """Dotted paths of the settings."""
     leaves = set()
     for key, sub in schema.get("properties", {}).items():
-        is_setting = "properties" not in sub or set(sub["properties"]) == {"requests", "limits"}
-        leaves |= {f"{prefix}{key}"} if is_setting else _schema_leaves(sub, f"{prefix}{key}.")
+        leaves |= {f"{prefix}{key}"} if _is_setting(sub) else _schema_leaves(sub, f"{prefix}{key}.")
     return leaves
 
 
