@@ -105,8 +105,8 @@ class VideoReader:
     def __init__(self, path: Path, threads: int = DECODER_THREADS) -> None:
         try:
             self._container = av.open(str(path), mode="r")
-        except FileNotFoundError:
-            raise
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise  # PyAV's versions of these are FFmpegErrors too; the caller gives each its own outcome
         except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
             outcome = CORRUPT if looks_like_video(path) else NON_VIDEO
             raise DecodeError(outcome, f"cannot open: {exc}") from None
