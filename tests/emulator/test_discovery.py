@@ -92,3 +92,18 @@ async def test_kubectl_get_watch_prints_rows_of_later_objects(api, job):
 @pytest.mark.parametrize("path", ["/apis/nothing.example/v1", "/openapi/v3/apis/nothing.example/v1", "/nothing"])
 def test_unknown_discovery_paths_are_404(api, path):
     assert api.request("GET", path)[0] == 404
+
+
+def test_kubectl_describe_finds_the_events_of_a_job(api, job):
+    assert api.kubectl("apply", "-f", "-", input=yaml.safe_dump(job)).returncode == 0
+    uid = api.request("GET", "/apis/edgeinference.io/v1alpha1/namespaces/default/inferencejobs/lobby")[1][
+        "metadata"]["uid"]
+    event = {"metadata": {"generateName": "lobby."}, "reason": "Accepted", "message": "job accepted",
+             "type": "Normal", "source": {"component": "edge-inference-operator"}, "involvedObject": {
+                 "apiVersion": "edgeinference.io/v1alpha1", "kind": "InferenceJob", "name": "lobby",
+                 "namespace": "default", "uid": uid}}
+    assert api.request("POST", "/api/v1/namespaces/default/events", event)[0] == 201
+
+    described = api.kubectl("describe", "inferencejob", "lobby").stdout
+    assert described.splitlines()[-1].split() == ["Normal", "Accepted", "<unknown>", "edge-inference-operator",
+                                                  "job", "accepted"]
