@@ -283,6 +283,8 @@ async def test_per_node_progress_is_scraped_from_worker_metrics(
     assert progress["edge-1"]["filesDone"] == 3 and progress["edge-1"]["eventsUploaded"] == 4
     assert progress["edge-2"]["eventsWaiting"] == 2 and progress["edge-2"]["state"] == "Running"
     assert status["events"] == 4 and status["readyNodes"] == "2/2"
+    listed = cluster.api.kubectl("get", "ij", "lobby", "--no-headers")  # the printer columns
+    assert listed.stdout.split()[:6] == ["lobby", "Continuous", "2/2", "4", "Running", "True"], listed
 
     two.stop()  # the worker on edge-2 stops answering: Stale after the grace period, not an error
     await cluster.wait(lambda: cluster.condition(c.DEGRADED) == ("True", c.NODES_STALE), what="NodesStale")
