@@ -28,8 +28,10 @@ scheduler or kubelet: pods never run); admission (ValidatingAdmissionPolicy); CR
 protobuf bodies (kubectl's typed generators such as ``create namespace``: use ``apply -f``);
 managedFields and apply conflicts (server-side apply merges like a merge patch); pagination (``limit``
 is ignored: lists are complete); periodic watch bookmarks; authentication and authorization (every
-request is served; RBAC is checked after the fact with ``rbac_allows``). Strategic merge patch merges
-by key only the lists in ``STRATEGIC_MERGE_KEYS``.
+request is served; RBAC is checked after the fact with ``rbac_allows``); events.k8s.io/v1 Events are
+stored apart from core v1 Events (a real server shares them). Strategic merge patch merges by key only
+the lists in ``STRATEGIC_MERGE_KEYS``. kmock's DSL reactions (``emulator[...] << ...``) do not intercept
+resource requests: make real conflicts with stale resourceVersions instead.
 """
 
 from __future__ import annotations
