@@ -27,8 +27,9 @@ e2e: setup  ## the end-to-end suite against a kind cluster (needs Docker and kin
 images:  ## build the operator and inference images (needs Docker)
 	bash scripts/build-images.sh
 
-crd: setup  ## regenerate crds/ (and the chart's copy) from the pydantic models
+crd: setup  ## regenerate crds/, the chart's copy and docs/reference.md from the pydantic models
 	$(BIN)/python -m edge_inference_api.crd
+	$(BIN)/python scripts/gen_reference.py
 
 lint: setup
 	$(BIN)/ruff check .
