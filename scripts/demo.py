@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the S3 server launcher is shared with
 BUCKET = "events"
 PREFIX = "demo"
 MODEL = "synthetic-yolov5n"
+MODEL_IMAGE_SIZE = 320  # the size the bundled detector was trained at
 WORKER_TIMEOUT_SECONDS = 900
 NO_CLUSTER_NOTICE = (
     "No cluster was used: this ran on this machine as a single edge node; the full path "
@@ -96,6 +97,7 @@ def run_worker(videos: Path, workdir: Path, s3, log_path: Path) -> int:
         "--out", f"s3://{BUCKET}/{PREFIX}",
         "--s3-endpoint", f"http://{s3.endpoint}",
         "--model", MODEL,
+        "--image-size", str(MODEL_IMAGE_SIZE),
         "--device", "cpu",
         "--node", socket.gethostname().split(".")[0].lower() or "local",
         "--state-dir", str(workdir / "state"),
