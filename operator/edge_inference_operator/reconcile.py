@@ -129,6 +129,7 @@ class Reconciler:
         self.clock = clock
         self.memory = ScrapeMemory()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._written: dict[tuple[str, str, str], InferenceJobStatus] = {}  # (namespace, name, uid) -> status
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -148,6 +149,8 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The job is gone: drop its lock, scrape memory and phase."""
         self._locks.pop((namespace, name), None)
+        for key in [key for key in self._written if key[:2] == (namespace, name)]:
+            del self._written[key]
         self.memory.forget(f"{namespace}/{name}")
         self.metrics.job_phase((namespace, name), None)
 
@@ -178,7 +181,9 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
         generation = meta.get("generation")
-        previous = previous_status(body)
+        # The operator is the only writer of status: what it last wrote is newer than a body that
+        # kopf got before that write came back through the watch (no duplicate transitions/Events).
+        previous = self._written.get((namespace, name, uid)) or previous_status(body)
         now = self.clock()
         checked = check_job(body, self.settings)
         if isinstance(checked, Refusal):
@@ -206,11 +211,11 @@ class Reconciler:
         convergence = await k.converge_children(
             self.kube, namespace, name, uid, build_children(job, self.settings, targets), create_missing=create_missing
         )
+        for action in ("created", "updated", "deleted"):
+            self.metrics.children_changed.labels(action=action).inc(len(getattr(convergence, action)))
         if not create_missing:
             # The outcome is recorded in the status; finished Jobs may be cleaned up without changing it.
             return previous, "ok"
-        for action in ("created", "updated", "deleted"):
-            self.metrics.children_changed.labels(action=action).inc(len(getattr(convergence, action)))
 
         types = {a.type for a in job.spec.accelerators}
         job_pods = [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(LABEL_ACCELERATOR) in types]
@@ -247,5 +252,6 @@ class Reconciler:
         wire = status.model_dump(mode="json", by_alias=True)
         if wire != previous.model_dump(mode="json", by_alias=True):
             await k.patch_status(self.kube, meta["namespace"], meta["name"], wire)
+        self._written[(meta["namespace"], meta["name"], meta["uid"])] = status
         for transition in transitions(previous, status):
             self.post_event(body, transition)

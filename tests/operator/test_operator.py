@@ -61,7 +61,7 @@ async def test_continuous_job_converges_and_a_restart_changes_nothing(cluster, s
 
 async def test_events_are_posted_on_condition_transitions(cluster, start_operator, make_body) -> None:
     cluster.apply(make_body())
-    await start_operator()
+    operator = await start_operator()
     await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.NO_MATCHING_NODES), what="NoMatchingNodes")
     cluster.add_node("edge-1")  # a node that gets the labels later: Ready moves on, an Event says so
     await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.WAITING_FOR_NODES), what="WaitingForNodes")
@@ -70,7 +70,10 @@ async def test_events_are_posted_on_condition_transitions(cluster, start_operato
         return {e["reason"] for e in cluster.events() if e["involvedObject"]["name"] == "lobby"}
 
     await cluster.wait(lambda: {c.NO_MATCHING_NODES, c.WAITING_FOR_NODES} <= reasons(), what="transition Events")
+    seen = operator.reconciles()
+    await cluster.wait(lambda: operator.reconciles() >= seen + 4, what="more reconciles")
     posted = [e for e in cluster.events() if e["reason"] == c.NO_MATCHING_NODES]
+    assert len(posted) == 1, posted  # one Event per transition, not one per reconcile
     assert posted[0]["type"] == "Warning" and posted[0]["involvedObject"]["kind"] == "InferenceJob"
     assert "Ready=False" in posted[0]["message"]
 
