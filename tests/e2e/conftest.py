@@ -167,7 +167,7 @@ def job_manifest(kind: Kind) -> Callable[..., dict[str, Any]]:
             "accelerators": [{"type": "cpu"}, {"type": "intel"}],
             "input": {"hostPath": ALLOWED_VIDEO, "include": ["**/*.mp4"]},
             "model": {"name": "synthetic-yolov5n", "imageSize": 320},
-            "sampling": {"fps": 1},
+            "sampling": {"fps": 1, "motionGating": False},  # every sampled frame reaches the detector
             "output": {
                 "endpoint": f"{RELEASE}-minio.{OPERATOR_NAMESPACE}:9000",
                 "bucket": "edge-events",
