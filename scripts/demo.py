@@ -156,7 +156,8 @@ def embedded_demo(args: argparse.Namespace) -> int:
         return 2
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="edge-inference-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    say(f"Docker and kind not both available: running on this machine as one edge node (in {workdir})")
+    why = "--embedded" if args.embedded else "no working Docker engine and kind here"
+    say(f"{why}: running on this machine as one edge node (in {workdir})")
     try:
         started = time.monotonic()
         videos = generate_video(workdir / "videos", args.cameras, args.seconds)
