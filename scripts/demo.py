@@ -158,6 +158,7 @@ def embedded_demo(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     why = "--embedded" if args.embedded else "no working Docker engine and kind here"
     say(f"{why}: running on this machine as one edge node (in {workdir})")
+    succeeded = False
     try:
         started = time.monotonic()
         videos = generate_video(workdir / "videos", args.cameras, args.seconds)
@@ -174,9 +175,7 @@ def embedded_demo(args: argparse.Namespace) -> int:
                 print(_tail(log_path), flush=True)
             events, uploaded = list_events(s3)
         say(f"{len(events)} event(s) in s3://{BUCKET}/{PREFIX}/:")
-        for event in sorted(
-            events, key=lambda e: (e.get("source", {}).get("path", ""), e.get("videoTime", {}).get("start", 0))
-        ):
+        for event in sorted(events, key=_source_and_time):
             print("  " + describe(event))
         ratio = uploaded / scanned if scanned else 0.0
         say(
@@ -185,12 +184,13 @@ def embedded_demo(args: argparse.Namespace) -> int:
         )
         print(NO_CLUSTER_NOTICE, flush=True)
         if not events:
-            say("no events arrived: see the worker log above")
+            say(f"no events arrived (the worker's log: {log_path})")
             return 1
+        succeeded = True
         return 0
     finally:
-        if args.keep or args.workdir:
-            say(f"kept {workdir}")
+        if args.keep or args.workdir or not succeeded:
+            say(f"kept {workdir} (videos, worker log, S3 data)")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
