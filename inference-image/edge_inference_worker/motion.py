@@ -14,12 +14,12 @@ SMALL_WIDTH = 160
 PIXEL_DELTA = 25
 
 
-def small_grey(frame_bgr: np.ndarray, width: int = SMALL_WIDTH) -> np.ndarray:
-    """Downscale, convert to grey and blur (the blur removes noise and single-pixel flicker)."""
-    height, full_width = frame_bgr.shape[:2]
+def small_grey(frame: np.ndarray, width: int = SMALL_WIDTH) -> np.ndarray:
+    """Downscale, make grey (a 2-D frame already is) and blur (removes noise and single-pixel flicker)."""
+    height, full_width = frame.shape[:2]
     size = (width, max(1, round(height * width / full_width)))
-    small = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
-    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    grey = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
     return cv2.GaussianBlur(grey, (5, 5), 0)
 
 
@@ -36,9 +36,9 @@ class MotionGate:
         self.threshold = threshold
         self._previous: np.ndarray | None = None
 
-    def moved(self, frame_bgr: np.ndarray) -> bool:
-        """Compare with the previous frame given; the first frame counts as motion (nothing to compare)."""
-        current = small_grey(frame_bgr)
+    def moved(self, frame: np.ndarray) -> bool:
+        """Compare with the previous frame given (luma or BGR); the first frame counts as motion."""
+        current = small_grey(frame)
         previous, self._previous = self._previous, current
         if previous is None or previous.shape != current.shape:
             return True

@@ -200,7 +200,7 @@ class FilePipeline:
     def _prime_gate(self, samples: Iterator[SampledFrame], start: int) -> Iterator[SampledFrame]:
         for frame in samples:
             if frame.index < start:
-                self.gate.moved(frame.image)
+                self.gate.moved(frame.luma)
                 continue
             yield frame
 
@@ -230,7 +230,7 @@ class FilePipeline:
         wanted = []
         for frame in batch:
             started = time.perf_counter()
-            moved = self.gate.moved(frame.image) if self.gate else True
+            moved = self.gate.moved(frame.luma) if self.gate else True
             metrics.stage_seconds.labels(stage="motion").observe(time.perf_counter() - started)
             wanted.append(moved or active)
         images = [f.image for f, w in zip(batch, wanted, strict=True) if w]

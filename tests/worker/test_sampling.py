@@ -45,7 +45,7 @@ def test_float_times_just_below_a_grid_point_are_taken():
 
 
 def frames(indices):
-    return [SampledFrame(k, k / 2, k / 2, np.zeros((1, 1, 3), np.uint8)) for k in indices]
+    return [SampledFrame(k, k / 2, k / 2, image=np.zeros((1, 1, 3), np.uint8)) for k in indices]
 
 
 def test_batches_are_aligned_to_absolute_indices():
