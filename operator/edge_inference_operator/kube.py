@@ -138,6 +138,7 @@ class Convergence:
     created: list[str] = dataclasses.field(default_factory=list)
     updated: list[str] = dataclasses.field(default_factory=list)
     deleted: list[str] = dataclasses.field(default_factory=list)
+    taken: list[str] = dataclasses.field(default_factory=list)  # our child's name, used by someone else's object
 
 
 async def observed_children(kube: Kube, namespace: str, job_name: str, job_uid: str) -> list[dict[str, Any]]:
@@ -187,6 +188,7 @@ async def ensure_child(
     """
     name = desired["metadata"]["name"]
     path = f"{collection_path(desired, namespace)}/{quote(name)}"
+    owner_uid = desired["metadata"]["ownerReferences"][0]["uid"]
     for _ in range(CONFLICT_RETRIES):
         if current is None:
             try:
@@ -197,6 +199,10 @@ async def ensure_child(
                     raise
                 current = await kube.get(path)  # someone (an earlier run of ours) was faster: re-read
                 continue
+        if not owned_by(current, owner_uid):
+            return "taken", dict(current)  # never take over an object someone else made
+        if current.get("metadata", {}).get("deletionTimestamp"):
+            return "terminating", None  # created again once it is gone
         if _hash(current) == _hash(desired):
             return "unchanged", dict(current)
         if desired["kind"] == "Job":
@@ -234,9 +240,9 @@ async def converge_children(
         if current is None and not create_missing:
             continue
         action, now = await ensure_child(kube, manifest, current, namespace)
-        if action in ("created", "updated", "deleted"):
+        if action in ("created", "updated", "deleted", "taken"):
             getattr(result, action).append(f"{key[0]}/{key[1]}")
-        if now is not None:
+        if now is not None and action != "taken":
             result.children.append({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], **now})
     return result
 

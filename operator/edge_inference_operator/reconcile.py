@@ -243,6 +243,7 @@ class Reconciler:
                 backlog_age_seconds=self.settings.backlog_age_seconds,
             ),
             idle_accelerators=[a.type for a in job.spec.accelerators if a.type not in set(placed.values())],
+            taken_names=convergence.taken,
         )
         await self._write(body, previous, status)
         return status, "ok"

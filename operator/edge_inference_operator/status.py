@@ -258,12 +258,14 @@ def compute_status(
     thresholds: Thresholds = Thresholds(),
     node_progress_limit: int = MAX_NODE_PROGRESS,
     idle_accelerators: Sequence[str] = (),
+    taken_names: Sequence[str] = (),
 ) -> InferenceJobStatus:
     """The status of a valid job.
 
     `desired_nodes`: Continuous, the nodes that match now; Batch, the target nodes recorded at start.
     `children`: the job's DaemonSets or batch Jobs; `pods`: its worker pods; `reports`: scrape results by node;
-    `idle_accelerators`: accepted accelerator kinds that no node matches (named in the Ready message).
+    `idle_accelerators`: accepted accelerator kinds that no node matches (named in the Ready message);
+    `taken_names`: children ("Kind/name") that could not be made because another object has the name.
     """
     batch = spec.mode == Mode.BATCH
     nodes = sorted(set(desired_nodes))
@@ -297,7 +299,13 @@ def compute_status(
     if idle_accelerators and nodes:
         idle = ", ".join(idle_accelerators)
         ready = (*ready[:3], f"{ready[3]}; no matching node for accelerator(s): {idle}")
-    if secret is not None:
+    if taken_names:
+        message = (
+            f"{', '.join(taken_names)} already exist(s) and belong(s) to something else; rename the job or remove them"
+        )
+        ready = (c.READY, F, c.CHILD_NAME_TAKEN, message)
+        degraded = (c.DEGRADED, T, c.CHILD_NAME_TAKEN, message)
+    elif secret is not None:
         ready = (c.READY, F, c.SECRET_NOT_FOUND, secret)
         degraded = (c.DEGRADED, T, c.SECRET_NOT_FOUND, secret)
     elif failed:

@@ -88,3 +88,16 @@ async def test_children_of_another_owner_are_left_alone(cluster, kube, make_job,
     assert await k.observed_children(kube, "default", "lobby", uid) == []
     result = await k.converge_children(kube, "default", "lobby", uid, [])
     assert result.deleted == [] and len(cluster.daemonsets()) == 1
+
+
+async def test_an_object_of_someone_else_with_our_name_is_not_taken_over(
+    cluster, kube, make_job, make_body, settings
+) -> None:
+    uid = owner_uid(cluster, make_body)
+    (foreign,) = build_children(make_job(uid="someone-else"), settings)
+    cluster.apps.create_namespaced_daemon_set("default", foreign)
+    (desired,) = build_children(make_job(uid=uid), settings)
+    result = await k.converge_children(kube, "default", "lobby", uid, [desired])
+    assert result.taken == ["DaemonSet/lobby-cpu"] and result.created == [] and result.children == []
+    (untouched,) = cluster.daemonsets()
+    assert untouched["metadata"]["ownerReferences"][0]["uid"] == "someone-else"

@@ -426,3 +426,28 @@ async def test_tainted_nodes_count_once_the_job_tolerates_them(cluster, start_op
     await cluster.wait(lambda: cluster.status()["nodes"]["desired"] == 2, what="edge-2 too")
     ds = cluster.daemonsets()[0]
     assert ds["spec"]["template"]["spec"]["tolerations"] == [toleration]
+
+
+async def test_a_name_taken_by_someone_else_is_reported_not_hijacked(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    theirs = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "lobby-cpu", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "theirs"}},
+            "template": {
+                "metadata": {"labels": {"app": "theirs"}},
+                "spec": {"containers": [{"name": "c", "image": "theirs:1"}]},
+            },
+        },
+    }
+    cluster.apps.create_namespaced_daemon_set("default", theirs)
+    cluster.apply(make_body())
+    await start_operator()
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.CHILD_NAME_TAKEN), what="ChildNameTaken")
+    (ds,) = cluster.daemonsets()
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == "theirs:1"
+    assert cluster.api.kubectl("delete", "daemonset", "lobby-cpu").returncode == 0
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.WAITING_FOR_NODES), what="ours now")
+    assert cluster.daemonsets()[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "edge-inference-operator"
