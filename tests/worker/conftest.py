@@ -8,7 +8,7 @@ import os
 import pytest
 from edge_inference_worker.synthetic import make_video, short_scenario, static_heavy_scenario
 from support.s3server import s3_server_module  # noqa: F401  (a fixture, for the S3 tests)
-from support.worker_harness import Clip
+from support.worker_harness import Clip, detect_args, run_worker
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +41,10 @@ def long_clip(tmp_path_factory) -> Clip:
     return Clip(path, make_video(path, scenario, seed=5))
 
 
+@pytest.fixture(scope="session")
+def directory_run(short_clip, worker_env, tmp_path_factory):
+    """The short clip through the standalone command into a folder: (base folder, args, result)."""
+    base = tmp_path_factory.mktemp("dir-run")
+    args = detect_args(short_clip.path.parent.parent, str(base / "events"), base / "state")
+    result = run_worker(args, worker_env)
+    return base, args, result

@@ -19,14 +19,6 @@ from support.worker_harness import (
 )
 
 
-@pytest.fixture(scope="module")
-def directory_run(short_clip, worker_env, tmp_path_factory):
-    base = tmp_path_factory.mktemp("dir-run")
-    args = detect_args(short_clip.path.parent.parent, str(base / "events"), base / "state")
-    result = run_worker(args, worker_env)
-    return base, args, result
-
-
 def test_events_match_the_ground_truth(directory_run, short_clip):
     base, _, result = directory_run
     assert result.returncode == 0, result.stderr[-3000:]
