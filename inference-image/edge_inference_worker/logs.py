@@ -7,9 +7,15 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+# Attributes every LogRecord has; anything else was passed as `extra=` and becomes a field too.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "fields"}
+
 
 class JsonFormatter(logging.Formatter):
-    """`{"ts", "level", "logger", "msg", **fields}`; an exception becomes an `error` field."""
+    """`{"ts", "level", "logger", "msg", **fields}`; an exception becomes an `error` field.
+
+    Fields come from `extra={"fields": {...}}` (our modules) or any other `extra=` key.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -18,6 +24,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)

@@ -114,3 +114,4 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("edge-inference: error: input folder") and err.count("\n") == 1
     assert "Traceback" not in err
+
