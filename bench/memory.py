@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Peak RSS of the worker over a long run of many files: does memory stay flat as files are processed?
+
+    python bench/memory.py [--files 120] [--sink s3|dir]
+
+Runs the real command line (`edge-inference detect`, Batch) as a child process over many short synthetic
+clips (each with one person or car crossing, so every file makes an event, a snapshot and an upload), samples
+the child's RSS from /proc every 50 ms, and notes the RSS each time the worker logs "file done".
+Printed: RSS after the first file and at each quarter, the peak, the slope over the second half of the run
+(least squares, kB per file) and last-tenth vs first-tenth mean. Goal: flat (no growth with files processed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from common import REPO, machine, make_footage, neutral_weights_link, offline_ultralytics, s3_server, temp_workdir
+
+DISTINCT_CLIPS = 4
+SLOPE_LIMIT_KB_PER_FILE = 50.0  # what "flat" means here: under 5 MB of growth per 100 files
+
+
+def rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=120)
+    parser.add_argument("--sample-fps", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sink", choices=["s3", "dir"], default="s3")
+    parser.add_argument("--keep", type=Path)
+    args = parser.parse_args()
+
+    work = temp_workdir("memory", args.keep)
+    offline_ultralytics(work / "ultralytics")
+    from edge_inference_worker.synthetic import Scenario, crossing
+
+    clips = []
+    for i in range(DISTINCT_CLIPS):
+        kind = ("person", 40, 115) if i % 2 == 0 else ("car", 170, 72)
+        obj = crossing(kind[0], enter_s=1.0, crossing_s=5.0, frame_width=640, y_bottom=300 + 10 * i,
+                       width=kind[1], height=kind[2], leftwards=bool(i % 3))
+        clips.append(Scenario(f"clip{i}", 640, 360, 10, 8.0, (obj,)))
+    sources = make_footage(work / "sources", clips, seed=900)
+    videos = work / "videos"
+    shutil.rmtree(videos, ignore_errors=True)
+    videos.mkdir()
+    for n in range(args.files):  # copies: each is its own file (own path, own file id, own events)
+        shutil.copyfile(sources[n % DISTINCT_CLIPS], videos / f"cam-{n:04d}.mp4")
+    weights = neutral_weights_link(work)
+    print(f"machine: {machine()}")
+    print(f"footage: {args.files} files of 8 s 640x360 10 fps H.264 (copies of {DISTINCT_CLIPS} clips, one object "
+          f"each); worker samples {args.sample_fps:g} fps with motion gating; sink {args.sink}")
+
+    with (s3_server(work / "s3") if args.sink == "s3" else nullcontext(None)) as s3:
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
+        command = [str(Path(sys.executable).parent / "edge-inference"), "detect", str(videos), "--model", str(weights),
+                   "--fps", str(args.sample_fps), "--device", "cpu", "--state-dir", str(work / "state")]
+        shutil.rmtree(work / "state", ignore_errors=True)
+        if s3 is not None:
+            env.update(s3.credentials_env())
+            command += ["--out", f"s3://{s3.bucket}/memory-{time.monotonic_ns()}", "--s3-endpoint",
+                        f"http://{s3.endpoint}", "--s3-insecure"]
+        else:
+            shutil.rmtree(work / "events", ignore_errors=True)
+            command += ["--out", str(work / "events")]
+        started = time.perf_counter()
+        child = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+        samples: list[int] = []
+        per_file: list[int] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                value = rss_kb(child.pid)
+                if value:
+                    samples.append(value)
+                done.wait(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        for line in child.stderr:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if entry.get("msg") == "file done":
+                per_file.append(rss_kb(child.pid) or (samples[-1] if samples else 0))
+        code = child.wait()
+        done.set()
+        sampler.join()
+        seconds = time.perf_counter() - started
+    if code != 0 or len(per_file) != args.files:
+        print(f"worker exited {code} after {len(per_file)}/{args.files} files", file=sys.stderr)
+        return 1
+    n = len(per_file)
+    quarters = ", ".join(f"file {i + 1}: {per_file[i] / 1024:.1f} MB" for i in sorted({0, n // 4, n // 2,
+                                                                                          3 * n // 4, n - 1}))
+    half = list(range(n // 2, n))
+    growth = slope([float(i) for i in half], [float(per_file[i]) for i in half])
+    tenth = max(1, n // 10)
+    first, last = sum(per_file[:tenth]) / tenth, sum(per_file[-tenth:]) / tenth
+    print(f"run: {n} files in {seconds:.1f} s, {len(samples)} RSS samples")
+    print(f"RSS after {quarters}; peak {max(samples) / 1024:.1f} MB")
+    print(f"RESULT memory: slope over the second half {growth:+.1f} kB/file; last tenth / first tenth mean RSS "
+          f"{last / first:.3f} ({first / 1024:.1f} -> {last / 1024:.1f} MB); peak {max(samples) / 1024:.1f} MB; "
+          f"flat (|slope| < {SLOPE_LIMIT_KB_PER_FILE:g} kB/file): "
+          f"{'MET' if abs(growth) < SLOPE_LIMIT_KB_PER_FILE else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
