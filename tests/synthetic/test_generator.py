@@ -181,3 +181,16 @@ def _runs(indices):
         else:
             runs.append([i, i])
     return runs
+
+
+def test_a_paused_object_stands_still_and_stays_in_the_truth():
+    loiter = crossing("person", enter_s=0.0, crossing_s=2.0, frame_width=320, y_bottom=150, width=24, height=66,
+                      pause=(0.5, 1.5))
+    scenario = Scenario("loiter", 320, 180, 10, 4.0, (loiter,))
+    truth = scenario_truth(scenario, seed=1)
+    (person,) = truth.objects
+    paused = [person.boxes[i] for i in range(11, 25)]  # 1.1 s .. 2.4 s: inside the 1.0-2.5 s pause
+
+    assert len(set(paused)) == 1
+    assert not loiter.is_moving_at(1.7) and loiter.is_moving_at(0.5) and loiter.is_moving_at(3.0)
+    assert person.end_s - person.start_s > 2.0  # the pause adds to the time on screen
