@@ -141,3 +141,8 @@ class SettleTracker:
 
     def forget(self, rel: str) -> None:
         self._seen.pop(rel, None)
+
+    def retain(self, rels: set[str]) -> None:
+        """Drop files no longer there (a long-running watcher must not remember every file ever seen)."""
+        for rel in set(self._seen) - rels:
+            del self._seen[rel]

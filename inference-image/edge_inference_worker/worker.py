@@ -160,14 +160,19 @@ class Worker:
         while not self.stop.is_set():
             services.metrics.beat()
             self.health.beat()
+            present: set[str] = set()
             for item in scan(root, self.config.include):
                 if self.stop.is_set():
                     break
+                present.add(item.rel)
                 if isinstance(item, VideoFile) and not self._finished(services, item):
                     if not settle.ready(item, time.monotonic()):
                         continue
                     settle.forget(item.rel)
                 self._handle(services, item)
+            settle.retain(present)
+            if not self.stop.is_set():  # a complete scan: forget what is gone (memory stays flat)
+                self.results = {rel: r for rel, r in self.results.items() if rel in present}
             self.stop.wait(self.config.poll_seconds)
 
     def _finished(self, services: Services, file: VideoFile) -> bool:

@@ -82,5 +82,14 @@ def test_a_file_is_ready_only_once_it_stopped_changing():
     assert not tracker.ready(touched, now=14.0)  # same size, new mtime: still being written
 
 
+def test_files_that_went_away_are_forgotten():
+    tracker = SettleTracker(settle_seconds=5.0)
+    tracker.ready(VideoFile(None, "a.mp4", 1, 1), now=0.0)
+    tracker.ready(VideoFile(None, "b.mp4", 1, 1), now=0.0)
+    tracker.retain({"b.mp4"})
+    assert not tracker.ready(VideoFile(None, "a.mp4", 1, 1), now=10.0)  # seen anew: the clock restarts
+    assert tracker.ready(VideoFile(None, "b.mp4", 1, 1), now=10.0)
+
+
 def test_zero_settle_time_means_ready_at_once():
     assert SettleTracker(0).ready(VideoFile(None, "a.mp4", 1, 1), now=0.0)
