@@ -74,7 +74,10 @@ class Worker:
         sink = sink_from_config(self.config.sink, self.credentials.access_key, self.credentials.secret_key)
         try:
             sink.check()
-        except SinkError as exc:  # the outbox keeps the events and retries; say so now, loudly
+        except SinkError as exc:
+            if not isinstance(self.config.sink, S3Sink):  # a local folder that cannot be written will not heal
+                raise StartupError(str(exc)) from None
+            # S3 may come back: the outbox keeps the events and retries; say so now, loudly.
             log.error("event sink not usable yet; events wait in the outbox", extra={"fields": {"error": str(exc)}})
         try:
             outbox = S3Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry)

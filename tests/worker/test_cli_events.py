@@ -99,9 +99,12 @@ def test_to_a_real_s3_server_with_people_blurred(directory_run, short_clip, work
     [
         (["--model", "no-such-model"], "cannot start: model 'no-such-model' not found"),
         (["--classes", "person,dog"], "cannot start: classes ['dog'] are not known to model synthetic-yolov5n"),
+        (["--out", "{tmp}/a-file/events"], "cannot start: cannot create output folder"),
     ],
 )
 def test_startup_errors_are_one_line_and_exit_3(short_clip, worker_env, tmp_path, flags, message):
+    (tmp_path / "a-file").write_text("not a folder")
+    flags = [flag.format(tmp=tmp_path) for flag in flags]
     args = detect_args(short_clip.path.parent, str(tmp_path / "events"), tmp_path / "state")
     result = run_worker([*args, *flags], worker_env)  # a repeated flag overrides the harness default
     assert result.returncode == 3
