@@ -28,26 +28,37 @@ from support.worker_harness import (
 
 # Every sampled frame analysed: the slowest (and longest) run, so there is time to kill it mid-file.
 FLAGS = ("--no-motion-gating",)
+# Motion gating on: a resumed run must also rebuild the gate's reference frame exactly.
+GATED: tuple[str, ...] = ()
 
 
 def snapshot_of(out_dir: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out_dir)): p.read_bytes() for p in sorted(out_dir.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def baseline(long_clip, worker_env, tmp_path_factory):
-    base = tmp_path_factory.mktemp("baseline")
-    result = run_worker(detect_args(long_clip.path.parent, str(base / "events"), base / "state", *FLAGS), worker_env)
+def uninterrupted(long_clip, worker_env, base: Path, flags: tuple[str, ...]) -> dict[str, bytes]:
+    result = run_worker(detect_args(long_clip.path.parent, str(base / "events"), base / "state", *flags), worker_env)
     assert result.returncode == 0, result.stderr[-3000:]
     objects = snapshot_of(base / "events")
     assert objects
     return objects
 
 
-def test_uninterrupted_run_matches_the_ground_truth(baseline, long_clip, tmp_path):
+@pytest.fixture(scope="module")
+def baseline(long_clip, worker_env, tmp_path_factory):
+    return uninterrupted(long_clip, worker_env, tmp_path_factory.mktemp("baseline"), FLAGS)
+
+
+@pytest.fixture(scope="module")
+def baseline_gated(long_clip, worker_env, tmp_path_factory):
+    return uninterrupted(long_clip, worker_env, tmp_path_factory.mktemp("baseline-gated"), GATED)
+
+
+@pytest.mark.parametrize("run", ["baseline", "baseline_gated"])
+def test_uninterrupted_run_matches_the_ground_truth(run, long_clip, tmp_path, request):
     out = tmp_path / "events"
     out.mkdir()
-    for rel, data in baseline.items():
+    for rel, data in request.getfixturevalue(run).items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(data)
     assert_events_match_truth(list(event_documents(out).values()), long_clip.truth)
@@ -146,9 +157,9 @@ def test_a_full_state_disk_pauses_counts_and_loses_nothing(baseline, long_clip, 
     assert snapshot_of(out) == baseline
 
 
-def test_sigterm_checkpoints_and_exits_143_then_resumes(baseline, long_clip, worker_env, tmp_path):
+def test_sigterm_checkpoints_and_exits_143_then_resumes(baseline_gated, long_clip, worker_env, tmp_path):
     out, state = tmp_path / "events", tmp_path / "state"
-    args = detect_args(long_clip.path.parent, str(out), state, *FLAGS)
+    args = detect_args(long_clip.path.parent, str(out), state, *GATED)
     fid = file_id(long_clip.path.name, long_clip.path.stat().st_size)
     process = start(args, worker_env, tmp_path / "run.log")
     try:
@@ -167,4 +178,4 @@ def test_sigterm_checkpoints_and_exits_143_then_resumes(baseline, long_clip, wor
     assert final.returncode == 0, final.stderr[-3000:]
     (started,) = [line for line in log_lines(final.stderr) if line["msg"] == "file started"]
     assert started["resumeAt"] == entry["resume_index"] / 2.0
-    assert snapshot_of(out) == baseline
+    assert snapshot_of(out) == baseline_gated
