@@ -47,7 +47,10 @@ class _FactoryDefaults(GenerateJsonSchema):
             # An empty object lets the API server apply the nested defaults itself.
             return {}
         if isinstance(value, list):
-            return [v.model_dump(mode="json", by_alias=True, exclude_defaults=True) if isinstance(v, BaseModel) else v for v in value]
+            return [
+                v.model_dump(mode="json", by_alias=True, exclude_defaults=True) if isinstance(v, BaseModel) else v
+                for v in value
+            ]
         return value if value is not PydanticUndefined else NoDefault
 
 

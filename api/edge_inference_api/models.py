@@ -51,14 +51,14 @@ class ApiModel(BaseModel):
     )
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     """How the job runs on each node."""
 
     CONTINUOUS = "Continuous"
     BATCH = "Batch"
 
 
-class Device(str, enum.Enum):
+class Device(enum.StrEnum):
     """Where the detector runs."""
 
     AUTO = "auto"
@@ -66,19 +66,19 @@ class Device(str, enum.Enum):
     CUDA = "cuda"
 
 
-class SnapshotStyle(str, enum.Enum):
+class SnapshotStyle(enum.StrEnum):
     """Whether the event snapshot has the detection boxes drawn on it."""
 
     ANNOTATED = "annotated"
     RAW = "raw"
 
 
-class TolerationOperator(str, enum.Enum):
+class TolerationOperator(enum.StrEnum):
     EXISTS = "Exists"
     EQUAL = "Equal"
 
 
-class TaintEffect(str, enum.Enum):
+class TaintEffect(enum.StrEnum):
     NO_SCHEDULE = "NoSchedule"
     PREFER_NO_SCHEDULE = "PreferNoSchedule"
     NO_EXECUTE = "NoExecute"
@@ -270,7 +270,10 @@ class InferenceJobSpec(ApiModel):
 
     mode: Mode = Field(
         Mode.CONTINUOUS,
-        description="Continuous watches for new video (DaemonSet); Batch processes what is there, per node, then finishes.",
+        description=(
+            "Continuous watches for new video (DaemonSet); "
+            "Batch processes what is there, per node, then finishes."
+        ),
     )
     accelerators: list[AcceleratorTarget] = Field(
         default_factory=lambda: [AcceleratorTarget(type="cpu")],
@@ -279,7 +282,10 @@ class InferenceJobSpec(ApiModel):
         description="Accepted accelerator kinds; one workload per kind.",
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "self.all(a, self.exists_one(b, b.type == a.type))", "message": "accelerator types must be unique"}
+                {
+                    "rule": "self.all(a, self.exists_one(b, b.type == a.type))",
+                    "message": "accelerator types must be unique",
+                }
             ]
         },
     )
@@ -306,13 +312,13 @@ class InferenceJobSpec(ApiModel):
 # ----------------------------------------------------------------------------- status
 
 
-class ConditionStatus(str, enum.Enum):
+class ConditionStatus(enum.StrEnum):
     TRUE = "True"
     FALSE = "False"
     UNKNOWN = "Unknown"
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
