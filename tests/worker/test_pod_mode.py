@@ -49,7 +49,8 @@ def test_pod_run_with_weights_from_s3(short_clip, worker_env, s3_server_module, 
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "door.mp4").write_bytes(short_clip.path.read_bytes())
     sha256 = hashlib.sha256(data).hexdigest()
-    result = run_pod(pod_config(s3, tmp_path, "models/good/doors-detector.pt", sha256, "pods"), {**worker_env, **s3.credentials_env()})
+    config = pod_config(s3, tmp_path, "models/good/doors-detector.pt", sha256, "pods")
+    result = run_pod(config, {**worker_env, **s3.credentials_env()})
     assert result.returncode == 0, result.stderr[-3000:]
     keys = s3.list_keys("pods/")
     assert len(keys) == 8 and all(k.startswith("pods/shop/doors/edge-node-7/") for k in keys)
@@ -67,7 +68,8 @@ def test_weights_with_the_wrong_sha256_are_refused(worker_env, s3_server_module,
     data = b"not the weights you are looking for"
     s3.client().put_object(s3.bucket, "models/bad/doors-detector.pt", io.BytesIO(data), len(data))
     (tmp_path / "videos").mkdir()
-    result = run_pod(pod_config(s3, tmp_path, "models/bad/doors-detector.pt", "0" * 64, "refused"), {**worker_env, **s3.credentials_env()})
+    config = pod_config(s3, tmp_path, "models/bad/doors-detector.pt", "0" * 64, "refused")
+    result = run_pod(config, {**worker_env, **s3.credentials_env()})
     assert result.returncode == 3
     assert "cannot start: model s3://events/models/bad/doors-detector.pt" in result.stderr
     assert "expected 0000" in result.stderr and "Traceback" not in result.stderr
