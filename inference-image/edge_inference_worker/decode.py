@@ -17,15 +17,20 @@ import av
 import av.logging
 import numpy as np
 
+from .cpus import available_cpus
 from .events import EPSILON
 from .outcomes import CORRUPT, NON_VIDEO, TRUNCATED
 
-# Measured on 2 shared cores, 720p H.264 (docs/events.md, "Decoding"): 1, 2 or 4 threads, slice or
-# frame threading, all decode 900-1150 frames/s (within the noise), ~1 ms a frame against ~40 ms
-# for a CPU forward pass. Two threads with FFmpeg's choice of threading help on real cameras'
-# 1080p streams when motion gating leaves the cores idle, and more would contend with torch.
-DECODER_THREADS = 2
-DECODER_THREAD_TYPE = "AUTO"
+# Measured on this project's 2-core machine (docs/events.md, "Decoding"): one decoder thread beats
+# two or four, slice or frame threading, at 720p (1507 vs <= 1408 frames/s) and 1080p (602 vs
+# <= 597): extra threads only contend with each other and with torch. With more CPUs than that,
+# two frame threads (not measured here: no such machine) let decoding use a core torch leaves.
+DECODER_THREAD_TYPE = "FRAME"
+
+
+def decoder_threads(cpus: int) -> int:
+    """Decoder threads for a process allowed `cpus` CPUs."""
+    return 1 if cpus <= 2 else 2
 
 _EIGHT_BIT_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"})
 # Sampling at a quarter of the video's frame rate or less, frames no other frame refers to (B
@@ -140,7 +145,7 @@ def looks_like_video(path: Path) -> bool:
 class VideoReader:
     """One open video file; use as a context manager."""
 
-    def __init__(self, path: Path, threads: int = DECODER_THREADS) -> None:
+    def __init__(self, path: Path, threads: int | None = None) -> None:
         try:
             self._container = av.open(str(path), mode="r")
         except (FileNotFoundError, PermissionError, IsADirectoryError):
@@ -152,8 +157,9 @@ class VideoReader:
             self._container.close()
             raise DecodeError(NON_VIDEO, "no video stream")
         self._stream = self._container.streams.video[0]
-        self._stream.codec_context.thread_count = threads
-        self._stream.thread_type = DECODER_THREAD_TYPE
+        self._stream.codec_context.thread_count = threads or decoder_threads(available_cpus())
+        if self._stream.codec_context.thread_count > 1:
+            self._stream.thread_type = DECODER_THREAD_TYPE
         self._time_base = self._stream.time_base
         self._start_pts = self._stream.start_time or 0
         ctx = self._stream.codec_context

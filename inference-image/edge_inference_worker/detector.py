@@ -8,8 +8,6 @@ Pods are offline, so a missing model is a clear error, never a download.
 from __future__ import annotations
 
 import hashlib
-import math
-import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Protocol
 import numpy as np
 from edge_inference_api.models import Device, ModelSpec
 
+from .cpus import available_cpus
 from .events import Detection
 
 ENV_MODEL_DIR = "EDGE_INFERENCE_MODEL_DIR"
@@ -98,14 +97,7 @@ def cpu_threads(environ: Mapping[str, str]) -> int:
     """
     if environ.get("OMP_NUM_THREADS", "").isdigit() and int(environ["OMP_NUM_THREADS"]) > 0:
         return int(environ["OMP_NUM_THREADS"])
-    count = len(os.sched_getaffinity(0))
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            count = min(count, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):
-        pass
-    return max(1, count)
+    return available_cpus()
 
 
 def pick_device(device: Device) -> str:
