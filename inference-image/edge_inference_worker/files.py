@@ -82,10 +82,15 @@ def matches(rel: str, patterns: Sequence[re.Pattern[str]]) -> bool:
 
 
 def scan(root: Path, include: Sequence[str]) -> Iterator[VideoFile | Refusal]:
-    """Walk `root` (not following symlinked folders), yielding matching files and refusals, sorted."""
+    """Walk `root` (not following symlinked folders), yielding matching files and refusals, sorted.
+
+    A folder that cannot be listed is a refusal too (its videos would otherwise vanish silently).
+    """
     root = root.resolve()
     patterns = [glob_regex(p) for p in include]
-    for folder, dirnames, filenames in os.walk(root, followlinks=False, onerror=None):
+    unlistable: list[OSError] = []
+    for folder, dirnames, filenames in os.walk(root, followlinks=False, onerror=unlistable.append):
+        yield from _unlistable(root, unlistable)
         dirnames.sort()
         base = Path(folder)
         # A folder named like a video matches too: it is refused rather than silently ignored.
@@ -94,6 +99,14 @@ def scan(root: Path, include: Sequence[str]) -> Iterator[VideoFile | Refusal]:
             rel = path.relative_to(root).as_posix()
             if matches(rel, patterns):
                 yield classify(root, path, rel)
+    yield from _unlistable(root, unlistable)
+
+
+def _unlistable(root: Path, errors: list[OSError]) -> Iterator[Refusal]:
+    while errors:
+        error = errors.pop()
+        rel = Path(error.filename).relative_to(root).as_posix() if error.filename else "."
+        yield Refusal(f"{rel}/", UNREADABLE, f"cannot list folder: {error.strerror or error}")
 
 
 def classify(root: Path, path: Path, rel: str) -> VideoFile | Refusal:

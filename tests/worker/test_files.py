@@ -65,6 +65,14 @@ def test_things_that_are_not_regular_files_are_refused(tmp_path):
     }
 
 
+def test_a_folder_that_cannot_be_listed_is_reported(tmp_path):
+    # Root reads every folder, so the unlistable folder here is the input folder gone missing
+    # (an unmounted camera share in Continuous mode).
+    assert list(scan(tmp_path / "unmounted", INCLUDE)) == [
+        Refusal("./", "unreadable", "cannot list folder: No such file or directory")
+    ]
+
+
 def test_file_id_depends_on_path_and_size():
     assert file_id("a.mp4", 10) == file_id("a.mp4", 10)
     assert len({file_id("a.mp4", 10), file_id("a.mp4", 11), file_id("b.mp4", 10)}) == 3
