@@ -7,6 +7,7 @@ with the same model, and prints ratios; absolute numbers depend on the machine (
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -88,6 +89,9 @@ class WorkerRun:
     bytes_uploaded: float
     stage_seconds: dict[str, float]
     events: list[dict] = field(default_factory=list)
+    startup_seconds: float = 0.0  # run() start -> "worker started" (sink check, model load, warm-up)
+    files_seconds: float = 0.0  # first "file started" -> last "file done"
+    drain_seconds: float = 0.0  # last "file done" -> run() returns (outbox delivering the last events)
 
     @property
     def frames_sampled(self) -> float:
@@ -130,9 +134,18 @@ def run_worker(input_dir: Path, workdir: Path, flags: list[str], s3=None) -> Wor
         credentials = S3Credentials(None, None)
     config = parse_detect_flags([str(input_dir), "--out", out, "--state-dir", str(state), *flags], environ)
     worker = Worker(config, credentials, environ, threading.Event())
-    started = time.perf_counter()
-    exit_code = worker.run()
-    seconds = time.perf_counter() - started
+    marks = _LogMarks()
+    logger = logging.getLogger("edge_inference_worker")
+    level = logger.level
+    logger.addHandler(marks)
+    logger.setLevel(logging.INFO)
+    try:
+        started = time.perf_counter()
+        exit_code = worker.run()
+        seconds = time.perf_counter() - started
+    finally:
+        logger.removeHandler(marks)
+        logger.setLevel(level)
 
     registry = worker.registry
 
@@ -162,7 +175,27 @@ def run_worker(input_dir: Path, workdir: Path, flags: list[str], s3=None) -> Wor
         bytes_uploaded=value(t.BYTES_UPLOADED + "_total"),
         stage_seconds=stages,
         events=events,
+        startup_seconds=marks.first("worker started") - started,
+        files_seconds=marks.last("file done") - marks.first("file started"),
+        drain_seconds=started + seconds - marks.last("file done"),
     )
+
+
+class _LogMarks(logging.Handler):
+    """Remembers when the worker logged each message (perf_counter), to split a run into phases."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.marks: list[tuple[str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.marks.append((record.getMessage(), time.perf_counter()))
+
+    def first(self, message: str) -> float:
+        return next(t for m, t in self.marks if m == message)
+
+    def last(self, message: str) -> float:
+        return [t for m, t in self.marks if m == message][-1]
 
 
 def bare_predict(files: list[Path], weights: Path, imgsz: int, conf: float) -> tuple[int, float]:
@@ -194,8 +227,10 @@ def stage_breakdown(run: WorkerRun) -> str:
     parts = [f"{stage} {seconds:.1f} s ({seconds / run.seconds:.0%})"
              for stage, seconds in sorted(run.stage_seconds.items(), key=lambda kv: -kv[1])]
     accounted = sum(run.stage_seconds.values())
-    parts.append(f"other (model load, warm-up, file scan, sink drain, Python glue) "
-                 f"{run.seconds - accounted:.1f} s ({(run.seconds - accounted) / run.seconds:.0%})")
+    parts.append(f"not in a stage {run.seconds - accounted:.1f} s ({(run.seconds - accounted) / run.seconds:.0%}): "
+                 f"start-up (S3 check, model load, warm-up) {run.startup_seconds:.2f} s, outbox drain after the last "
+                 f"file {run.drain_seconds:.2f} s, the rest between stages "
+                 f"{run.seconds - accounted - run.startup_seconds - run.drain_seconds:.2f} s")
     return ", ".join(parts)
 
 

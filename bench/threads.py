@@ -5,7 +5,7 @@
 
 A pod limited to 2 CPUs on a big node sees every core of the host: left alone, torch sizes its pool to the
 host's cores and FFmpeg's decoder (thread_count 0 = auto) does the same, so dozens of threads fight for 2
-CPUs. The worker pins both (torch from OMP_NUM_THREADS / the cgroup quota, the decoder to DECODER_THREADS).
+CPUs. The worker pins both (torch from OMP_NUM_THREADS / the cgroup quota, the decoder by `decoder_threads`).
 This runs the worker's own decode -> detect loop (VideoReader + UltralyticsDetector, every frame analysed) on
 this machine's cores with thread counts set as a `--host-cores` host would set them ("before") and as the
 worker sets them ("after"), plus one-knob variants, alternating rounds.
@@ -84,11 +84,13 @@ def main() -> int:
     work = temp_workdir("threads", args.keep)
     offline_ultralytics(work / "ultralytics")
     from edge_inference_worker.config import parse_detect_flags
-    from edge_inference_worker.decode import DECODER_THREADS
+    from edge_inference_worker.cpus import available_cpus
+    from edge_inference_worker.decode import decoder_threads
     from edge_inference_worker.detector import UltralyticsDetector, cpu_threads
     from edge_inference_worker.synthetic import short_scenario
 
     budget = cpu_threads({})  # what the worker pins torch to here (affinity / cgroup quota)
+    pinned = decoder_threads(available_cpus())  # what the worker gives the decoder here
     scenario = short_scenario(width=1280, height=720)
     video = make_footage(work / "videos", [scenario], seed=300)[0]
     weights = neutral_weights_link(work)
@@ -102,17 +104,17 @@ def main() -> int:
     host = args.host_cores
     configs = {
         f"before: decoder {host} threads, torch {host}": (host, host),
-        f"decoder {DECODER_THREADS} (pinned), torch {host}": (DECODER_THREADS, host),
+        f"decoder {pinned} (pinned), torch {host}": (pinned, host),
         f"decoder {host}, torch {budget} (pinned)": (host, budget),
-        f"after (worker): decoder {DECODER_THREADS}, torch {budget}": (DECODER_THREADS, budget),
-        f"decoder 1, torch {budget}": (1, budget),
+        f"after (worker): decoder {pinned}, torch {budget}": (pinned, budget),
+        f"decoder {budget}, torch {budget}": (budget, budget),
     }
     cpu_per_frame: dict[str, list[float]] = {name: [] for name in configs}
     wall_fps: dict[str, list[float]] = {name: [] for name in configs}
     threads_seen: dict[str, int] = {}
     for round_ in range(1, args.rounds + 1):
-        for name, (decoder_threads, torch_threads) in configs.items():
-            frames, seconds, cpu, peak = run_loop(video, detector, decoder_threads, torch_threads, scenario.fps)
+        for name, (decoder_count, torch_count) in configs.items():
+            frames, seconds, cpu, peak = run_loop(video, detector, decoder_count, torch_count, scenario.fps)
             cpu_per_frame[name].append(cpu / frames)
             wall_fps[name].append(frames / seconds)
             threads_seen[name] = max(threads_seen.get(name, 0), peak)
