@@ -30,7 +30,7 @@ class VideoFile:
 
     @property
     def file_id(self) -> str:
-        return file_id(self.rel, self.size)
+        return file_id(self.rel)
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,13 @@ class Refusal:
     reason: str
 
 
-def file_id(rel: str, size: int) -> str:
-    """Deterministic id of a file: its relative path and size (a re-scan gives the same id)."""
-    return hashlib.sha256(f"{rel}\0{size}".encode()).hexdigest()[:16]
+def file_id(rel: str) -> str:
+    """Deterministic id of a file: its relative path.
+
+    Not its size: a camera that pauses longer than the settle time makes a file that is processed,
+    then grows; processing it again must overwrite its events under the same keys, not add copies.
+    """
+    return hashlib.sha256(rel.encode()).hexdigest()[:16]
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:

@@ -154,7 +154,8 @@ class FilePipeline:
         if self.file.size == 0:
             return FileResult(EMPTY, "zero-byte file")
         progress = self.s.ledger.get(self.file.file_id)
-        start = progress.start_index(self.fps) if progress else 0
+        # A checkpoint only holds for the same or a grown file (cameras append); a shorter one was replaced.
+        start = progress.start_index(self.fps) if progress and progress.size <= self.file.size else 0
         start -= start % self.s.detector.batch_size
         try:
             with VideoReader(self.file.path) as reader:

@@ -179,8 +179,7 @@ class Worker:
             self.stop.wait(self.config.poll_seconds)
 
     def _finished(self, services: Services, file: VideoFile) -> bool:
-        entry = services.ledger.get(file.file_id)
-        return entry is not None and entry.state == FINISHED
+        return finished_as_is(services.ledger, file)
 
     def _handle(self, services: Services, item: VideoFile | Refusal) -> None:
         """One scanned path: refuse it, report an earlier result, or process it."""
@@ -188,7 +187,7 @@ class Worker:
             self._report(services, item.rel, FileResult(item.outcome, item.reason))
             return
         entry = services.ledger.get(item.file_id)
-        if entry is not None and entry.state == FINISHED:
+        if finished_as_is(services.ledger, item):
             self._report(services, item.rel, FileResult(entry.outcome or DONE, "finished in an earlier run"))
             return
         result = process_file(services, item)
@@ -245,3 +244,9 @@ class Worker:
             return EXIT_FILES_FAILED
         log.info(f"batch finished: {counts}", extra={"fields": fields})
         return EXIT_OK
+
+
+def finished_as_is(ledger: Ledger, file: VideoFile) -> bool:
+    """The ledger has this file finished at its current size (a file that grew is processed again)."""
+    entry = ledger.get(file.file_id)
+    return entry is not None and entry.state == FINISHED and entry.size == file.size

@@ -29,7 +29,7 @@ def test_events_match_the_ground_truth(directory_run, short_clip):
 def test_objects_keys_and_metadata(directory_run, short_clip):
     base, _, _ = directory_run
     documents = event_documents(base / "events")
-    fid = file_id("cam1/short.mp4", short_clip.path.stat().st_size)
+    fid = file_id("cam1/short.mp4")
     weights = PACKAGE_MODEL_DIR / "synthetic-yolov5n.pt"
     for key, doc in documents.items():
         assert key == f"ns/job1/node-a/{fid}/{doc['id']}"

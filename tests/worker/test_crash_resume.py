@@ -71,7 +71,7 @@ def start(args, env, log: Path) -> subprocess.Popen:
 def test_sigkill_mid_file_three_times(baseline, long_clip, worker_env, tmp_path):
     out, state = tmp_path / "events", tmp_path / "state"
     args = detect_args(long_clip.path.parent, str(out), state, *FLAGS)
-    fid = file_id(long_clip.path.name, long_clip.path.stat().st_size)
+    fid = file_id(long_clip.path.name)
 
     def resume_index() -> int:
         entry = ledger_entry(state, fid)
@@ -115,7 +115,7 @@ def test_a_file_deleted_while_it_is_read_is_finished(baseline, long_clip, worker
     copy.write_bytes(long_clip.path.read_bytes())
     os.utime(copy, ns=(long_clip.path.stat().st_atime_ns, long_clip.path.stat().st_mtime_ns))
     out, state = tmp_path / "events", tmp_path / "state"
-    fid = file_id(copy.name, copy.stat().st_size)
+    fid = file_id(copy.name)
     process = start(detect_args(videos, str(out), state, *FLAGS), worker_env, tmp_path / "run.log")
     try:
         wait_for(lambda: ledger_entry(state, fid) or process.poll() is not None, 120, "the first checkpoint")
@@ -130,7 +130,7 @@ def test_a_file_deleted_while_it_is_read_is_finished(baseline, long_clip, worker
 
 def test_a_full_state_disk_pauses_counts_and_loses_nothing(baseline, long_clip, worker_env, tmp_path):
     out, state = tmp_path / "events", tmp_path / "state"
-    fid = file_id(long_clip.path.name, long_clip.path.stat().st_size)
+    fid = file_id(long_clip.path.name)
     (state / "ledger").mkdir(parents=True)
     # The ledger writes through this temp file; pointed at /dev/full, every write fails with ENOSPC.
     blocker = state / "ledger" / f"{fid}.json.tmp"
@@ -160,7 +160,7 @@ def test_a_full_state_disk_pauses_counts_and_loses_nothing(baseline, long_clip, 
 def test_sigterm_checkpoints_and_exits_143_then_resumes(baseline_gated, long_clip, worker_env, tmp_path):
     out, state = tmp_path / "events", tmp_path / "state"
     args = detect_args(long_clip.path.parent, str(out), state, *GATED)
-    fid = file_id(long_clip.path.name, long_clip.path.stat().st_size)
+    fid = file_id(long_clip.path.name)
     process = start(args, worker_env, tmp_path / "run.log")
     try:
         wait_for(lambda: ledger_entry(state, fid) or process.poll() is not None, 120, "the first checkpoint")
