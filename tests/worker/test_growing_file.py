@@ -17,7 +17,8 @@ def test_a_grown_file_overwrites_its_events_and_adds_none_twice(worker_env, tmp_
     args = detect_args(videos, str(tmp_path / "events"), tmp_path / "state")
 
     first = run_worker(args, worker_env)
-    outcomes = [line["outcome"] for line in log_lines(first.stderr) if line.get("file") == "cam.mkv" and "outcome" in line]
+    lines = log_lines(first.stderr)
+    outcomes = [line["outcome"] for line in lines if line.get("file") == "cam.mkv" and "outcome" in line]
     assert first.returncode == 1 and outcomes == ["truncated"], first.stderr[-3000:]  # Batch reports the short file
     early = event_documents(tmp_path / "events")
     assert early, "events before the pause were found"
