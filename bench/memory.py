@@ -39,6 +39,25 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
+FLOOR_SCRIPT = """
+import sys
+import numpy as np
+import torch
+from ultralytics import YOLO
+model = YOLO(sys.argv[1])
+model.predict(np.zeros((360, 640, 3), np.uint8), imgsz=640, device="cpu", verbose=False)
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+print(int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]))
+"""
+
+
+def floor_kb(weights: Path, env: dict[str, str]) -> tuple[int, int]:
+    """(RSS, peak RSS) in kB of a bare Python that imports torch and ultralytics and runs the model once."""
+    out = subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, str(weights)], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[-2]), int(out[-1])
+
+
 def slope(xs: list[float], ys: list[float]) -> float:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     var = sum((x - mx) ** 2 for x in xs)
@@ -116,6 +135,7 @@ def main() -> int:
     if code != 0 or len(per_file) != args.files:
         print(f"worker exited {code} after {len(per_file)}/{args.files} files", file=sys.stderr)
         return 1
+    floor, floor_peak = floor_kb(weights, env)
     n = len(per_file)
     quarters = ", ".join(f"file {i + 1}: {per_file[i] / 1024:.1f} MB" for i in sorted({0, n // 4, n // 2,
                                                                                           3 * n // 4, n - 1}))
@@ -125,6 +145,9 @@ def main() -> int:
     first, last = sum(per_file[:tenth]) / tenth, sum(per_file[-tenth:]) / tenth
     print(f"run: {n} files in {seconds:.1f} s, {len(samples)} RSS samples")
     print(f"RSS after {quarters}; peak {max(samples) / 1024:.1f} MB")
+    print(f"floor for comparison: a bare Python that imports torch + ultralytics and runs this model once: RSS "
+          f"{floor / 1024:.1f} MB (peak {floor_peak / 1024:.1f} MB); the worker holds "
+          f"{(per_file[-1] - floor) / 1024:+.1f} MB more after the last file")
     print(f"RESULT memory: slope over the second half {growth:+.1f} kB/file; last tenth / first tenth mean RSS "
           f"{last / first:.3f} ({first / 1024:.1f} -> {last / 1024:.1f} MB); peak {max(samples) / 1024:.1f} MB; "
           f"flat (|slope| < {SLOPE_LIMIT_KB_PER_FILE:g} kB/file): "

@@ -54,6 +54,21 @@ def truth_recall(videos: list[Path], events: list[dict]) -> tuple[int, int]:
     return found, total
 
 
+def _list_events(videos: list[Path], every: list[dict], gated: list[dict]) -> None:
+    from edge_inference_worker.synthetic import GroundTruth
+
+    for video in videos:
+        truth = GroundTruth.load(video)
+        print(f"  {video.name}:")
+        for obj in truth.objects:
+            print(f"    truth {obj.class_name} on screen {obj.onscreen_start_s:.1f}-{obj.onscreen_end_s:.1f} s")
+        for name, events in (("every-frame", every), ("gated", gated)):
+            for e in sorted((e for e in events if e["source"]["path"] == video.name),
+                            key=lambda e: e["videoTime"]["start"]):
+                print(f"    {name} event {e['class']} {e['videoTime']['start']:.1f}-{e['videoTime']['end']:.1f} s, "
+                      f"{e['frames']} frames, peak {e['confidence']['peak']:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=2)
@@ -63,6 +78,7 @@ def main() -> int:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sink", choices=["s3", "dir"], default="s3")
+    parser.add_argument("--list-events", action="store_true", help="print each truth object and the events")
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args()
 
@@ -99,6 +115,8 @@ def main() -> int:
     matched, missed = match_events(every.events, gated.events)
     recall = matched / len(every.events) if every.events else float("nan")
     bandwidth = gated.bytes_uploaded / gated.bytes_scanned if gated.bytes_scanned else float("nan")
+    if args.list_events:
+        _list_events(videos, every.events, gated.events)
     for event in missed:
         print(f"  every-frame event missed by the gated run: {event['source']['path']} {event['class']} "
               f"{event['videoTime']}")
