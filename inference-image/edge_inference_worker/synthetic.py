@@ -7,7 +7,9 @@ static stretches, and two kinds of moving shapes that enter and leave the frame 
 * ``car``: a wide body with a cabin, windows and two wheels.
 
 ``make_video`` renders a :class:`Scenario` to H.264, H.265 or MJPEG in mp4/mkv/avi with PyAV and returns
-the :class:`GroundTruth`, also saved as JSON beside the video (``<video>.truth.json``).
+the :class:`GroundTruth`, also saved as JSON beside the video (``<video>.truth.json``); ``scenario_truth``
+gives the same truth without rendering. Ready-made scenarios: ``short_scenario`` (24 s, both classes, a
+stretch with nothing) and ``static_heavy_scenario`` (objects on screen ~10% of the time, for motion gating).
 ``training_samples`` yields random frames with YOLO-format labels for ``scripts/train_detector.py``.
 
 Everything is numpy: sprites are drawn once per object and pasted with a mask, so rendering costs little
