@@ -15,6 +15,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .durable import fsync_directory
+
 log = logging.getLogger(__name__)
 
 PARTIAL = "partial"
@@ -75,9 +77,5 @@ class Ledger:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, final)
-        folder = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        fsync_directory(self.directory)
         self._entries[entry.file_id] = entry

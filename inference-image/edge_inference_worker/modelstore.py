@@ -21,7 +21,8 @@ from typing import BinaryIO
 
 from edge_inference_api.models import S3ModelSource, S3Sink
 
-from edge_inference_worker.sinks import MinioSink, SinkError, fsync_directory, translate_minio_errors
+from edge_inference_worker.durable import fsync_directory
+from edge_inference_worker.sinks import MinioSink, SinkError, translate_minio_errors
 
 log = logging.getLogger(__name__)
 

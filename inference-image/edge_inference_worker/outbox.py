@@ -42,13 +42,13 @@ from pathlib import Path
 import prometheus_client
 from edge_inference_api import telemetry
 
+from edge_inference_worker.durable import fsync_directory, replace_durably
 from edge_inference_worker.sinks import (
     KIND_DISK_FULL,
     SINK_ERROR_KINDS,
     Sink,
     SinkError,
     check_key,
-    fsync_directory,
 )
 
 log = logging.getLogger(__name__)
@@ -314,16 +314,8 @@ class S3Outbox:
 
     def _write_durably(self, path: Path, data: bytes) -> None:
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir, prefix=path.stem + "-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.rename(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        fsync_directory(self._entries_dir)
+        os.close(fd)
+        replace_durably(path, data, Path(tmp_name))
 
     # ------------------------------------------------------------------ state
 

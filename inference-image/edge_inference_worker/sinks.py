@@ -19,6 +19,8 @@ import urllib3
 from edge_inference_api import models
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
+from edge_inference_worker.durable import replace_durably
+
 # Error kinds, the `kind` label of the errors counter.
 KIND_UNREACHABLE = "s3_unreachable"  # no answer: refused, reset, timed out, DNS
 KIND_S3_ERROR = "s3_error"  # a well-formed S3 error (5xx, AccessDenied, NoSuchBucket, ...)
@@ -136,17 +138,7 @@ class DirectorySink:
         tmp = target.with_name(f".{target.name}.part")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(data)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            fsync_directory(target.parent)
+            replace_durably(target, data, tmp)
         except OSError as error:
             kind = KIND_DISK_FULL if error.errno == errno.ENOSPC else KIND_WRITE
             raise SinkError(kind, f"cannot write {target}: {error}") from error
@@ -166,15 +158,6 @@ def sink_from_config(
             region=sink.region,
         )
     return DirectorySink(Path(sink.path))
-
-
-def fsync_directory(path: Path) -> None:
-    """Make a rename or a new file in `path` durable (the directory entry itself is data)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _http_client(timeout: float, secure: bool) -> urllib3.PoolManager:

@@ -8,17 +8,6 @@ import kubernetes
 import pytest
 import yaml
 
-JOB = {
-    "apiVersion": "edgeinference.io/v1alpha1",
-    "kind": "InferenceJob",
-    "metadata": {"name": "lobby", "namespace": "default"},
-    "spec": {
-        "input": {"hostPath": "/var/lib/cameras"},
-        "output": {"endpoint": "minio.local:9000", "bucket": "events", "credentialsSecretRef": {"name": "s3"}},
-    },
-}
-
-
 JOB_PATH = ("edgeinference.io", "v1alpha1", "default", "inferencejobs", "lobby")
 
 
@@ -55,7 +44,7 @@ async def eventually(read, what: str, deadline_s: float = 20):
     pytest.fail(f"{what} did not happen within {deadline_s}s")
 
 
-async def test_kopf_sees_a_job_applied_with_kubectl_and_patches_its_status(kube_api, monkeypatch):
+async def test_kopf_sees_a_job_applied_with_kubectl_and_patches_its_status(kube_api, job, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig))
     stop, ready = asyncio.Event(), asyncio.Event()
     operator = asyncio.create_task(kopf.operator(
@@ -63,7 +52,7 @@ async def test_kopf_sees_a_job_applied_with_kubectl_and_patches_its_status(kube_
     ))
     try:
         await asyncio.wait_for(ready.wait(), 20)
-        applied = await asyncio.to_thread(kube_api.kubectl, "apply", "-f", "-", input=yaml.safe_dump(JOB))
+        applied = await asyncio.to_thread(kube_api.kubectl, "apply", "-f", "-", input=yaml.safe_dump(job))
         assert applied.returncode == 0, applied.stderr
 
         custom = kubernetes.client.CustomObjectsApi(kube_api.api_client())
