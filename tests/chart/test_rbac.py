@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from support.helm import CHART_DIR, NAMESPACE, cluster_role_rules, find_objects, rbac_allows, render_chart
+from support.helm import CHART_DIR, NAMESPACE, cluster_role_rules, find_objects, render_chart
+from support.kube_emulator import ApiRequest
+from support.kube_emulator import rbac_allows as rules_allow
 
 # (apiGroup, resource, verbs): the operator's needs, one line each (see templates/rbac.yaml for why).
 EXPECTED_RULES = [
@@ -20,6 +22,11 @@ EXPECTED_RULES = [
     ("", "namespaces", ["list", "watch"]),
     ("apiextensions.k8s.io", "customresourcedefinitions", ["get", "list", "watch"]),
 ]
+
+
+def rbac_allows(rules, **request) -> bool:
+    """The matcher the operator's recorded requests are checked with, called with keywords."""
+    return rules_allow(rules, ApiRequest(**request))
 
 
 def test_cluster_role_has_exactly_the_needed_rules() -> None:

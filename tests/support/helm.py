@@ -1,6 +1,6 @@
 """Render and lint the Helm chart with real Helm (v4, through helm-python-sdk), offline.
 
-    from support.helm import render_chart, lint_chart, cluster_role_rules, rbac_allows
+    from support.helm import render_chart, lint_chart, cluster_role_rules
 
 `render_chart` is what an install would apply: values are validated against values.schema.json
 and the templates rendered by Helm's own engine; no cluster is contacted (`lookup` returns
@@ -95,35 +95,3 @@ def cluster_role_rules(values: dict | None = None) -> list[dict]:
     if len(roles) != 1:
         raise AssertionError(f"expected one ClusterRole in the chart, found {len(roles)}")
     return roles[0]["rules"]
-
-
-def rbac_allows(
-    rules: Iterable[Mapping[str, Any]],
-    *,
-    verb: str,
-    api_group: str,
-    resource: str,
-    subresource: str | None = None,
-    name: str | None = None,
-) -> bool:
-    """Whether RBAC `rules` allow a request, matched as the API server's RBAC authorizer does.
-
-    `api_group` is "" for the core group; `resource` is the plural ("pods"); a subresource
-    request ("inferencejobs/status") needs a rule naming "<resource>/<subresource>" (or "*").
-    """
-    full = f"{resource}/{subresource}" if subresource else resource
-    for rule in rules:
-        verbs = rule.get("verbs", [])
-        groups = rule.get("apiGroups", [])
-        resources = rule.get("resources", [])
-        names = rule.get("resourceNames") or []
-        if not ("*" in verbs or verb in verbs):
-            continue
-        if not ("*" in groups or api_group in groups):
-            continue
-        if not ("*" in resources or full in resources or (subresource and f"{resource}/*" in resources)):
-            continue
-        if names and (name is None or name not in names):
-            continue
-        return True
-    return False
