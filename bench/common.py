@@ -55,6 +55,13 @@ def machine() -> str:
             f"PyAV {av.__version__}")
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far (memory faulted in again after the allocator gave it back)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def make_footage(folder: Path, scenarios: list, seed: int, **video_options) -> list[Path]:
     """Render one video per scenario into `folder` (truth JSON beside each); returns the video paths."""
     from edge_inference_worker.synthetic import make_video

@@ -22,6 +22,7 @@ from common import (
     bare_predict,
     machine,
     make_footage,
+    minor_faults,
     neutral_weights_link,
     offline_ultralytics,
     run_worker,
@@ -58,15 +59,22 @@ def main() -> int:
     flags = ["--model", str(weights), "--fps", str(fps), "--no-motion-gating", "--image-size", str(args.imgsz),
              "--device", "cpu"]
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the worker sizes torch's pool from this, like in a pod
+    # The worker tunes glibc malloc for its process (edge_inference_worker/allocator.py); running in this
+    # process, it tunes it for the bare loop too from the warm-up on, so the ratio compares the pipelines alone.
+    print("malloc: tuned for both sides from the warm-up on (the worker sets it process-wide)")
     ratios, bare_fps, worker_fps = [], [], []
     with _sink(args.sink, work) as s3:
         torch.set_num_threads(args.threads)
         warm_up(work, weights, flags, args.imgsz, s3=s3)
         for round_ in range(1, args.rounds + 1):
             torch.set_num_threads(args.threads)
+            faults = minor_faults()
             frames, seconds = bare_predict(videos, weights, args.imgsz, conf=0.25)
+            bare_faults = (minor_faults() - faults) / frames
             bare = frames / seconds
+            faults = minor_faults()
             run = run_worker(work / "videos", work / "worker", flags, s3=s3)
+            worker_faults = (minor_faults() - faults) / max(1.0, run.frames_analysed)
             if run.exit_code != 0:
                 print(f"worker exited {run.exit_code}", file=sys.stderr)
                 return 1
@@ -81,6 +89,7 @@ def main() -> int:
                   f"worker between first file start and last file done {run.frames_analysed / run.files_seconds:.2f} "
                   f"fps (ratio {run.frames_analysed / run.files_seconds / bare:.3f})")
             print(f"  worker time by stage: {stage_breakdown(run)}")
+            print(f"  minor page faults per frame: bare {bare_faults:.0f}, worker {worker_faults:.0f}")
     ratio = statistics.median(ratios)
     print(f"ratios per round: {', '.join(f'{r:.3f}' for r in ratios)} (min {min(ratios):.3f}, max {max(ratios):.3f})")
     print(f"RESULT overhead: worker/bare fps ratio median {ratio:.3f} over {args.rounds} rounds "

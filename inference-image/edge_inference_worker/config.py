@@ -27,14 +27,18 @@ from edge_inference_api.models import (
     ENV_WORKER_CONFIG,
     Device,
     DirectorySink,
+    EventsSpec,
     JobRef,
     Mode,
+    ModelSpec,
+    OutboxSpec,
     OutputSpec,
     S3Sink,
+    SamplingSpec,
     SnapshotStyle,
     WorkerConfig,
 )
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 ENV_S3_ENDPOINT = "EDGE_INFERENCE_S3_ENDPOINT"
 ENV_S3_SECURE = "EDGE_INFERENCE_S3_SECURE"
@@ -95,6 +99,11 @@ def _csv(value: str) -> list[str]:
     return items
 
 
+def _default(model: type[BaseModel], field: str) -> object:
+    """A field's default in the API models: the flags never restate one."""
+    return model.model_fields[field].default
+
+
 def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `edge-inference detect`; defaults are those of the API models."""
     parser.add_argument("input", help="folder with the video (searched recursively)")
@@ -108,27 +117,34 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include", action="append", metavar="GLOB", help="file glob (repeatable; ** is recursive)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="built-in model name or a weights file")
     parser.add_argument("--device", choices=[d.value for d in Device], default=Device.AUTO.value)
-    parser.add_argument("--image-size", type=int, default=640)
-    parser.add_argument("--confidence", type=float, default=0.25)
-    parser.add_argument("--iou", type=float, default=0.45)
+    parser.add_argument("--image-size", type=int, default=_default(ModelSpec, "image_size"))
+    parser.add_argument("--confidence", type=float, default=_default(ModelSpec, "confidence"))
+    parser.add_argument("--iou", type=float, default=_default(ModelSpec, "iou"))
     parser.add_argument("--classes", type=_csv, default=None, help="classes of interest, comma-separated")
-    parser.add_argument("--batch-size", type=int, default=8, help="frames per forward pass on a GPU")
-    parser.add_argument("--fps", type=float, default=2.0, help="frames per second of video to analyse")
+    parser.add_argument(
+        "--batch-size", type=int, default=_default(ModelSpec, "batch_size"), help="frames per forward pass on a GPU"
+    )
+    parser.add_argument(
+        "--fps", type=float, default=_default(SamplingSpec, "fps"), help="frames per second of video to analyse"
+    )
     parser.add_argument("--no-motion-gating", action="store_true", help="analyse every sampled frame")
-    parser.add_argument("--motion-threshold", type=float, default=0.002)
-    parser.add_argument("--min-frames", type=int, default=3)
-    parser.add_argument("--cooldown", type=float, default=3.0, help="video seconds without the class to close")
+    parser.add_argument("--motion-threshold", type=float, default=_default(SamplingSpec, "motion_threshold"))
+    parser.add_argument("--min-frames", type=int, default=_default(EventsSpec, "min_frames"))
+    parser.add_argument(
+        "--cooldown", type=float, default=_default(EventsSpec, "cooldown_seconds"),
+        help="video seconds without the class to close",
+    )
     parser.add_argument("--snapshot", choices=[s.value for s in SnapshotStyle], default=SnapshotStyle.ANNOTATED.value)
     parser.add_argument("--blur", type=_csv, default=None, metavar="CLASSES", help="classes blurred in snapshots")
-    parser.add_argument("--snapshot-quality", type=int, default=85)
+    parser.add_argument("--snapshot-quality", type=int, default=_default(EventsSpec, "snapshot_quality"))
     parser.add_argument("--state-dir", help="outbox, ledger and model cache (default: per input/output pair)")
-    parser.add_argument("--outbox-max-mb", type=int, default=1024)
+    parser.add_argument("--outbox-max-mb", type=int, default=_default(OutboxSpec, "max_megabytes"))
     parser.add_argument("--metrics-port", type=int, default=0, help="serve /metrics, /healthz, /readyz (0: off)")
     parser.add_argument("--node", help=f"node name in keys (default: {ENV_NODE_NAME} or the host name)")
     parser.add_argument("--namespace", default="default", help="namespace part of the object keys")
     parser.add_argument("--job", default="standalone", help="job part of the object keys")
-    parser.add_argument("--poll-seconds", type=float, default=2.0)
-    parser.add_argument("--settle-seconds", type=float, default=5.0)
+    parser.add_argument("--poll-seconds", type=float, default=_default(WorkerConfig, "poll_seconds"))
+    parser.add_argument("--settle-seconds", type=float, default=_default(WorkerConfig, "settle_seconds"))
     parser.add_argument("--s3-endpoint", help=f"host[:port] or http(s)://host[:port] (or {ENV_S3_ENDPOINT})")
     parser.add_argument("--s3-insecure", action="store_true", help="plain HTTP to the S3 endpoint")
     parser.add_argument("--s3-region")

@@ -324,6 +324,17 @@ class S3Outbox:
         with self._lock:
             return len(self._index)
 
+    def wait_empty(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the outbox to be empty; True if it is (woken by the last upload)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._index:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
     def bytes_waiting(self) -> int:
         """Bytes of entry files waiting on disk."""
         with self._lock:

@@ -17,6 +17,7 @@ from pathlib import Path
 from edge_inference_api.models import Mode, S3Sink, WorkerConfig
 from prometheus_client import CollectorRegistry
 
+from .allocator import tune_malloc
 from .config import S3Credentials
 from .detector import ModelError, UltralyticsDetector, model_dir, resolve_model
 from .files import Refusal, SettleTracker, VideoFile, scan
@@ -41,6 +42,8 @@ EXIT_STOPPED = 143  # 128 + SIGTERM: a Batch run stopped before it finished
 # On SIGTERM the outbox gets this long to deliver what waits (the pod's grace period is 30 s).
 SHUTDOWN_FLUSH_SECONDS = 10.0
 DRAIN_LOG_SECONDS = 30.0
+# Batch drain: the last upload wakes it at once; this often it checks for SIGTERM and beats meanwhile.
+DRAIN_WAKE_SECONDS = 0.2
 
 
 class StartupError(Exception):
@@ -63,6 +66,7 @@ class Worker:
         self.services: Services | None = None  # set once the model is loaded
 
     def run(self) -> int:
+        malloc_tuned = tune_malloc(self.environ)
         state = Path(self.config.state_dir)
         if not Path(self.config.input_dir).is_dir():
             raise StartupError(f"input folder {self.config.input_dir} does not exist or is not a folder")
@@ -107,7 +111,8 @@ class Worker:
                 "worker started",
                 extra={"fields": {"mode": self.config.mode.value, "input": self.config.input_dir,
                                   "sink": repr(sink), "model": detector.name, "device": detector.device,
-                                  "node": self.config.node, "job": self.config.job.model_dump()}},
+                                  "node": self.config.node, "job": self.config.job.model_dump(),
+                                  "mallocTuned": malloc_tuned}},
             )
             if self.config.mode == Mode.CONTINUOUS:
                 self._continuous(services)
@@ -223,15 +228,15 @@ class Worker:
     def _drain(self, services: Services, outbox: S3Outbox) -> bool:
         """Batch: wait until every event is confirmed by the sink; False if stopped first."""
         last_log = 0.0
-        while outbox.depth():
+        while not outbox.wait_empty(DRAIN_WAKE_SECONDS):
+            if self.stop.is_set():
+                return False
             services.metrics.beat()
             self.health.beat()
             now = time.monotonic()
             if now - last_log >= DRAIN_LOG_SECONDS:
                 last_log = now
                 log.info("waiting for the outbox to deliver", extra={"fields": {"events": outbox.depth()}})
-            if self.stop.wait(0.2):
-                return False
         return True
 
     def _summary(self) -> int:

@@ -44,13 +44,14 @@ def test_full_outbox_blocks_says_so_and_resumes(s3_server, tmp_path, caplog):
         blocked.join(timeout=0.3)
         assert blocked.is_alive() and results == []
         assert outbox.depth() == FITS
+        assert outbox.wait_empty(0.1) is False  # nothing is delivered while S3 is away
 
         s3_server.start()
         blocked.join(timeout=60)
         assert results == [True]
         wait_until(lambda: gauge(registry, "edge_inference_outbox_full") == 0, 10, "the full gauge to clear")
         assert all(outbox.put(*sample_event(i)) for i in range(FITS + 1, 3 * FITS))
-        wait_until(lambda: outbox.depth() == 0, 60, "the outbox to drain")
+        assert outbox.wait_empty(60) and outbox.depth() == 0
     finally:
         outbox.close(flush_timeout=5)
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from edge_inference_api.models import DirectorySink, Mode, S3Sink
+from edge_inference_api.models import DirectorySink, EventsSpec, Mode, ModelSpec, OutboxSpec, S3Sink, SamplingSpec
 from edge_inference_worker.cli import main
 from edge_inference_worker.config import (
     ConfigError,
@@ -51,6 +51,10 @@ def test_defaults_are_the_api_defaults(tmp_path):
     config = parse_detect_flags([str(tmp_path), "--out", "events"], {"EDGE_INFERENCE_STATE_HOME": str(tmp_path)})
     assert config.mode == Mode.BATCH and isinstance(config.sink, DirectorySink)
     assert config.model.name == "yolov5nu" and config.sampling.fps == 2.0 and config.events.min_frames == 3
+    assert (config.model, config.events, config.sampling, config.outbox) == (
+        ModelSpec(), EventsSpec(), SamplingSpec(), OutboxSpec()
+    )
+    assert (config.poll_seconds, config.settle_seconds) == (2.0, 5.0)
     assert config.state_dir.startswith(str(tmp_path / "edge-inference"))
     other = parse_detect_flags([str(tmp_path), "--out", "elsewhere"], {"EDGE_INFERENCE_STATE_HOME": str(tmp_path)})
     assert other.state_dir != config.state_dir  # a ledger per (input, output) pair
