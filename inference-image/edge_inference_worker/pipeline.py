@@ -40,8 +40,11 @@ PROGRESS_LOG_SECONDS = 10.0
 # How long one blocking outbox write waits before the loop beats the heartbeat and checks for stop.
 OUTBOX_WAIT_SECONDS = 5.0
 RETRY_BACKOFF = (0.5, 30.0)
-# Frames decoded ahead of the detector, in detector batches (2: the next batch decodes during this one).
+# Frames decoded ahead of the detector: two batches (the next decodes during this one), and with
+# motion gating at least 8, so that decoding runs on through an event's forward passes (the frames
+# wait as the decoder's YUV, not BGR).
 READ_AHEAD_BATCHES = 2
+READ_AHEAD_GATED_FRAMES = 8
 # A snapshot too big for the outbox is re-encoded once at this quality before giving up on it.
 FALLBACK_JPEG_QUALITY = 40
 
@@ -231,7 +234,10 @@ class FilePipeline:
                 decoded = timed(reader.samples(self.fps, first, self.s.metrics.frames_decoded), self._observe_decode)
                 if self.gate is None:
                     decoded = with_images(decoded)
-                with closing(read_ahead(decoded, READ_AHEAD_BATCHES * self.s.detector.batch_size)) as samples:
+                depth = READ_AHEAD_BATCHES * self.s.detector.batch_size
+                if self.gate is not None:
+                    depth = max(depth, READ_AHEAD_GATED_FRAMES)
+                with closing(read_ahead(decoded, depth)) as samples:
                     if first < start:
                         samples = self._prime_gate(samples, start)
                     if not self._analyse(samples):
