@@ -1,6 +1,6 @@
 """glibc malloc settings for a frame pipeline: keep freed frame-sized buffers for the next frame.
 
-Every frame allocates and frees a few buffers of 0.5-10 MB (the decoded picture, the letterboxed
+Every frame allocates and frees a few buffers of 0.5-13 MB (the decoded picture, the letterboxed
 tensor, activations). With glibc's defaults such buffers are mmapped or trimmed off the heap when
 freed, so the next frame faults the same memory in again, zero-filled: measured on 2 CPUs
 (docs/benchmarks.md) about 2,300 minor page faults a frame and 10-15% of the frame rate. Fixing

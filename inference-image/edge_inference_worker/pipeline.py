@@ -147,7 +147,6 @@ def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
                 buffer.get(timeout=0.05)
             except queue.Empty:
                 pass
-        thread.join()
 
 
 def with_images(frames: Iterable[SampledFrame]) -> Iterator[SampledFrame]:
@@ -232,10 +231,10 @@ class FilePipeline:
                 # From a checkpoint, decode one sample earlier: it is only the motion gate's reference.
                 first = max(0, start - 1) if self.gate else start
                 decoded = timed(reader.samples(self.fps, first, self.s.metrics.frames_decoded), self._observe_decode)
+                depth = READ_AHEAD_BATCHES * self.s.detector.batch_size
                 if self.gate is None:
                     decoded = with_images(decoded)
-                depth = READ_AHEAD_BATCHES * self.s.detector.batch_size
-                if self.gate is not None:
+                else:
                     depth = max(depth, READ_AHEAD_GATED_FRAMES)
                 with closing(read_ahead(decoded, depth)) as samples:
                     if first < start:
