@@ -88,9 +88,9 @@ def check_on_held_out_video(weights: Path, workdir: Path, seed: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-images", type=int, default=2000)
+    parser.add_argument("--train-images", type=int, default=2400)
     parser.add_argument("--val-images", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

@@ -698,31 +698,88 @@ class TrainingSample:
         return "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in self.labels)
 
 
-def training_sample(rng: np.random.Generator, width: int = 640, height: int = 360) -> TrainingSample:
+# A share of the training frames are close-ups: half the frame's size in pixels, with objects at full-frame
+# pixel sizes. A detector trained at half resolution (imgsz 320) then also sees objects, and parts of them, at
+# the pixel scale of full-resolution inference (imgsz 640). Without them, at 640 the bundled model read a car's
+# slanted window pillar as a person and a person's hair and face as a small car.
+CLOSE_UP_SHARE = 1 / 3
+# Share of training backdrops that get hard negatives (see `clutter`).
+CLUTTER_SHARE = 0.5
+
+
+def clutter(frame: np.ndarray, rng: np.random.Generator) -> None:
+    """Paint 1-4 hard negatives on a training backdrop: shapes a little like the classes that are neither.
+
+    Posts with a round top (a head on a stick, no body or legs), glazed facades (dark panes between light
+    bars, like a car's windows and pillars without the car) and dark round blobs over a block of colour
+    (like hair over a face). They are never labelled, so the detector learns what does not make an object.
+    """
+    height, width = frame.shape[:2]
+    for _ in range(int(rng.integers(1, 5))):
+        kind = int(rng.integers(3))
+        colour = _random_colour(rng)
+        if kind == 0:  # post or bollard with a round top
+            ph = int(rng.uniform(0.1, 0.5) * height)
+            pw = max(2, int(ph * rng.uniform(0.05, 0.2)))
+            x, y = int(rng.integers(0, width - pw)), int(rng.integers(0, height - ph))
+            frame[y:y + ph, x:x + pw] = colour
+            r = max(2, int(pw * rng.uniform(0.8, 1.6)))
+            yy, xx = np.ogrid[0:height, 0:width]
+            frame[_ellipse(yy, xx, y, x + pw / 2, r, r)] = _random_colour(rng)
+        elif kind == 1:  # glazed facade: dark panes separated by light, sometimes slanted, bars
+            fw, fh = int(rng.uniform(0.08, 0.35) * width), int(rng.uniform(0.06, 0.2) * height)
+            x, y = int(rng.integers(0, width - fw)), int(rng.integers(0, height - fh))
+            frame[y:y + fh, x:x + fw] = colour
+            glass = np.array([60, 75, 95], np.float32) * rng.uniform(0.6, 1.3)
+            panes = int(rng.integers(2, 5))
+            bar = max(1, int(fw * rng.uniform(0.01, 0.06)))
+            slant = rng.uniform(-0.6, 0.6)
+            yy, xx = np.mgrid[0:fh, 0:fw].astype(np.float32)
+            inset = max(1, fh // 8)
+            shifted = xx + slant * (yy - fh / 2)
+            pane = (yy >= inset) & (yy < fh - inset) & (shifted >= bar) & (shifted < fw - bar)
+            pane &= (shifted % (fw / panes)) >= bar
+            frame[y:y + fh, x:x + fw][pane] = glass
+        else:  # a dark round cap over a smaller block of another colour
+            r = max(3, int(rng.uniform(0.015, 0.06) * height))
+            cx, cy = int(rng.integers(r, width - r)), int(rng.integers(r, height - 3 * r))
+            frame[cy:cy + 2 * r, cx - r:cx + r] = colour
+            yy, xx = np.ogrid[0:height, 0:width]
+            frame[_ellipse(yy, xx, cy, cx, r, r) & (yy <= cy)] = _random_colour(rng, 5, 90)
+
+
+def training_sample(
+    rng: np.random.Generator, width: int = 640, height: int = 360, close_up: bool = False
+) -> TrainingSample:
     """A random scene frame with 0-4 people and cars, some cut by the frame edge, and its YOLO labels.
 
-    About one frame in six is empty, so the detector learns that textured background is not an object.
-    Objects cut by the edge are labelled (clipped box) only when at least VISIBLE_FRACTION is inside,
-    the same rule as the videos' ground truth; thinner slivers are left out of the frame.
+    About one frame in six is empty, so the detector learns that textured background is not an object; half
+    the backdrops carry hard negatives (`clutter`). A close-up frame is width/2 x height/2 pixels with objects
+    as large in pixels as in a full frame (see CLOSE_UP_SHARE). Objects cut by the edge are labelled (clipped
+    box) only when at least VISIBLE_FRACTION is inside, the same rule as the videos' ground truth; thinner
+    slivers stay unlabelled.
     """
-    frame = background(width, height, rng)
+    frame_w, frame_h = (width // 2, height // 2) if close_up else (width, height)
+    frame = background(frame_w, frame_h, rng)
+    if rng.random() < CLUTTER_SHARE:
+        clutter(frame, rng)
     count = 0 if rng.random() < 1 / 6 else int(rng.integers(1, 5))
     placed: list[tuple[int, Box, float]] = []
     for _ in range(count):
         if rng.random() < 0.5:
-            pw, ph = _person_size(float(rng.uniform(0.15, 0.6)) * height)
+            pw, ph = _person_size(float(rng.uniform(0.15, 0.5 if close_up else 0.6)) * height)
             pose = person_sprites(pw, ph, rng)[int(rng.integers(2))]
             class_id = CLASS_IDS["person"]
         else:
-            cw, ch = _car_size(float(rng.uniform(0.12, 0.45)) * width)
+            cw, ch = _car_size(float(rng.uniform(0.12, 0.4 if close_up else 0.45)) * width)
             pose = car_sprite(cw, ch, rng, facing_left=bool(rng.integers(2)))
             class_id = CLASS_IDS["car"]
         h, w = pose.mask.shape
         edge = rng.random() < 0.2
-        x_lo, x_hi = (-w // 2, width - w // 2) if edge else (0, max(1, width - w))
+        x_lo, x_hi = (-w // 2, frame_w - w // 2) if edge else (0, max(1, frame_w - w))
         x = int(rng.integers(x_lo, x_hi))
-        y_bottom = int(rng.integers(min(h, height), height + 1))
-        box = _clipped_box(pose, x, y_bottom, width, height)
+        y_bottom = int(rng.integers(min(h, frame_h), frame_h + 1))
+        box = _clipped_box(pose, x, y_bottom, frame_w, frame_h)
         # Keep objects mostly unoccluded so every label shows what it names.
         if box is None or any(_overlap(box, other) > 0.25 for _, other, _ in placed):
             continue
@@ -734,8 +791,8 @@ def training_sample(rng: np.random.Generator, width: int = 640, height: int = 36
     for class_id, (x0, y0, x1, y1), fraction in placed:
         if fraction < VISIBLE_FRACTION:
             continue
-        labels.append((class_id, (x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width,
-                       (y1 - y0) / height))
+        labels.append((class_id, (x0 + x1) / 2 / frame_w, (y0 + y1) / 2 / frame_h, (x1 - x0) / frame_w,
+                       (y1 - y0) / frame_h))
     return TrainingSample(np.clip(frame, 0, 255).astype(np.uint8), tuple(labels))
 
 
@@ -753,5 +810,5 @@ def training_samples(count: int, seed: int, width: int = 640, height: int = 360)
     """``count`` reproducible random training frames."""
     rng = np.random.default_rng(seed)
     for _ in range(count):
-        yield training_sample(rng, width, height)
+        yield training_sample(rng, width, height, close_up=bool(rng.random() < CLOSE_UP_SHARE))
 

@@ -144,8 +144,10 @@ def test_training_samples_have_valid_yolo_labels():
 
     assert {c for c, *_ in labels} == set(CLASS_NAMES)
     assert any(not sample.labels for sample in samples)  # some pure-background frames
+    # Full frames and close-ups (half the size, objects as large in pixels as in a full frame).
+    assert {sample.image.shape for sample in samples} == {(360, 640, 3), (180, 320, 3)}
     for sample in samples:
-        assert sample.image.shape == (360, 640, 3) and sample.image.dtype == np.uint8
+        assert sample.image.dtype == np.uint8
         lines = sample.yolo_text().splitlines()
         assert len(lines) == len(sample.labels)
     for _, cx, cy, w, h in labels:

@@ -19,7 +19,8 @@ MODEL = Path(__file__).resolve().parents[2] / "inference-image" / "edge_inferenc
 HELD_OUT_SEED = 20261126  # the training script draws its frames from seeds 0.., its check video from 424242
 MATCH_IOU = 0.5
 MIN_CONFIDENCE = 0.5  # every object must be found at least this sure
-PHANTOM_CONFIDENCE = 0.25  # ultralytics' (and the worker's) default threshold: nothing at all on empty frames
+PHANTOM_CONFIDENCE = 0.25  # ultralytics' (and the worker's) default threshold: no box at all that is not an object
+FRAMES_PER_OBJECT = 8
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
-    """(truth, {frame index: BGR frame}) for a few frames per object plus frames of the empty stretches."""
+    """(truth, {frame index: BGR frame}) for frames with every object wholly inside, plus empty frames."""
     path = tmp_path_factory.mktemp("held-out") / "held-out.mp4"
     truth = make_video(path, short_scenario(), seed=HELD_OUT_SEED)
     wanted = set()
@@ -50,7 +51,7 @@ def held_out(tmp_path_factory):
 
     for obj in truth.objects:
         whole = [i for i in sorted(obj.boxes) if all_inside(i)]
-        wanted.update(whole[k] for k in np.linspace(0, len(whole) - 1, 4).round().astype(int))
+        wanted.update(whole[k] for k in np.linspace(0, len(whole) - 1, FRAMES_PER_OBJECT).round().astype(int))
     empty = truth.empty_frames()
     wanted.update(empty[k] for k in np.linspace(0, len(empty) - 1, 8).round().astype(int))
     with av.open(str(path)) as container:
@@ -94,8 +95,9 @@ def test_finds_every_object_and_nothing_else_on_a_held_out_video(model, held_out
                        default=0.0)
             assert best >= MIN_CONFIDENCE, f"frame {index}: {obj.class_name} {box} not found: {detections}"
             found_objects.add(obj.id)
+        # No box at all beside the objects: a part of one read as the other class (a car's window pillar as
+        # a person, a head as a car) is a phantom event in the worker.
         for name, p, det in detections:
-            if p >= MIN_CONFIDENCE:
-                assert any(name == o.class_name and _iou(det, box) >= MATCH_IOU for o, box in present), (
-                    f"frame {index}: confident {name} {p:.2f} {det} matches no object on the frame")
+            assert any(name == o.class_name and _iou(det, box) >= MATCH_IOU for o, box in present), (
+                f"frame {index}: {name} {p:.2f} {det} matches no object on the frame: {detections}")
     assert found_objects == {o.id for o in truth.objects}
