@@ -6,7 +6,7 @@ import threading
 from contextlib import closing
 
 import pytest
-from edge_inference_worker.pipeline import read_ahead
+from edge_inference_worker.pipeline import READ_AHEAD_GATED_BYTES, gated_read_ahead, read_ahead
 
 
 def test_items_arrive_in_order_from_another_thread():
@@ -58,3 +58,17 @@ def test_closing_early_stops_a_producer_waiting_on_a_full_buffer():
     assert closed.is_set()
     assert len(produced) <= 2 + 2 + 1
     assert not any(t.name == "decode-ahead" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize(("width", "height", "frames"), [
+    (640, 360, 194),  # 64 MiB of 4:2:0 pictures
+    (1280, 720, 48),
+    (1920, 1080, 21),
+    (3840, 2160, 8),  # the floor: decoding still runs through an event's forward passes
+    (160, 90, 256),  # the ceiling
+    (0, 0, 256),  # a stream that does not say its size
+])
+def test_the_gated_read_ahead_holds_a_bounded_amount_of_decoded_pictures(width, height, frames):
+    assert gated_read_ahead(width, height) == frames
+    if 8 < frames < 256:
+        assert frames * width * height * 3 // 2 <= READ_AHEAD_GATED_BYTES
