@@ -10,7 +10,8 @@ static stretches, and two kinds of moving shapes that enter and leave the frame 
 the :class:`GroundTruth`, also saved as JSON beside the video (``<video>.truth.json``); ``scenario_truth``
 gives the same truth without rendering. Ready-made scenarios: ``short_scenario`` (24 s, both classes, a
 stretch with nothing) and ``static_heavy_scenario`` (objects on screen ~10% of the time, for motion gating).
-``training_samples`` yields random frames with YOLO-format labels for ``scripts/train_detector.py``.
+``training_samples`` yields random frames with YOLO-format labels for ``scripts/train_detector.py`` (with
+close-ups and hard negatives that the videos do not have).
 
 Everything is numpy: sprites are drawn once per object and pasted with a mask, so rendering costs little
 more than the per-frame noise.
@@ -715,6 +716,7 @@ def clutter(frame: np.ndarray, rng: np.random.Generator) -> None:
     (like hair over a face). They are never labelled, so the detector learns what does not make an object.
     """
     height, width = frame.shape[:2]
+    yy, xx = np.ogrid[0:height, 0:width]
     for _ in range(int(rng.integers(1, 5))):
         kind = int(rng.integers(3))
         colour = _random_colour(rng)
@@ -724,7 +726,6 @@ def clutter(frame: np.ndarray, rng: np.random.Generator) -> None:
             x, y = int(rng.integers(0, width - pw)), int(rng.integers(0, height - ph))
             frame[y:y + ph, x:x + pw] = colour
             r = max(2, int(pw * rng.uniform(0.8, 1.6)))
-            yy, xx = np.ogrid[0:height, 0:width]
             frame[_ellipse(yy, xx, y, x + pw / 2, r, r)] = _random_colour(rng)
         elif kind == 1:  # glazed facade: dark panes separated by light, sometimes slanted, bars
             fw, fh = int(rng.uniform(0.08, 0.35) * width), int(rng.uniform(0.06, 0.2) * height)
@@ -734,17 +735,16 @@ def clutter(frame: np.ndarray, rng: np.random.Generator) -> None:
             panes = int(rng.integers(2, 5))
             bar = max(1, int(fw * rng.uniform(0.01, 0.06)))
             slant = rng.uniform(-0.6, 0.6)
-            yy, xx = np.mgrid[0:fh, 0:fw].astype(np.float32)
+            py, px = np.mgrid[0:fh, 0:fw].astype(np.float32)
             inset = max(1, fh // 8)
-            shifted = xx + slant * (yy - fh / 2)
-            pane = (yy >= inset) & (yy < fh - inset) & (shifted >= bar) & (shifted < fw - bar)
+            shifted = px + slant * (py - fh / 2)
+            pane = (py >= inset) & (py < fh - inset) & (shifted >= bar) & (shifted < fw - bar)
             pane &= (shifted % (fw / panes)) >= bar
             frame[y:y + fh, x:x + fw][pane] = glass
         else:  # a dark round cap over a smaller block of another colour
             r = max(3, int(rng.uniform(0.015, 0.06) * height))
             cx, cy = int(rng.integers(r, width - r)), int(rng.integers(r, height - 3 * r))
             frame[cy:cy + 2 * r, cx - r:cx + r] = colour
-            yy, xx = np.ogrid[0:height, 0:width]
             frame[_ellipse(yy, xx, cy, cx, r, r) & (yy <= cy)] = _random_colour(rng, 5, 90)
 
 
