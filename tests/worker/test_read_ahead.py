@@ -6,7 +6,12 @@ import threading
 from contextlib import closing
 
 import pytest
-from edge_inference_worker.pipeline import READ_AHEAD_GATED_BYTES, gated_read_ahead, read_ahead
+from edge_inference_worker.pipeline import (
+    READ_AHEAD_GATED_BYTES,
+    READ_AHEAD_GATED_FRAMES,
+    gated_read_ahead,
+    read_ahead,
+)
 
 
 def test_items_arrive_in_order_from_another_thread():
@@ -70,5 +75,6 @@ def test_closing_early_stops_a_producer_waiting_on_a_full_buffer():
 ])
 def test_the_gated_read_ahead_holds_a_bounded_amount_of_decoded_pictures(width, height, frames):
     assert gated_read_ahead(width, height) == frames
-    if 8 < frames < 256:
+    lowest, highest = READ_AHEAD_GATED_FRAMES
+    if lowest < frames < highest:
         assert frames * width * height * 3 // 2 <= READ_AHEAD_GATED_BYTES
