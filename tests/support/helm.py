@@ -108,3 +108,11 @@ def install_chart(
 def operator_user(release: str = RELEASE_NAME, namespace: str = NAMESPACE) -> str:
     """The username the operator has when it runs as the chart's ServiceAccount."""
     return f"system:serviceaccount:{namespace}:{release}"
+
+
+def upgrade_chart(
+    kubeconfig: Path, values: dict | None = None, release: str = RELEASE_NAME, namespace: str = NAMESPACE
+) -> dict[str, Any]:
+    """`helm upgrade` of the installed chart with `values`; the release summary."""
+    with helm.Config(kubeconfig_path=str(kubeconfig), namespace=namespace) as config:
+        return config.upgrade(str(CHART_DIR), release, values, namespace=namespace, timeout=120)
