@@ -318,19 +318,27 @@ class OperatorProcess:
         return self.metrics.reconciles.labels(result=result)._value.get()
 
 
-def forbidden_requests(plane: ControlPlane, since: int) -> list[str]:
-    """The operator's requests the API server's authorizer refused (audit events after index `since`)."""
-    events = plane.audit_events(OPERATOR_USER)[since:]
-    return sorted({f"{e['verb']} {e['requestURI']}" for e in events if e.get("responseStatus", {}).get("code") == 403})
+def forbidden_requests(plane: ControlPlane, since: int, known: tuple[str, ...] = ()) -> list[str]:
+    """The operator's requests the API server's authorizer refused (audit events after index `since`),
+    but for those during an API server restart and those `known` (marked on the test; see conftest)."""
+    refused = [
+        f"{e['verb']} {e['requestURI']}"
+        for e in plane.audit_events(OPERATOR_USER)[since:]
+        if e.get("responseStatus", {}).get("code") == 403 and not plane.during_a_restart(e)
+    ]
+    return sorted(set(refused) - set(known))
 
 
 @pytest.fixture
-async def start_operator(cluster: Cluster):
+async def start_operator(cluster: Cluster, request: pytest.FixtureRequest):
     """Start operators (a restart is a second start); stops them, then checks what they did.
 
     Every object they created must pass the real Kubernetes schema (strict), and the API server
-    must have refused none of their requests (403 in its audit log).
+    must have refused none of their requests (403 in its audit log), except those a test names
+    with @pytest.mark.known_forbidden("VERB URI", ...): a known defect, until it is fixed.
     """
+    marker = request.node.get_closest_marker("known_forbidden")
+    known = marker.args if marker else ()
     started: list[OperatorProcess] = []
     audit_start = len(cluster.api.audit_events(OPERATOR_USER))
 
@@ -352,5 +360,5 @@ async def start_operator(cluster: Cluster):
         for version in VALIDATED_VERSIONS:
             kubernetes_validate.validate(obj, version, strict=True)
     assert cluster.api.audit_events(OPERATOR_USER)[audit_start:], "the operator made no requests"
-    forbidden = forbidden_requests(cluster.api, audit_start)
+    forbidden = forbidden_requests(cluster.api, audit_start, known)
     assert not forbidden, f"the API server refused requests of the chart's ServiceAccount: {forbidden}"
