@@ -4,17 +4,12 @@ behaviour for a few of these paths is in tests/operator/test_operator.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from edge_inference_api.hostpaths import host_path_refusal, normalise_prefixes
 from edge_inference_api.models import InputSpec, host_path_problem
 from pydantic import ValidationError
-from support.admission import CRD, apply_job
-from support.controlplane import ControlPlane, running_control_plane
-
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / f"{CRD}.yaml"
+from support.admission import apply_job
+from support.controlplane import ControlPlane
 
 ALLOWED = ["/video_dir", "/srv/nvr/"]
 
@@ -93,15 +88,6 @@ def test_an_empty_allow_list_refuses_everything() -> None:
 def test_bad_allowed_prefixes_are_refused_at_start(prefix: str) -> None:
     with pytest.raises(ValueError, match="allowed host path prefix"):
         normalise_prefixes([prefix])
-
-
-@pytest.fixture(scope="module")
-def crd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A control plane of this module's own with only the CRD from crds/ (no admission policy)."""
-    with running_control_plane(tmp_path_factory.mktemp("crd")) as plane:
-        plane.kubectl_ok("apply", "-f", str(CRD_FILE))
-        plane.kubectl_ok("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
-        yield plane
 
 
 TABLE = HOSTILE + ALLOWED_PATHS
