@@ -21,7 +21,7 @@ from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.settings import OperatorSettings
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from support.controlplane import ControlPlane, fake_node, node_ready
-from support.helm import install_chart, operator_user
+from support.helm import operator_user
 
 BASE_SPEC: dict[str, Any] = {
     "input": {"hostPath": "/srv/video/lobby", "include": ["**/*.mp4"]},
@@ -111,11 +111,7 @@ def worker_metrics():
 # chart's ServiceAccount: the API server's RBAC authorizer decides what it may do.
 
 VALIDATED_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
-# The chart's admission policy allows /srv; the operator tests' own allow-list (/srv/video) is
-# narrower, so that its second check is reachable behind the API server's.
-CHART_VALUES = {"allowedHostPaths": ["/srv"]}
 OPERATOR_USER = operator_user()
-CRD_NAME = f"{PLURAL}.{API_GROUP}"
 
 
 def raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -137,15 +133,6 @@ async def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition
                 return last
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-@pytest.fixture(scope="session")
-def operator_kubeconfig(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The chart installed by Helm (CRD, RBAC, admission policy); a kubeconfig with its ServiceAccount's token."""
-    install_chart(control_plane.kubeconfig, CHART_VALUES)
-    control_plane.kubectl_ok("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    namespace, name = OPERATOR_USER.split(":")[2:]
-    return control_plane.token_kubeconfig(namespace, name, tmp_path_factory.mktemp("operator") / "kubeconfig")
 
 
 class Cluster:

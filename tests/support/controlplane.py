@@ -576,6 +576,20 @@ class ControlPlane:
             raise RuntimeError(f"TokenRequest for {namespace}/{service_account}: HTTP {code}: {body}")
         return write_kubeconfig(path, self.url, self.pki.ca, {"token": body["status"]["token"]}, namespace)
 
+    def allows(self, user: str, verb: str, group: str, resource: str, subresource: str | None = None,
+               namespace: str = "default") -> bool:
+        """The API server's authorizers' answer (a SubjectAccessReview) for `user` doing `verb` there."""
+        attributes = {"verb": verb, "group": group, "resource": resource, "namespace": namespace}
+        if subresource:
+            attributes["subresource"] = subresource
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                  "spec": {"user": user, "groups": ["system:serviceaccounts", "system:authenticated"],
+                           "resourceAttributes": attributes}}  # fmt: skip
+        code, body = self.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)
+        if code != 201:
+            raise RuntimeError(f"SubjectAccessReview: HTTP {code}: {body}")
+        return bool(body["status"].get("allowed"))
+
     def wait(self, predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
         """wait_until, failing early with a component's log if one of them died."""
 
