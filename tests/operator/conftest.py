@@ -229,8 +229,10 @@ class Cluster:
             name = job["metadata"]["name"]
             patch = {"metadata": {"finalizers": None}}
             self.custom.patch_namespaced_custom_object(API_GROUP, "v1alpha1", "default", PLURAL, name, patch)
-        for kind in (f"{PLURAL}.{API_GROUP}", "daemonsets", "jobs", "pods", "events", "secrets"):
+        for kind in (f"{PLURAL}.{API_GROUP}", "daemonsets", "jobs", "events", "secrets"):
             self.api.kubectl_ok("delete", kind, "--all", "-n", "default", "--wait=false")
+        # Forced: a pod on a node without kwok has no kubelet to confirm its end.
+        self.api.kubectl_ok("delete", "pods", "--all", "-n", "default", "--force", "--grace-period=0")
         if self.nodes:
             self.api.kubectl_ok("delete", "node", *self.nodes, "--wait=false")
 
