@@ -307,12 +307,14 @@ class OperatorProcess:
         return self.metrics.reconciles.labels(result=result)._value.get()
 
 
-def forbidden_requests(plane: ControlPlane, since: int, known: tuple[str, ...] = ()) -> list[str]:
-    """The operator's requests the API server's authorizer refused (audit events after index `since`),
-    but for those during an API server restart and those `known` (marked on the test; see conftest)."""
+def forbidden_requests(
+    plane: ControlPlane, since: int, known: tuple[str, ...] = (), user: str = OPERATOR_USER
+) -> list[str]:
+    """The requests of `user` (the operator) the API server's authorizer refused (its audit events
+    after index `since`), but for those during an API server restart and those `known`."""
     refused = [
         f"{e['verb']} {e['requestURI']}"
-        for e in plane.audit_events(OPERATOR_USER)[since:]
+        for e in plane.audit_events(user)[since:]
         if e.get("responseStatus", {}).get("code") == 403 and not plane.during_a_restart(e)
     ]
     return sorted(set(refused) - set(known))
