@@ -282,9 +282,10 @@ def test_admin_worker_pod_defaults_reach_every_pod(mode: str, make_job) -> None:
     assert pod["securityContext"] == ADMIN_WORKER_POD["podSecurityContext"]
     assert {"team": "vision", "cost-centre": "cams"}.items() <= template["metadata"]["labels"].items()
     assert template["metadata"]["annotations"]["example.com/owner"] == "video-ops"
-    assert template["metadata"]["annotations"][ANNOTATION_SPEC_HASH] == child["metadata"]["annotations"][
-        ANNOTATION_SPEC_HASH
-    ]
+    assert (
+        template["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+        == child["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    )
     # The containers stay locked down whatever the pod-level defaults say.
     assert containers(pod)[0]["securityContext"]["runAsNonRoot"] is True
     for version in KUBERNETES_VERSIONS:
@@ -304,9 +305,10 @@ def test_changing_admin_worker_pod_defaults_rolls_the_pods(settings, make_job) -
     before = build_daemonset(job, job.spec.accelerators[0], settings)
     relabelled = settings.model_copy(update={"worker_pod": WorkerPodDefaults(labels={"team": "vision"})})
     after = build_daemonset(job, job.spec.accelerators[0], relabelled)
-    assert after["metadata"]["annotations"][ANNOTATION_SPEC_HASH] != before["metadata"]["annotations"][
-        ANNOTATION_SPEC_HASH
-    ]
+    assert (
+        after["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+        != before["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    )
 
 
 BAD_WORKER_POD = [
