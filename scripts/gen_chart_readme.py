@@ -20,6 +20,8 @@ import yaml
 
 CHART_DIR = Path(__file__).resolve().parents[1] / "charts" / "edge-inference-operator"
 README = CHART_DIR / "README.md"
+# Where the release workflow pushes the chart (helm push ... oci://ghcr.io/edge-inference/charts).
+CHART_REPOSITORY = "oci://ghcr.io/edge-inference/charts"
 KEY_LINE = re.compile(r"^( *)([A-Za-z][A-Za-z0-9_]*):")
 
 
@@ -102,7 +104,7 @@ def render_readme() -> str:
         chart["description"],
         "",
         "```bash",
-        f"helm install {chart['name']} oci://ghcr.io/edge-inference/charts/{chart['name']} --version {chart['version']} \\",
+        f"helm install {chart['name']} {CHART_REPOSITORY}/{chart['name']} --version {chart['version']} \\",
         "  --namespace edge-inference-system --create-namespace",
         "```",
         "",

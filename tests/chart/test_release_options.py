@@ -213,4 +213,3 @@ def test_umbrella_chart_still_refuses_bad_values_of_this_chart(tmp_path: Path) -
     with helm.Chart.load(parent) as chart, pytest.raises(helm.HelmValuesError, match="replicas"):
         chart.validate_schema({CHART_DIR.name: {"operator": {"replicas": 2}}})
         chart.render(name="platform", namespace=NAMESPACE, values={CHART_DIR.name: {"operator": {"replicas": 2}}})
-

