@@ -77,10 +77,8 @@ def check_on_held_out_video(weights: Path, workdir: Path, seed: int) -> None:
             if index not in middles:
                 continue
             result = model.predict(frame.to_ndarray(format="bgr24"), conf=0.25, verbose=False)[0]
-            found = [
-                (CLASS_NAMES[int(c)], round(float(p), 3))
-                for c, p in zip(result.boxes.cls, result.boxes.conf, strict=True)
-            ]
+            found = [(CLASS_NAMES[int(c)], round(float(p), 3))
+                     for c, p in zip(result.boxes.cls, result.boxes.conf, strict=True)]
             for obj, _ in truth.boxes_at(index):
                 best = max((p for name, p in found if name == obj.class_name), default=0.0)
                 print(f"held-out frame {index}: {obj.class_name} -> detections {found}")
@@ -113,54 +111,28 @@ def main() -> int:
 
         started = time.monotonic()
         data = write_dataset(workdir / "dataset", args.train_images, args.val_images, args.seed)
-        print(
-            f"dataset: {args.train_images} train + {args.val_images} val images in {time.monotonic() - started:.0f} s"
-        )
+        print(f"dataset: {args.train_images} train + {args.val_images} val images in "
+              f"{time.monotonic() - started:.0f} s")
 
         model = YOLO(str(MODEL_YAML))
         model.train(
-            data=str(data),
-            epochs=args.epochs,
-            imgsz=args.imgsz,
-            batch=args.batch,
-            device="cpu",
-            workers=0,
-            seed=args.seed,
-            deterministic=True,
-            pretrained=False,
-            amp=False,
-            plots=False,
-            cache=False,
-            project=str(workdir / "runs"),
-            name="train",
-            exist_ok=True,
-            verbose=False,
-            close_mosaic=max(1, args.epochs // 4),
-            warmup_epochs=1,
+            data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device="cpu", workers=0,
+            seed=args.seed, deterministic=True, pretrained=False, amp=False, plots=False, cache=False,
+            project=str(workdir / "runs"), name="train", exist_ok=True, verbose=False,
+            close_mosaic=max(1, args.epochs // 4), warmup_epochs=1,
         )
         best = Path(model.trainer.best)
-        metrics = YOLO(str(best)).val(
-            data=str(data),
-            imgsz=args.imgsz,
-            batch=args.batch,
-            device="cpu",
-            workers=0,
-            plots=False,
-            verbose=False,
-            project=str(workdir / "runs"),
-            name="val",
-            exist_ok=True,
-        )
+        metrics = YOLO(str(best)).val(data=str(data), imgsz=args.imgsz, batch=args.batch, device="cpu",
+                                      workers=0, plots=False, verbose=False, project=str(workdir / "runs"),
+                                      name="val", exist_ok=True)
         strip_optimizer(str(best))  # fp16 weights, no optimizer/EMA state: a small file to commit
         args.out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, args.out)
         check_on_held_out_video(args.out, workdir, seed=args.seed + 424242)
         if args.keep:
             shutil.copytree(workdir, args.keep, dirs_exist_ok=True)
-        print(
-            f"val mAP50 {metrics.box.map50:.3f}  mAP50-95 {metrics.box.map:.3f}  "
-            f"per-class mAP50 {dict(zip(model.names.values(), metrics.box.ap50.round(3).tolist(), strict=True))}"
-        )
+        print(f"val mAP50 {metrics.box.map50:.3f}  mAP50-95 {metrics.box.map:.3f}  "
+              f"per-class mAP50 {dict(zip(model.names.values(), metrics.box.ap50.round(3).tolist(), strict=True))}")
         print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) in {time.monotonic() - started:.0f} s")
     return 0
 
