@@ -5,13 +5,18 @@ chart as a dependency of an umbrella chart."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from support import kube_emulator
 from support.helm import CHART_DIR, NAMESPACE, RELEASE_NAME, find_objects, is_test_hook, render_chart
 
 KUBE_VERSIONS = ["1.30.0", "1.37.0"]
@@ -213,3 +218,60 @@ def test_umbrella_chart_still_refuses_bad_values_of_this_chart(tmp_path: Path) -
     with helm.Chart.load(parent) as chart, pytest.raises(helm.HelmValuesError, match="replicas"):
         chart.validate_schema({CHART_DIR.name: {"operator": {"replicas": 2}}})
         chart.render(name="platform", namespace=NAMESPACE, values={CHART_DIR.name: {"operator": {"replicas": 2}}})
+
+
+def _run_helm_test_script(api, pod_env: dict[str, str], timeout_seconds: str) -> subprocess.CompletedProcess[str]:
+    """The `helm test` pod's script, run against the API stand-in. The one substitution is the pod's
+    in-cluster ServiceAccount mount, replaced by the stand-in's kubeconfig."""
+    (pod,) = find_objects(render_chart(), "Pod")
+    (container,) = pod["spec"]["containers"]
+    script = container["args"][0]
+    wrapper = "from kubernetes import config\nconfig.load_incluster_config = config.load_kube_config\n" + script
+    env = {**os.environ, **pod_env, "KUBECONFIG": str(api.kubeconfig), "TIMEOUT_SECONDS": timeout_seconds}
+    return subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=120, env=env)
+
+
+def _pod_env() -> dict[str, str]:
+    (pod,) = find_objects(render_chart(), "Pod")
+    return {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"] if e["name"] != "TIMEOUT_SECONDS"}
+
+
+def test_helm_test_script_passes_with_the_crd_and_a_ready_operator(tmp_path: Path) -> None:
+    with kube_emulator.serving_emulator(tmp_path) as api:
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        assert api.kubectl("apply", "-f", "-", input=yaml.safe_dump(namespace)).returncode == 0
+        selector = dict(pair.split("=") for pair in _pod_env()["SELECTOR"].split(","))
+        operator_pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "operator-0", "namespace": NAMESPACE, "labels": selector},
+            "spec": {"containers": [{"name": "operator", "image": "operator"}]},
+        }
+        applied = api.kubectl("apply", "-f", "-", input=yaml.safe_dump(operator_pod))
+        assert applied.returncode == 0, applied.stderr
+        not_ready = _run_helm_test_script(api, _pod_env(), "1")
+        assert not_ready.returncode == 1
+        assert "ok: CRD established" in not_ready.stdout and "FAILED: operator pod Ready" in not_ready.stdout
+        ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        patched = api.kubectl(
+            "-n",
+            NAMESPACE,
+            "patch",
+            "pod",
+            "operator-0",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(ready),
+        )
+        assert patched.returncode == 0, patched.stderr
+        result = _run_helm_test_script(api, _pod_env(), "30")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["ok: CRD established", "ok: operator pod Ready"]
+
+
+def test_helm_test_script_fails_without_the_crd(tmp_path: Path) -> None:
+    with kube_emulator.serving_emulator(tmp_path, crd_files=()) as api:
+        result = _run_helm_test_script(api, _pod_env(), "1")
+    assert result.returncode == 1
+    assert "FAILED: CRD established" in result.stdout and result.stderr == ""
