@@ -93,9 +93,9 @@ def test_release_refuses_a_tag_that_is_not_the_project_version() -> None:
 @pytest.mark.parametrize(
     "command",
     [
+        "if ! python scripts/pin-base-images.py check; then",
         "python scripts/pin-base-images.py resolve",
         "python scripts/pin-base-images.py apply",
-        "python scripts/pin-base-images.py check",
         'docker buildx bake --push --metadata-file "${RUNNER_TEMP}/bake-metadata.json"',
         'cosign sign --yes "${image}"',
         'helm package charts/edge-inference-operator --destination "${RUNNER_TEMP}"',
@@ -114,6 +114,14 @@ def test_release_order_pins_bases_and_checks_weights_before_building() -> None:
     build = next(i for i, n in enumerate(names) if n.startswith("Build and push"))
     sign = next(i for i, n in enumerate(names) if n.startswith("Sign every image"))
     assert pin < build and weights < build < sign
+
+
+def test_recorded_values_go_back_to_main_as_a_pull_request() -> None:
+    record = _workflow("release.yml")["jobs"]["record"]
+    assert record["permissions"] == {"contents": "write", "pull-requests": "write"}
+    text = "\n".join(step.get("run", "") for step in record["steps"])
+    assert "python scripts/pin-base-images.py resolve" in text and "gh pr create --base main" in text
+    assert "inference-image/yolov5nu.pt.sha256" in text
 
 
 def test_release_notes_are_written_by_the_tested_script() -> None:
