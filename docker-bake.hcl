@@ -84,9 +84,9 @@ target "worker-jetson" {
   tags       = ["${REGISTRY}/worker-jetson:${VERSION}"]
 }
 
-# Exports models (ultralytics and torch) to the formats the workers run.
+# Exports models (ultralytics and torch) to the formats the workers run; it bakes in no weights.
 target "worker-export" {
-  inherits   = ["_worker"]
+  inherits   = ["_common"]
   dockerfile = "inference-image/Dockerfile.export"
   platforms  = ["linux/amd64", "linux/arm64"]
   tags       = ["${REGISTRY}/worker-export:${VERSION}"]

@@ -101,10 +101,14 @@ def test_every_bake_target_has_its_dockerfile_and_dockerignore() -> None:
 
 
 def test_worker_images_get_the_recorded_weights_checksum() -> None:
-    for target in bake_targets().values():
-        if target.name.startswith("worker"):
-            assert set(target.args) == {"YOLOV5NU_URL", "YOLOV5NU_SHA256"}, target.name
-            assert target.args["YOLOV5NU_URL"].endswith("/yolov5nu.pt")
+    targets = bake_targets()
+    for name in ("worker", "worker-cuda", "worker-jetson"):
+        assert set(targets[name].args) == {"YOLOV5NU_URL", "YOLOV5NU_SHA256"}, name
+        url = targets[name].args["YOLOV5NU_URL"]
+        assert url.endswith("/yolov5nu.pt")
+        dockerfile = REPO_ROOT / targets[name].dockerfile
+        declared = re.findall(r"^ARG YOLOV5NU_URL=(\S+)$", dockerfile.read_text(), re.M) if dockerfile.exists() else []
+        assert declared in ([], [url]), f"{name}: the Dockerfile's default URL differs from docker-bake.hcl's"
     record = REPO_ROOT / "inference-image" / "yolov5nu.pt.sha256"
     if record.exists():  # written by the release workflow at the first fetch, never by hand
         assert re.fullmatch(r"[0-9a-f]{64}  yolov5nu\.pt\n", record.read_text())
