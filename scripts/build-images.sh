@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the operator and inference images, tagged with the project version from pyproject.toml
-# (the chart's default tags are the same version).
+# Build the operator and inference images into the local Docker, tagged with the project version from
+# pyproject.toml (the chart's default tags are the same version). Releases are built by docker-bake.hcl
+# instead (every platform, SBOM, provenance); a test checks that both name the same images and Dockerfiles.
 #
 #   scripts/build-images.sh                        # operator, worker (CPU), worker-cuda
 #   scripts/build-images.sh --dry-run              # print "<tag> <Dockerfile>" per image, build nothing
@@ -32,7 +33,9 @@ dockerfile_of() {
         operator) echo operator/Dockerfile ;;
         worker) echo inference-image/Dockerfile ;;
         worker-cuda) echo inference-image/Dockerfile.cuda ;;
-        *) echo "build-images: unknown image '$1' (operator, worker, worker-cuda)" >&2; return 1 ;;
+        worker-jetson) echo inference-image/Dockerfile.jetson ;;
+        worker-export) echo inference-image/Dockerfile.export ;;
+        *) echo "build-images: unknown image '$1' (operator, worker, worker-cuda, worker-jetson, worker-export)" >&2; return 1 ;;
     esac
 }
 

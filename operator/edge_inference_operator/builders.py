@@ -34,7 +34,7 @@ from edge_inference_api.models import (
     WorkerConfig,
 )
 
-from edge_inference_operator.settings import OperatorSettings
+from edge_inference_operator.settings import OperatorSettings, WorkerPodDefaults
 
 LABEL_APP_NAME = "app.kubernetes.io/name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -275,7 +275,6 @@ def build_pod_template(
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,  # workers never talk to the Kubernetes API
         "enableServiceLinks": False,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "affinity": {"nodeAffinity": node_affinity(job, accelerator.type, node)},
         "tolerations": pod_tolerations(job.spec, accelerator.type),
         "initContainers": [chown_state],
@@ -291,7 +290,25 @@ def build_pod_template(
         pod_spec["runtimeClassName"] = accelerator.runtime_class_name
     if not pod_spec["tolerations"]:
         del pod_spec["tolerations"]
-    return {"metadata": {"labels": child_labels(job, accelerator.type, node)}, "spec": pod_spec}
+    template = {"metadata": {"labels": child_labels(job, accelerator.type, node)}, "spec": pod_spec}
+    return with_worker_pod_defaults(template, settings.worker_pod)
+
+
+def with_worker_pod_defaults(template: dict[str, Any], defaults: WorkerPodDefaults) -> dict[str, Any]:
+    """The pod template with what the cluster admin set for every worker pod (the chart's workerPods).
+
+    The operator's own labels win over extra ones (the settings refuse colliding keys anyway).
+    """
+    metadata, spec = template["metadata"], template["spec"]
+    metadata["labels"] = {**defaults.labels, **metadata["labels"]}
+    if defaults.annotations:
+        metadata["annotations"] = dict(defaults.annotations)
+    spec["securityContext"] = dict(defaults.pod_security_context)
+    if defaults.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in defaults.image_pull_secrets]
+    if defaults.priority_class_name:
+        spec["priorityClassName"] = defaults.priority_class_name
+    return template
 
 
 def spec_hash(manifest: dict[str, Any]) -> str:
@@ -304,7 +321,8 @@ def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     digest = spec_hash(manifest)
     manifest["metadata"]["annotations"] = {ANNOTATION_SPEC_HASH: digest}
     # On the template too, so that a DaemonSet rolls its pods whenever the job's spec changes.
-    manifest["spec"]["template"]["metadata"]["annotations"] = {ANNOTATION_SPEC_HASH: digest}
+    template_metadata = manifest["spec"]["template"]["metadata"]
+    template_metadata["annotations"] = {**template_metadata.get("annotations", {}), ANNOTATION_SPEC_HASH: digest}
     return manifest
 
 

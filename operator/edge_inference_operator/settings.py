@@ -2,12 +2,65 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from edge_inference_api.hostpaths import normalise_prefixes
+from edge_inference_api.models import API_GROUP
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 
 ENV_PREFIX = "EDGE_INFERENCE_"
+# Label keys the operator sets on its worker pods itself: an admin's extra label may not replace them,
+# or the DaemonSet selectors and the operator's own bookkeeping would break.
+RESERVED_LABEL_PREFIXES = (f"{API_GROUP}/", "app.kubernetes.io/name", "app.kubernetes.io/managed-by")
+# The pod-level securityContext fields an admin may set; the containers' own contexts (uid 10001, non-root,
+# read-only, no capabilities) are fixed because the image and the state folder's owner depend on them.
+POD_SECURITY_CONTEXT_FIELDS = frozenset(
+    {"seccompProfile", "appArmorProfile", "seLinuxOptions", "supplementalGroups", "fsGroup", "fsGroupChangePolicy"}
+)
+DEFAULT_POD_SECURITY_CONTEXT = {"seccompProfile": {"type": "RuntimeDefault"}}
+
+
+class WorkerPodDefaults(BaseModel):
+    """What the cluster admin sets for every worker pod (the chart's `workerPods`, passed as one JSON value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    image_pull_secrets: tuple[str, ...] = Field((), description="Names of Secrets for pulling the worker images.")
+    priority_class_name: str = Field("", description="PriorityClass of the worker pods; empty: the cluster default.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the worker pods.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the worker pods.")
+    pod_security_context: dict[str, Any] = Field(
+        default_factory=lambda: dict(DEFAULT_POD_SECURITY_CONTEXT),
+        description="The worker pods' pod-level securityContext.",
+    )
+
+    @field_validator("image_pull_secrets", mode="before")
+    @classmethod
+    def _secret_names(cls, value: Any) -> Any:
+        # The chart passes Kubernetes' own shape, [{name: regcred}].
+        if isinstance(value, list | tuple):
+            return tuple(v["name"] if isinstance(v, dict) and set(v) == {"name"} else v for v in value)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _no_reserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        taken = sorted(k for k in value if k.startswith(RESERVED_LABEL_PREFIXES))
+        if taken:
+            raise ValueError(f"the operator sets these worker pod labels itself: {', '.join(taken)}")
+        return value
+
+    @field_validator("pod_security_context")
+    @classmethod
+    def _known_security_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - POD_SECURITY_CONTEXT_FIELDS)
+        if unknown:
+            allowed = ", ".join(sorted(POD_SECURITY_CONTEXT_FIELDS))
+            raise ValueError(f"not settable for worker pods: {', '.join(unknown)} (allowed: {allowed})")
+        return value
 
 
 class OperatorSettings(BaseModel):
@@ -36,11 +89,20 @@ class OperatorSettings(BaseModel):
         600.0, gt=0, description="An outbox whose oldest event is older than this counts as a backlog."
     )
     batch_backoff_limit: int = Field(3, ge=0, le=100, description="Retries of a Batch worker before its node fails.")
+    worker_pod: WorkerPodDefaults = Field(
+        default_factory=WorkerPodDefaults, description="Admin-set defaults of every worker pod (JSON in the env)."
+    )
 
     @field_validator("allowed_host_paths")
     @classmethod
     def _clean_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(normalise_prefixes(value))
+
+    @field_validator("worker_pod", mode="before")
+    @classmethod
+    def _parse_json(cls, value: Any) -> Any:
+        # One environment variable carries the whole object, as JSON (the chart writes it with toJson).
+        return json.loads(value) if isinstance(value, str) else value
 
     @field_validator("state_host_path")
     @classmethod

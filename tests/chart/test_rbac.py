@@ -79,7 +79,7 @@ def test_every_rule_says_why() -> None:
 
 def test_binding_grants_the_role_to_the_operator_service_account() -> None:
     objects = render_chart()
-    (role,) = find_objects(objects, "ClusterRole")
+    (role,) = find_objects(objects, "ClusterRole", "edge-inference-operator")
     (binding,) = find_objects(objects, "ClusterRoleBinding")
     (account,) = find_objects(objects, "ServiceAccount")
     (deployment,) = find_objects(objects, "Deployment")

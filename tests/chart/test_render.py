@@ -29,8 +29,9 @@ DEFAULT_KINDS = {
     "Service",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
+    "Pod",  # the `helm test` hook
 }
-OPTIONAL_KINDS = {"Secret", "PersistentVolumeClaim", "Job", "ConfigMap", *MONITORING_KINDS}
+OPTIONAL_KINDS = {"Secret", "PersistentVolumeClaim", "Job", "ConfigMap", "NetworkPolicy", *MONITORING_KINDS}
 
 
 def _kinds(objects: list[dict]) -> set[str]:
@@ -210,6 +211,16 @@ def test_operator_settings_come_from_values() -> None:
         "EDGE_INFERENCE_WORKER_IMAGE": "ghcr.io/edge-inference/worker:1.2.3",
         "EDGE_INFERENCE_WORKER_IMAGE_CUDA": "registry.local/worker-gpu:0.1.0",
         "EDGE_INFERENCE_WORKER_IMAGE_PULL_POLICY": "IfNotPresent",
+        "EDGE_INFERENCE_WORKER_POD": json.dumps(
+            {
+                "annotations": {},
+                "imagePullSecrets": [],
+                "labels": {},
+                "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                "priorityClassName": "",
+            },
+            separators=(",", ":"),
+        ),
         "EDGE_INFERENCE_STATE_HOST_PATH": "/data/edge-state",
         "EDGE_INFERENCE_METRICS_PORT": "9090",
         "EDGE_INFERENCE_LIVENESS_PORT": "9091",

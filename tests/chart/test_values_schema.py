@@ -12,9 +12,9 @@ from support.helm import CHART_DIR, render_chart
 
 BAD_VALUES = [
     pytest.param({"replicaCount": 2}, "additional properties 'replicaCount'", id="unknown-top-level-key"),
-    pytest.param(
-        {"operator": {"image": {"digest": "sha256:00"}}}, "additional properties 'digest'", id="unknown-nested-key"
-    ),
+    pytest.param({"operator": {"image": {"sha": "sha256:00"}}}, "additional properties 'sha'", id="unknown-nested-key"),
+    pytest.param({"operator": {"image": {"digest": "sha256:00"}}}, "/operator/image/digest", id="short-digest"),
+    pytest.param({"operator": {"image": {"digest": "a" * 64}}}, "/operator/image/digest", id="digest-without-algo"),
     pytest.param({"operator": {"replicas": 2}}, "/operator/replicas", id="two-replicas"),
     pytest.param({"operator": {"replicas": 0}}, "/operator/replicas", id="zero-replicas"),
     pytest.param({"operator": {"replicas": "1"}}, "/operator/replicas", id="replicas-as-string"),
@@ -73,7 +73,24 @@ BAD_VALUES = [
     pytest.param(
         {"workerImages": {"gpu": {"repository": "x"}}}, "additional properties 'gpu'", id="unknown-accelerator-image"
     ),
-    pytest.param({"imagePullSecrets": [{"name": "regcred"}]}, "/imagePullSecrets/0", id="pull-secret-as-object"),
+    pytest.param({"imagePullSecrets": ["regcred"]}, "/imagePullSecrets/0", id="pull-secret-as-bare-name"),
+    pytest.param(
+        {"workerPods": {"imagePullSecrets": [{"name": "a", "namespace": "b"}]}},
+        "/workerPods/imagePullSecrets/0",
+        id="pull-secret-with-extra-key",
+    ),
+    pytest.param(
+        {"workerPods": {"podSecurityContext": {"runAsUser": 0}}},
+        "/workerPods/podSecurityContext",
+        id="worker-uid-is-not-settable",
+    ),
+    pytest.param({"serviceAccount": {"create": False}}, "/serviceAccount", id="existing-account-without-name"),
+    pytest.param(
+        {"networkPolicy": {"enabled": True, "apiServerPorts": []}}, "/networkPolicy/apiServerPorts", id="no-api-port"
+    ),
+    pytest.param(
+        {"rbac": {"userRoles": {"aggregateToEdit": "yes"}}}, "/rbac/userRoles/aggregateToEdit", id="bool-string"
+    ),
     pytest.param(
         {"operator": {"tolerations": [{"key": "edge", "operator": "Exist"}]}},
         "/operator/tolerations/0/operator",
@@ -97,7 +114,11 @@ GOOD_VALUES = [
     {"allowedHostPaths": ["/srv/cameras", "/mnt/nvr-01/export", "/data/edge_video.v2"]},
     {"operator": {"resources": {"requests": {"cpu": "0.1", "memory": "64Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}}}},
     {"operator": {"image": {"repository": "registry.local:5000/edge/operator", "tag": "0.1.0-rc.1"}}},
-    {"imagePullSecrets": ["regcred"], "commonLabels": {"team": "vision"}},
+    {"imagePullSecrets": [{"name": "regcred"}], "commonLabels": {"team": "vision"}},
+    {"global": {"imageRegistry": "registry.local", "anything": {"nested": [1, 2]}}},
+    {"serviceAccount": {"create": False, "name": "edge-operator"}},
+    {"operator": {"image": {"digest": "sha256:" + "0123456789abcdef" * 4}}},
+    {"workerPods": {"podSecurityContext": {"fsGroup": 10001, "seLinuxOptions": {"level": "s0:c1"}}}},
     {"operator": {"tolerations": [{"key": "edgeinference.io/edge", "operator": "Exists", "effect": "NoSchedule"}]}},
     {"admissionPolicy": {"validationActions": ["Warn", "Audit"], "failurePolicy": "Ignore"}},
     {"minio": {"enabled": True, "persistence": {"enabled": False, "size": "1Gi"}, "buckets": ["a-b.c", "events"]}},
@@ -113,6 +134,10 @@ def _schema() -> dict:
     return json.loads((CHART_DIR / "values.schema.json").read_text())
 
 
+# if/then/else refine an object already described (and closed) beside them; they describe no new one.
+CONDITIONAL_KEYWORDS = {"if", "then", "else"}
+
+
 def _closed_objects(node: object, where: str = "") -> list[str]:
     """Paths of object schemas with properties that do not close additionalProperties."""
     problems = []
@@ -120,7 +145,8 @@ def _closed_objects(node: object, where: str = "") -> list[str]:
         if "properties" in node and node.get("additionalProperties") is not False:
             problems.append(where or "/")
         for key, value in node.items():
-            problems += _closed_objects(value, f"{where}/{key}")
+            if key not in CONDITIONAL_KEYWORDS:
+                problems += _closed_objects(value, f"{where}/{key}")
     elif isinstance(node, list):
         for i, value in enumerate(node):
             problems += _closed_objects(value, f"{where}/{i}")

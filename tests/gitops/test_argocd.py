@@ -243,17 +243,19 @@ def test_one_application_installs_the_chart_and_one_syncs_the_jobs() -> None:
     apps = _applications()
     assert set(apps) == {"edge-inference-operator", "edge-inference-jobs"}
     chart_app = apps["edge-inference-operator"]["spec"]
-    assert chart_app["source"]["path"] == "charts/edge-inference-operator"
-    assert (REPO_ROOT / chart_app["source"]["path"] / "Chart.yaml").is_file()
-    version = yaml.safe_load((REPO_ROOT / "charts/edge-inference-operator/Chart.yaml").read_text())["version"]
-    assert chart_app["source"]["targetRevision"] == f"v{version}"
+    chart = yaml.safe_load((REPO_ROOT / "charts/edge-inference-operator/Chart.yaml").read_text())
+    # The released chart (the release workflow pushes it there), at the chart's own version.
+    assert chart_app["source"]["repoURL"] == f"oci://ghcr.io/edge-inference/charts/{chart['name']}"
+    assert chart_app["source"]["path"] == "."
+    assert chart_app["source"]["targetRevision"] == chart["version"]
     assert chart_app["source"]["helm"]["releaseName"] == "edge-inference-operator"
     jobs_app = apps["edge-inference-jobs"]["spec"]
+    assert jobs_app["source"]["repoURL"] == "https://github.com/edge-inference/edge-inference-operator.git"
     assert jobs_app["source"]["path"] == "examples/jobs"
+    assert (REPO_ROOT / jobs_app["source"]["path"]).is_dir()
     assert "SkipDryRunOnMissingResource=true" in jobs_app["syncPolicy"]["syncOptions"]
     for app in apps.values():
         assert app["spec"]["destination"]["server"] == "https://kubernetes.default.svc"
-        assert app["spec"]["source"]["repoURL"] == chart_app["source"]["repoURL"]
 
 
 def test_the_chart_values_in_the_application_pass_the_chart_schema() -> None:

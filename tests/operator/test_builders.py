@@ -18,7 +18,8 @@ from edge_inference_operator.builders import (
     dns_name,
     label_value,
 )
-from edge_inference_operator.settings import OperatorSettings
+from edge_inference_operator.settings import OperatorSettings, WorkerPodDefaults
+from pydantic import ValidationError
 
 # Every Kubernetes minor kubernetes-validate 1.37.0 ships schemas for goes from 1.25 to 1.37;
 # 1.30 is the oldest the chart supports, 1.37 the newest available.
@@ -255,3 +256,74 @@ def test_long_names_that_share_a_prefix_stay_distinct(settings, make_job) -> Non
 def test_label_values_are_valid(value: str, same: bool) -> None:
     assert (label_value(value) == value) is same
     assert len(label_value(value)) <= 63
+
+
+# What the cluster admin sets for every worker pod (the chart's workerPods), as the chart passes it.
+ADMIN_WORKER_POD = {
+    "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
+    "priorityClassName": "edge-critical",
+    "labels": {"team": "vision", "cost-centre": "cams"},
+    "annotations": {"example.com/owner": "video-ops"},
+    "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 10001, "supplementalGroups": [44]},
+}
+
+
+@pytest.mark.parametrize("mode", ["Continuous", "Batch"])
+def test_admin_worker_pod_defaults_reach_every_pod(mode: str, make_job) -> None:
+    admin = OperatorSettings.from_env(
+        {"EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/srv/video", "EDGE_INFERENCE_WORKER_POD": json.dumps(ADMIN_WORKER_POD)}
+    )
+    job = make_job(mode=mode)
+    (child,) = build_children(job, admin, {"edge-1": "cpu"})
+    template = child["spec"]["template"]
+    pod = template["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    assert pod["priorityClassName"] == "edge-critical"
+    assert pod["securityContext"] == ADMIN_WORKER_POD["podSecurityContext"]
+    assert {"team": "vision", "cost-centre": "cams"}.items() <= template["metadata"]["labels"].items()
+    assert template["metadata"]["annotations"]["example.com/owner"] == "video-ops"
+    assert (
+        template["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+        == child["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    )
+    # The containers stay locked down whatever the pod-level defaults say.
+    assert containers(pod)[0]["securityContext"]["runAsNonRoot"] is True
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(child, version, strict=True)
+
+
+def test_default_worker_pod_settings_add_nothing_but_runtime_default_seccomp(settings, make_job) -> None:
+    (child,) = build_children(make_job(), settings)
+    template = child["spec"]["template"]
+    assert template["spec"]["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert "imagePullSecrets" not in template["spec"] and "priorityClassName" not in template["spec"]
+    assert set(template["metadata"]["annotations"]) == {ANNOTATION_SPEC_HASH}
+
+
+def test_changing_admin_worker_pod_defaults_rolls_the_pods(settings, make_job) -> None:
+    job = make_job()
+    before = build_daemonset(job, job.spec.accelerators[0], settings)
+    relabelled = settings.model_copy(update={"worker_pod": WorkerPodDefaults(labels={"team": "vision"})})
+    after = build_daemonset(job, job.spec.accelerators[0], relabelled)
+    assert (
+        after["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+        != before["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    )
+
+
+BAD_WORKER_POD = [
+    pytest.param({"labels": {"edgeinference.io/job": "x"}}, "edgeinference.io/job", id="reserved-label"),
+    pytest.param({"labels": {"app.kubernetes.io/name": "x"}}, "app.kubernetes.io/name", id="selector-label"),
+    pytest.param({"podSecurityContext": {"runAsUser": 0}}, "runAsUser", id="uid-is-not-the-admins"),
+    pytest.param({"imagePullSecret": []}, "imagePullSecret", id="typo"),
+    pytest.param({"imagePullSecrets": [{"name": "a", "x": 1}]}, "imagePullSecrets", id="pull-secret-shape"),
+    pytest.param("{not json", "worker_pod\n  Value error, Expecting property name", id="not-json"),
+]
+
+
+@pytest.mark.parametrize(("value", "named"), BAD_WORKER_POD)
+def test_bad_worker_pod_settings_are_refused_by_name(value: object, named: str) -> None:
+    raw = value if isinstance(value, str) else json.dumps(value)
+    with pytest.raises(ValidationError) as refused:
+        OperatorSettings.from_env({"EDGE_INFERENCE_WORKER_POD": raw})
+    assert named in str(refused.value)

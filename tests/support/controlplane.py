@@ -6,9 +6,9 @@ kube-scheduler and kwok (fake kubelets), built by `make controlplane` from tools
 The API server serves TLS with a CA made at start, authorizes with Node,RBAC, admits with
 ValidatingAdmissionPolicy and signs service-account tokens with a key made at start. The
 controller manager runs the controllers the operator relies on (DaemonSet, Job, garbage
-collector, namespace, pod GC; service accounts and node lifecycle so pods are admitted and
-NotReady/cordoned nodes are tainted as in a real cluster), each with its own service-account
-credentials. kwok plays the kubelet of every node annotated `kwok.x-k8s.io/node: fake` (see
+collector, namespace, pod GC; Deployment and ReplicaSet for the chart's own pods; service
+accounts and node lifecycle so pods are admitted and NotReady/cordoned nodes are tainted as in
+a real cluster), each with its own service-account credentials. kwok plays the kubelet of every node annotated `kwok.x-k8s.io/node: fake` (see
 KWOK_STAGES): pods go Running, and a Job's pod ends when a test annotates it with
 EXIT_CODE_ANNOTATION ("0": Succeeded, anything else: Failed).
 
@@ -56,6 +56,8 @@ EXIT_CODE_ANNOTATION = "controlplane.test/exit-code"
 SERVICE_CIDR = "10.96.0.0/24"
 CONTROLLERS = (
     "daemonset-controller",
+    "deployment-controller",
+    "replicaset-controller",
     "job-controller",
     "garbage-collector-controller",
     "namespace-controller",

@@ -27,6 +27,7 @@ NAMESPACE = "edge-inference-system"
 # Values that switch on every optional part of the chart (MinIO, monitoring objects, dashboard).
 EVERYTHING_ON: dict[str, Any] = {
     "minio": {"enabled": True},
+    "networkPolicy": {"enabled": True},
     "monitoring": {
         "serviceMonitor": {"enabled": True},
         "podMonitor": {"enabled": True},
@@ -89,11 +90,16 @@ def find_objects(objects: Iterable[dict], kind: str, name: str | None = None) ->
     return [o for o in objects if o.get("kind") == kind and (name is None or o.get("metadata", {}).get("name") == name)]
 
 
+def is_test_hook(obj: dict) -> bool:
+    """Whether a rendered object is a `helm test` hook (rendered, but created only by `helm test`)."""
+    return obj.get("metadata", {}).get("annotations", {}).get("helm.sh/hook") == "test"
+
+
 def cluster_role_rules(values: dict | None = None) -> list[dict]:
     """The rules of the operator's ClusterRole, as the chart renders them."""
-    roles = find_objects(render_chart(values), "ClusterRole")
+    roles = find_objects(render_chart(values), "ClusterRole", RELEASE_NAME)
     if len(roles) != 1:
-        raise AssertionError(f"expected one ClusterRole in the chart, found {len(roles)}")
+        raise AssertionError(f"expected the operator's ClusterRole {RELEASE_NAME} in the chart, found {len(roles)}")
     return roles[0]["rules"]
 
 

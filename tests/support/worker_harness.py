@@ -31,10 +31,34 @@ class Clip:
 
 def detect_args(input_dir: Path, out: str, state_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "edge_inference_worker.cli", "detect", str(input_dir), "--out", out,
-        "--state-dir", str(state_dir), "--model", MODEL, "--image-size", str(IMAGE_SIZE), "--device", "cpu",
-        "--fps", str(FPS), "--min-frames", str(MIN_FRAMES), "--cooldown", str(COOLDOWN), "--node", "node-a",
-        "--namespace", "ns", "--job", "job1", *extra,
+        sys.executable,
+        "-m",
+        "edge_inference_worker.cli",
+        "detect",
+        str(input_dir),
+        "--out",
+        out,
+        "--state-dir",
+        str(state_dir),
+        "--model",
+        MODEL,
+        "--image-size",
+        str(IMAGE_SIZE),
+        "--device",
+        "cpu",
+        "--fps",
+        str(FPS),
+        "--min-frames",
+        str(MIN_FRAMES),
+        "--cooldown",
+        str(COOLDOWN),
+        "--node",
+        "node-a",
+        "--namespace",
+        "ns",
+        "--job",
+        "job1",
+        *extra,
     ]
 
 
@@ -50,8 +74,7 @@ def log_lines(stderr: str) -> list[dict]:
 def event_documents(out_dir: Path) -> dict[str, dict]:
     """Event JSON documents in a directory sink, by key (relative path without .json)."""
     return {
-        str(p.relative_to(out_dir))[: -len(".json")]: json.loads(p.read_text())
-        for p in sorted(out_dir.rglob("*.json"))
+        str(p.relative_to(out_dir))[: -len(".json")]: json.loads(p.read_text()) for p in sorted(out_dir.rglob("*.json"))
     }
 
 
@@ -88,8 +111,11 @@ def assert_events_match_truth(documents: list[dict], truth: GroundTruth) -> None
     expected = truth_intervals(truth)
     slack = 1.0 / FPS
     for cls, start, end in expected:
-        hits = [d for d in documents if d["class"] == cls
-                and d["videoTime"]["start"] <= end + slack and d["videoTime"]["end"] >= start - slack]
+        hits = [
+            d
+            for d in documents
+            if d["class"] == cls and d["videoTime"]["start"] <= end + slack and d["videoTime"]["end"] >= start - slack
+        ]
         assert len(hits) == 1, f"{cls} {start}-{end}: expected one event, got {[d['videoTime'] for d in hits]}"
         # It starts once the object is on screen and within min_frames samples of it being half in.
         assert start - 1.0 <= hits[0]["videoTime"]["start"] <= start + (MIN_FRAMES + 1) / FPS

@@ -48,7 +48,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (include "edge-inference.fullname" .) .Values.serviceAccount.name }}
 {{- end }}
 
-{{/* An image reference: repository:tag, the tag defaulting to the chart's appVersion. */}}
+{{/*
+An image reference: repository:tag, the tag defaulting to the chart's appVersion; with a digest,
+repository:tag@digest (the runtime pulls by digest, the tag stays for people reading it).
+*/}}
 {{- define "edge-inference.image" -}}
 {{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
+{{- with .image.digest }}@{{ . }}{{ end }}
 {{- end }}
