@@ -85,7 +85,10 @@ async def test_changed_batch_job_is_replaced_not_patched(cluster, kube, make_job
 
 async def test_children_of_another_owner_are_left_alone(cluster, kube, make_job, make_body, settings) -> None:
     uid = owner_uid(cluster, make_body)
-    (foreign,) = build_children(make_job(uid="someone-else"), settings)
+    # Owned by another job that exists: an owner that does not exist would be the garbage collector's.
+    cluster.apply(make_body("elsewhere"))
+    (foreign,) = build_children(make_job(uid=cluster.job("elsewhere")["metadata"]["uid"]), settings)
+    foreign["metadata"]["ownerReferences"][0]["name"] = "elsewhere"
     cluster.apps.create_namespaced_daemon_set("default", foreign)
     assert await k.observed_children(kube, "default", "lobby", uid) == []
     result = await k.converge_children(kube, "default", "lobby", uid, [])
@@ -96,10 +99,13 @@ async def test_an_object_of_someone_else_with_our_name_is_not_taken_over(
     cluster, kube, make_job, make_body, settings
 ) -> None:
     uid = owner_uid(cluster, make_body)
-    (foreign,) = build_children(make_job(uid="someone-else"), settings)
+    # Owned by another job that exists: an owner that does not exist would be the garbage collector's.
+    cluster.apply(make_body("elsewhere"))
+    (foreign,) = build_children(make_job(uid=cluster.job("elsewhere")["metadata"]["uid"]), settings)
+    foreign["metadata"]["ownerReferences"][0]["name"] = "elsewhere"
     cluster.apps.create_namespaced_daemon_set("default", foreign)
     (desired,) = build_children(make_job(uid=uid), settings)
     result = await k.converge_children(kube, "default", "lobby", uid, [desired])
     assert result.taken == ["DaemonSet/lobby-cpu"] and result.created == [] and result.children == []
     (untouched,) = cluster.daemonsets()
-    assert untouched["metadata"]["ownerReferences"][0]["uid"] == "someone-else"
+    assert untouched["metadata"]["ownerReferences"][0]["uid"] == cluster.job("elsewhere")["metadata"]["uid"]
