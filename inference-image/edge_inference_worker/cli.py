@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from edge_inference_api.models import ENV_WORKER_CONFIG
 
 from .config import ConfigError, add_detect_arguments, config_from_args, config_from_env, credentials_from_env
+from .review.commands import add_events_commands, run_events_command
 from .worker import EXIT_STARTUP, EXIT_USAGE, StartupError, Worker
 
 
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect = commands.add_parser("detect", help="process a folder of video (Batch, or --watch for Continuous)")
     add_detect_arguments(detect)
     commands.add_parser("run", help=f"run with the configuration in {ENV_WORKER_CONFIG} (what pods do)")
+    events = commands.add_parser("events", help="list, show, report and watch the events in a bucket")
+    add_events_commands(events)
     return parser
 
 
@@ -42,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv and environ.get(ENV_WORKER_CONFIG):
         argv = ["run"]
     args = build_parser().parse_args(argv)  # argparse prints usage and exits 2 on a bad flag
+    if args.command == "events":
+        return run_events_command(args, environ)
     try:
         config = config_from_env(environ) if args.command == "run" else config_from_args(args, environ)
     except ConfigError as exc:

@@ -145,12 +145,18 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", default="standalone", help="job part of the object keys")
     parser.add_argument("--poll-seconds", type=float, default=_default(WorkerConfig, "poll_seconds"))
     parser.add_argument("--settle-seconds", type=float, default=_default(WorkerConfig, "settle_seconds"))
+    add_s3_arguments(parser)
+
+
+def add_s3_arguments(parser: argparse.ArgumentParser) -> None:
+    """The S3 endpoint flags, shared by `detect` and the `events` commands."""
     parser.add_argument("--s3-endpoint", help=f"host[:port] or http(s)://host[:port] (or {ENV_S3_ENDPOINT})")
     parser.add_argument("--s3-insecure", action="store_true", help="plain HTTP to the S3 endpoint")
     parser.add_argument("--s3-region")
 
 
-def _sink_from_out(out: str, args: argparse.Namespace, environ: Mapping[str, str]) -> S3Sink | DirectorySink:
+def sink_from_out(out: str, args: argparse.Namespace, environ: Mapping[str, str]) -> S3Sink | DirectorySink:
+    """Where `s3://bucket/prefix` or a folder points (flags `add_s3_arguments` and the environment)."""
     if not out.startswith("s3://"):
         return DirectorySink(path=str(Path(out).expanduser().resolve()))
     bucket, _, prefix = out[len("s3://") :].partition("/")
@@ -187,7 +193,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Wo
     input_dir = Path(args.input).expanduser().resolve()
     if not input_dir.is_dir():
         raise ConfigError(f"input folder {args.input} does not exist or is not a folder")
-    sink = _sink_from_out(args.out, args, environ)
+    sink = sink_from_out(args.out, args, environ)
     state_dir = Path(args.state_dir).expanduser().resolve() if args.state_dir else default_state_dir(
         input_dir, args.out, environ
     )
