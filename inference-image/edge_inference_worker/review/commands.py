@@ -63,6 +63,13 @@ def add_events_commands(events: argparse.ArgumentParser) -> None:
     )
     reindex = _command(commands, "reindex", "write the index for events already in the bucket (a backfill)")
     _add_place(reindex)
+    serve = _command(commands, "serve", "the read-only events browser: the report, live, over HTTP")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a pod)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--public-endpoint", metavar="URL",
+        help="http(s)://host[:port] of S3 as users' browsers reach it, for snapshot links (default: --s3-endpoint)",
+    )
 
 
 def run_events_command(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO | None = None) -> int:
@@ -139,7 +146,11 @@ def _store(args: argparse.Namespace, environ: Mapping[str, str]) -> EventStore:
     if not args.source.startswith("s3://") and not Path(sink.path).is_dir():
         raise ConfigError(f"events folder {args.source} does not exist")
     credentials = credentials_from_env(environ)
-    return store_from_sink(sink, credentials.access_key, credentials.secret_key)
+    public = getattr(args, "public_endpoint", None)
+    try:
+        return store_from_sink(sink, credentials.access_key, credentials.secret_key, public)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _find(args: argparse.Namespace, store: EventStore, query: EventQuery) -> list[EventSummary]:
@@ -267,10 +278,20 @@ def _reindex(args: argparse.Namespace, store: EventStore, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace, store: EventStore, out: TextIO) -> int:
+    import uvicorn
+
+    from .browser import create_app
+
+    uvicorn.run(create_app(store, args.source), host=args.host, port=args.port, log_level="info")
+    return EXIT_OK
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace, EventStore, TextIO], int]] = {
     "list": _list,
     "show": _show,
     "report": _report,
     "watch": _watch,
     "reindex": _reindex,
+    "serve": _serve,
 }

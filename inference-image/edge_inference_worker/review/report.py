@@ -23,11 +23,15 @@ from .index import EventSummary, hours_between, parse_time, summary_as_dict
 
 @dataclass(frozen=True)
 class ReportEvent:
-    """One event as the page shows it: its summary, its document (details) and its snapshot's URL."""
+    """One event as the page shows it: its summary, its document (details) and its snapshot's URL.
+
+    Without the document in the page, `document_url` says where the details can be fetched.
+    """
 
     summary: EventSummary
     document: Mapping | None
     image_url: str | None
+    document_url: str | None = None
 
 
 def data_uri(jpeg: bytes) -> str:
@@ -36,15 +40,21 @@ def data_uri(jpeg: bytes) -> str:
 
 
 def render_report(
-    events: Sequence[ReportEvent], since: datetime | None, until: datetime | None, title: str, source: str
+    events: Sequence[ReportEvent],
+    since: datetime | None,
+    until: datetime | None,
+    title: str,
+    source: str,
+    controls: str = "",
 ) -> str:
-    """The whole page as a string (UTF-8 HTML5, no external resources)."""
+    """The whole page as a string (UTF-8 HTML5, no external resources); `controls`: HTML put above the filters."""
     since, until = _span(events, since, until)
     body = "\n".join(
         [
             f"<h1>{_e(title)}</h1>",
             f'<p class="meta">{_e(source)} &middot; {_e(_utc(since))} &ndash; {_e(_utc(until))} (UTC) &middot; '
             f'<span id="shown">{len(events)}</span> of {len(events)} events</p>',
+            controls,
             _filters(events),
             "<h2>Timeline per node</h2>",
             _timelines(events, since, until),
@@ -159,7 +169,11 @@ def _by_site_and_node(events: Sequence[ReportEvent]) -> dict[tuple[str, str], li
 
 def _data_script(events: Sequence[ReportEvent]) -> str:
     data = {
-        event.summary.id: {"summary": summary_as_dict(event.summary), "document": event.document}
+        event.summary.id: {
+            "summary": summary_as_dict(event.summary),
+            "document": event.document,
+            "documentUrl": event.document_url,
+        }
         for event in events
     }
     # `</` would end the script element early; JSON allows the escaped form.
@@ -239,6 +253,11 @@ function openDetails(id) {
   flatten('', item.document || item.summary, []).forEach(([k, v]) => {
     const row = table.insertRow(); row.insertCell().textContent = k; row.insertCell().textContent = v;
   });
+  if (item.documentUrl) {
+    const link = document.createElement('a');
+    link.href = item.documentUrl; link.textContent = 'the whole document (JSON)';
+    const row = table.insertRow(); row.insertCell().textContent = 'document'; row.insertCell().append(link);
+  }
   document.getElementById('details').showModal();
 }
 byClass.addEventListener('change', applyFilters);

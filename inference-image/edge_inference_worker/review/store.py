@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
+import minio
 from edge_inference_api import models
 from minio.error import S3Error
 
@@ -21,6 +23,8 @@ from ..sinks import DirectorySink, MinioSink, SinkError, check_key, sink_from_co
 
 # How long a presigned snapshot link stays valid: long enough to keep a page open for a shift.
 PRESIGNED_LINK_LIFETIME = timedelta(hours=12)
+# S3's default region: signing a link for another address must not ask that address for its region.
+DEFAULT_REGION = "us-east-1"
 
 
 class ObjectMissingError(SinkError):
@@ -57,11 +61,15 @@ class EventStore(Protocol):
 
 
 class BucketStore:
-    """Events in an S3/MinIO bucket, read through the worker's fail-fast minio client."""
+    """Events in an S3/MinIO bucket, read through the worker's fail-fast minio client.
 
-    def __init__(self, sink: MinioSink, prefix: str) -> None:
+    `links`: the client that signs snapshot links, when browsers reach S3 at another address.
+    """
+
+    def __init__(self, sink: MinioSink, prefix: str, links: minio.Minio | None = None) -> None:
         self.sink = sink
         self.prefix = prefix
+        self.links = links or sink.client
         self.counter = ReadCounter()
 
     def keys(self, prefix: str) -> Iterator[str]:
@@ -101,7 +109,7 @@ class BucketStore:
 
     def link(self, key: str) -> str:
         """A presigned GET URL: the browser fetches the snapshot from S3 with no credentials of its own."""
-        return self.sink.client.presigned_get_object(self.sink.bucket, check_key(key), expires=PRESIGNED_LINK_LIFETIME)
+        return self.links.presigned_get_object(self.sink.bucket, check_key(key), expires=PRESIGNED_LINK_LIFETIME)
 
 
 class FolderStore:
@@ -150,12 +158,31 @@ class FolderStore:
 
 
 def store_from_sink(
-    sink: models.S3Sink | models.DirectorySink, access_key: str | None, secret_key: str | None
+    sink: models.S3Sink | models.DirectorySink,
+    access_key: str | None,
+    secret_key: str | None,
+    public_endpoint: str | None = None,
 ) -> EventStore:
-    """The store for an `--out`-style location (credentials from the environment, as `detect`)."""
+    """The store for an `--out`-style location (credentials from the environment, as `detect`).
+
+    `public_endpoint` (http(s)://host[:port]): where browsers reach the bucket, for snapshot links.
+    """
     writer = sink_from_config(sink, access_key, secret_key)
     if isinstance(writer, MinioSink):
         assert isinstance(sink, models.S3Sink)
-        return BucketStore(writer, sink.prefix)
+        links = None
+        if public_endpoint:
+            links = presigning_client(public_endpoint, access_key, secret_key, sink.region or DEFAULT_REGION)
+        return BucketStore(writer, sink.prefix, links)
     return FolderStore(Path(sink.path))
+
+
+def presigning_client(endpoint: str, access_key: str | None, secret_key: str | None, region: str) -> minio.Minio:
+    """A client that only signs links for `endpoint`; the region is given, so signing needs no network."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+        raise ValueError(f"public endpoint {endpoint!r} must be http(s)://host[:port]")
+    return minio.Minio(
+        parts.netloc, access_key=access_key, secret_key=secret_key, secure=parts.scheme == "https", region=region
+    )
 
