@@ -222,6 +222,14 @@ class EventsSpec(ApiModel):
         70, ge=10, le=100,
         description="JPEG quality of snapshots (70, as Frigate's default: a 640x360 frame is about 19 kB).",
     )
+    stationary_seconds: float = Field(
+        30.0, ge=0.0, le=86400.0,
+        description="Video seconds an object stays still before it is stationary: its event closes (flagged "
+        "stationary), its region leaves the motion gate, and it is only re-checked. 0 turns this off.",
+    )
+    stationary_recheck_seconds: float = Field(
+        10.0, gt=0.0, le=3600.0, description="Video seconds between re-checks of a stationary object."
+    )
 
 
 class SecretRef(ApiModel):
@@ -245,7 +253,9 @@ class OutputSpec(ApiModel):
         ..., pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket for events."
     )
     prefix: str = Field(
-        "events", max_length=512, pattern=r"^[A-Za-z0-9!_.*'()/-]*$", description="Key prefix for events."
+        # 409 keeps the longest event key within S3's 1024 bytes: namespace (63), job name (253) and
+        # node name (253) at their Kubernetes maximum, the ids (16, 20), separators and ".json" (46).
+        "events", max_length=409, pattern=r"^[A-Za-z0-9!_.*'()/-]*$", description="Key prefix for events."
     )
     secure: bool = Field(True, description="Use TLS to the endpoint.")
     region: str | None = Field(None, description="S3 region, if the server needs one.")

@@ -40,6 +40,11 @@ from edge_inference_api.models import (
 )
 from pydantic import BaseModel, ValidationError
 
+from .events import event_id
+from .files import file_id
+from .record import key_base
+from .sinks import check_key, check_key_fits
+
 ENV_S3_ENDPOINT = "EDGE_INFERENCE_S3_ENDPOINT"
 ENV_S3_SECURE = "EDGE_INFERENCE_S3_SECURE"
 ENV_STATE_HOME = "EDGE_INFERENCE_STATE_HOME"
@@ -85,11 +90,30 @@ def config_from_env(environ: Mapping[str, str]) -> WorkerConfig:
 
 def _validated(data: dict, where: str) -> WorkerConfig:
     try:
-        return WorkerConfig.model_validate(data)
+        config = WorkerConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         location = ".".join(str(part) for part in first["loc"]) or "(root)"
         raise ConfigError(f"invalid {where}: {location}: {first['msg']}") from None
+    check_event_keys(config, where)
+    return config
+
+
+def check_event_keys(config: WorkerConfig, where: str) -> None:
+    """Refuse, before anything is queued, settings whose event keys S3 would refuse for good.
+
+    The node is one key segment (no '/', not '.' or '..'), and the longest key (prefix, namespace,
+    job, node, the file and event ids, `.json`) must fit S3's 1024 bytes.
+    """
+    node = config.node
+    if not node or "/" in node or node in (".", ".."):
+        raise ConfigError(f"invalid {where}: node {node!r} cannot be one segment of an object key")
+    prefix = getattr(config.sink, "prefix", "")
+    longest = key_base(prefix, config.job, node, file_id(""), event_id("", "", 0.0)) + ".json"
+    try:
+        check_key_fits(check_key(longest))
+    except ValueError as exc:
+        raise ConfigError(f"invalid {where}: event keys would be refused: {exc}") from None
 
 
 def _csv(value: str) -> list[str]:
@@ -133,6 +157,14 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cooldown", type=float, default=_default(EventsSpec, "cooldown_seconds"),
         help="video seconds without the class to close",
+    )
+    parser.add_argument(
+        "--stationary-seconds", type=float, default=_default(EventsSpec, "stationary_seconds"),
+        help="video seconds still before an object is stationary (0: off)",
+    )
+    parser.add_argument(
+        "--stationary-recheck-seconds", type=float, default=_default(EventsSpec, "stationary_recheck_seconds"),
+        help="video seconds between re-checks of a stationary object",
     )
     parser.add_argument("--snapshot", choices=[s.value for s in SnapshotStyle], default=SnapshotStyle.ANNOTATED.value)
     parser.add_argument("--blur", type=_csv, default=None, metavar="CLASSES", help="classes blurred in snapshots")
@@ -217,6 +249,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Wo
         "events": {
             "minFrames": args.min_frames,
             "cooldownSeconds": args.cooldown,
+            "stationarySeconds": args.stationary_seconds,
+            "stationaryRecheckSeconds": args.stationary_recheck_seconds,
             "snapshot": args.snapshot,
             "blurClasses": args.blur or [],
             "snapshotQuality": args.snapshot_quality,

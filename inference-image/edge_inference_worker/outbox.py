@@ -7,6 +7,12 @@ objects. The outbox directory is its own index, so a restarted worker resumes wh
 Layout under `directory`:
     entries/<seq:016d>-<created_ms:013d>.evt   one committed event (name order = age order)
     tmp/<anything>                              a write in progress; never acknowledged
+    dead-letter/<entry name>, <entry name>.txt  an event the sink rejected for good, and why
+
+An answer about one event that no retry will change (a key S3 finds too long, an invalid argument)
+is tried MAX_REJECTIONS times, then the entry moves to dead-letter/ (kept, counted, logged once)
+so that later events keep flowing. A definite no about the bucket or the credentials concerns
+every event: nothing is dead-lettered, `sink_refusal()` says since when, for the worker to decide.
 
 An entry file is: MAGIC, a 4-byte big-endian header length, a JSON header
 `{"key": key_base, "json": n, "jpeg": m, "created": t}`, the metadata JSON, the JPEG, then
@@ -45,10 +51,13 @@ from edge_inference_api import telemetry
 from edge_inference_worker.durable import fsync_directory, replace_durably
 from edge_inference_worker.sinks import (
     KIND_DISK_FULL,
+    MISCONFIGURED,
+    REJECTED,
     SINK_ERROR_KINDS,
     Sink,
     SinkError,
     check_key,
+    check_key_fits,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,10 @@ KIND_CORRUPT = "outbox_corrupt"  # a committed entry that fails its checksum, a 
 KIND_WRITE = "outbox_write"  # writing an entry failed for another OS reason
 KIND_UPLOAD_BUG = "outbox_upload"  # the sink raised something unexpected (a bug): retried like an outage
 OUTBOX_ERROR_KINDS = (KIND_PARTIAL, KIND_CORRUPT, KIND_WRITE, KIND_UPLOAD_BUG, KIND_DISK_FULL)
+
+# Tries of an event the sink rejects for good before it goes to dead-letter/: one answer could be a
+# proxy's mistake, three in a row with back-off are the sink's.
+MAX_REJECTIONS = 3
 
 JPEG_CONTENT_TYPE = "image/jpeg"
 JSON_CONTENT_TYPE = "application/json"
@@ -86,6 +99,14 @@ class OutboxEntryTooLargeError(OutboxError):
 
 class CorruptEntryError(ValueError):
     """An entry file is truncated or fails its checksum."""
+
+
+@dataclass(frozen=True)
+class SinkRefusal:
+    """The sink's answer was a definite no about its configuration, every time since `since` (monotonic)."""
+
+    since: float
+    message: str
 
 
 @dataclass(frozen=True)
@@ -172,6 +193,14 @@ class OutboxMetrics:
             telemetry.BYTES_UPLOADED, "Bytes of event objects S3 confirmed.", registry=registry
         )
         self.errors = prometheus_client.Counter(telemetry.ERRORS, "Errors by kind.", ["kind"], registry=registry)
+        self.dead_letters = prometheus_client.Counter(
+            telemetry.OUTBOX_DEAD_LETTERS, "Events the sink rejected for good, moved to dead-letter/.",
+            registry=registry,
+        )
+        self.misconfigured = prometheus_client.Gauge(
+            telemetry.SINK_MISCONFIGURED, "1 while the sink answers a definite no about bucket or credentials.",
+            registry=registry,
+        )
         # Export the outbox's kinds at 0 from the start: alerts on rate() need the series to exist.
         for kind in (*OUTBOX_ERROR_KINDS, *SINK_ERROR_KINDS):
             self.errors.labels(kind=kind)
@@ -203,6 +232,9 @@ class S3Outbox:
         self._rng = rng if rng is not None else random.Random()
         self._entries_dir = self.directory / "entries"
         self._tmp_dir = self.directory / "tmp"
+        self._dead_dir = self.directory / "dead-letter"
+        self._rejections: dict[int, int] = {}  # seq -> definite rejections so far (uploader thread only)
+        self._refusal: SinkRefusal | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._index: dict[int, _Indexed] = {}
@@ -231,7 +263,7 @@ class S3Outbox:
         Raises `OutboxDiskFullError` on ENOSPC, `OutboxEntryTooLargeError` for an event bigger
         than the bound, `OutboxError` for other write failures, ValueError for a bad key.
         """
-        check_key(key_base + ".json")
+        check_key_fits(check_key(key_base + ".json"))
         created = self._clock()
         data = encode_entry(key_base, metadata_json, snapshot_jpeg, created)
         if len(data) > self.max_bytes:
@@ -334,6 +366,10 @@ class S3Outbox:
                     return False
                 self._changed.wait(left)
             return True
+
+    def sink_refusal(self) -> SinkRefusal | None:
+        """Since when the sink has answered a definite no about bucket or credentials (None: it has not)."""
+        return self._refusal
 
     def bytes_waiting(self) -> int:
         """Bytes of entry files waiting on disk."""
@@ -465,6 +501,9 @@ class S3Outbox:
                 self._upload(head)
             except SinkError as error:
                 self.metrics.errors.labels(kind=error.kind).inc()
+                self._judge(head, error)
+                if error.verdict == REJECTED and head.seq not in self._index:
+                    continue  # dead-lettered: the next event goes at once
                 now = time.monotonic()
                 if outage_started is None:
                     outage_started, last_report = now, now
@@ -487,6 +526,8 @@ class S3Outbox:
                 self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
                 failures += 1
                 continue
+            self._refusal = None
+            self.metrics.misconfigured.set(0)
             if outage_started is not None:
                 log.warning(
                     "outbox: S3 confirmed uploads again after %d failed attempts, %.1f s",
@@ -494,6 +535,34 @@ class S3Outbox:
                     time.monotonic() - outage_started,
                 )
             failures, outage_started = 0, None
+
+    def _judge(self, entry: _Indexed, error: SinkError) -> None:
+        """Remember a definite no: about the configuration (for the worker), or about this event (dead-letter)."""
+        if error.verdict == MISCONFIGURED:
+            if self._refusal is None:
+                self._refusal = SinkRefusal(time.monotonic(), str(error))
+            self.metrics.misconfigured.set(1)
+        if error.verdict != REJECTED:
+            return
+        self._rejections[entry.seq] = self._rejections.get(entry.seq, 0) + 1
+        if self._rejections[entry.seq] >= MAX_REJECTIONS:
+            self._dead_letter(entry, str(error))
+
+    def _dead_letter(self, entry: _Indexed, why: str) -> None:
+        """Move an entry the sink rejected for good out of the way, with the reason beside it."""
+        self._dead_dir.mkdir(exist_ok=True)
+        target = self._dead_dir / entry.path.name
+        reason = self._dead_dir / f"{entry.path.name}.txt"
+        reason.write_text(f"{why}\n")
+        os.replace(entry.path, target)
+        fsync_directory(self._dead_dir)
+        fsync_directory(self._entries_dir)
+        with self._changed:
+            self._remove(entry)
+        self._rejections.pop(entry.seq, None)
+        self.metrics.dead_letters.inc()
+        log.error("outbox: event moved to dead-letter after %d rejections (%s): %s",
+                  MAX_REJECTIONS, target, why)
 
     def _upload(self, indexed: _Indexed) -> None:
         try:

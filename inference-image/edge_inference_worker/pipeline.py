@@ -31,6 +31,7 @@ from .outbox import OutboxEntryTooLargeError, OutboxError
 from .outcomes import DONE, EMPTY, FAILED, TRUNCATED, UNREADABLE, VANISHED
 from .record import ModelInfo, SourceFile, encode_document, event_document, key_base
 from .snapshot import render_snapshot
+from .stationary import StationaryTracker
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,9 @@ class FilePipeline:
         self.blur = frozenset(config.events.blur_classes)
         self.grouper = EventGrouper(file.file_id, config.events.min_frames, config.events.cooldown_seconds)
         self.gate = MotionGate(config.sampling.motion_threshold) if config.sampling.motion_gating else None
+        events = config.events
+        self.stationary = (StationaryTracker(events.stationary_seconds, events.stationary_recheck_seconds)
+                           if events.stationary_seconds else None)
         self.events = 0
         self.frames = 0
         self._last_progress = time.monotonic()
@@ -228,12 +232,12 @@ class FilePipeline:
             with VideoReader(self.file.path) as reader:
                 info = reader.info
                 self._source = SourceFile(
-                    self.file.rel, self.file.file_id, self.file.size, self.file.mtime_ns,
+                    self.file.name, self.file.file_id, self.file.size, self.file.mtime_ns,
                     info.duration, info.width, info.height,
                 )
                 log.info(
                     "file started",
-                    extra={"fields": {"file": self.file.rel, "fileId": self.file.file_id, "codec": info.codec,
+                    extra={"fields": {"file": self.file.name, "fileId": self.file.file_id, "codec": info.codec,
                                       "width": info.width, "height": info.height, "duration": info.duration,
                                       "resumeAt": start / self.fps}},
                 )
@@ -284,17 +288,33 @@ class FilePipeline:
             analysed = self._detect(batch)
             for item in analysed:
                 started = time.perf_counter()
-                closed = self.grouper.observe(item.frame.time, item.detections, item)
+                closed = self.grouper.observe(item.frame.time, self._moving(item), item)
                 self.s.metrics.stage_seconds.labels(stage="group").observe(time.perf_counter() - started)
                 self._emit(closed)
             self.frames += len(batch)
             next_index = batch[-1].index + 1
             self._after_batch(next_index, size)
             if self.s.stop.is_set():
-                if self.grouper.idle and next_index % size == 0:
+                if self._idle and next_index % size == 0:
                     self._checkpoint(next_index)
                 return False
         return True
+
+    @property
+    def _idle(self) -> bool:
+        """No event open or pending, no stationary object tracked: a resume from here decides the same."""
+        return self.grouper.idle and (self.stationary is None or self.stationary.idle)
+
+    def _moving(self, item: _Analysed) -> list[Detection] | None:
+        """The detections that go to event grouping: those of stationary objects are held back."""
+        if item.detections is None or self.stationary is None:
+            return item.detections
+        moving, settled = self.stationary.split(item.frame.time, item.detections)
+        for cls in settled:
+            self.grouper.mark_stationary(cls)
+        if self.gate is not None:
+            self.gate.ignore(self.stationary.boxes())
+        return moving
 
     def _detect(self, batch: list[SampledFrame]) -> list[_Analysed]:
         """Motion gate, then one forward pass over the frames that need it."""
@@ -305,7 +325,8 @@ class FilePipeline:
             started = time.perf_counter()
             moved = self.gate.moved(frame.luma) if self.gate else True
             metrics.stage_seconds.labels(stage="motion").observe(time.perf_counter() - started)
-            wanted.append(moved or active)
+            due = self.stationary is not None and self.stationary.recheck_due(frame.time)
+            wanted.append(moved or active or due)
         images = [f.image for f, w in zip(batch, wanted, strict=True) if w]
         results: list[list[Detection]] = []
         if images:
@@ -342,7 +363,7 @@ class FilePipeline:
             self.events += 1
             log.info(
                 "event",
-                extra={"fields": {"file": self.file.rel, "eventId": event.event_id, "class": event.cls,
+                extra={"fields": {"file": self.file.name, "eventId": event.event_id, "class": event.cls,
                                   "start": event.start, "end": event.end, "frames": event.frames,
                                   "peak": round(event.peak_confidence, 3), "key": key}},
             )
@@ -395,7 +416,7 @@ class FilePipeline:
         self.s.health.beat()
         video_time = next_index / self.fps
         if (
-            self.grouper.idle
+            self._idle
             and next_index % size == 0
             and video_time - self._checkpoint_index / self.fps >= CHECKPOINT_VIDEO_SECONDS
         ):
@@ -407,7 +428,7 @@ class FilePipeline:
             log.info(
                 "file progress",
                 extra={"fields": {
-                    "file": self.file.rel,
+                    "file": self.file.name,
                     "videoSeconds": round(video_time, 2),
                     "durationSeconds": duration,
                     "percent": round(100 * video_time / duration, 1) if duration else None,
@@ -440,6 +461,6 @@ def process_file(services: Services, file: VideoFile) -> FileResult:
         return FileResult(None, "stopped")
     except Exception as exc:  # a bug or a detector failure must not take the worker down with it
         services.metrics.errors.labels(kind=KIND_PIPELINE).inc()
-        log.exception("file failed", extra={"fields": {"file": file.rel, "error": str(exc)}})
+        log.exception("file failed", extra={"fields": {"file": file.name, "error": str(exc)}})
         result = FileResult(FAILED, f"{type(exc).__name__}: {exc}")
     return result
