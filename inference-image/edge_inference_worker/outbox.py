@@ -16,7 +16,10 @@ every event: nothing is dead-lettered, `sink_refusal()` says since when, for the
 
 An entry file is: MAGIC, a 4-byte big-endian header length, a JSON header
 `{"key": key_base, "json": n, "jpeg": m, "created": t}`, the metadata JSON, the JPEG, then
-the sha256 of everything before it. A write goes to tmp/, is fsynced, renamed into entries/,
+the sha256 of everything before it. An entry of another kind than an event says so in its header:
+`"kind": "object"` is one object (`"key"` its whole key, `"type"` its content type, the body in
+the JSON part, no JPEG), e.g. an index object of the event index; it is uploaded in turn, so an
+object put after an event reaches the sink after that event. A write goes to tmp/, is fsynced, renamed into entries/,
 and entries/ is fsynced; only then does `put` return True. So after a crash, files in tmp/ were
 never acknowledged and are discarded (counted as `outbox_partial`), and an entry that fails its
 checksum (disk corruption) is discarded and counted as `outbox_corrupt`.
@@ -79,6 +82,10 @@ MAX_REJECTIONS = 3
 
 JPEG_CONTENT_TYPE = "image/jpeg"
 JSON_CONTENT_TYPE = "application/json"
+# Entry kinds: an event (its JPEG, then its JSON), or one object at a key of its own.
+ENTRY_EVENT = "event"
+ENTRY_OBJECT = "object"
+ENTRY_KINDS = (ENTRY_EVENT, ENTRY_OBJECT)
 
 
 class OutboxError(Exception):
@@ -111,20 +118,29 @@ class SinkRefusal:
 
 @dataclass(frozen=True)
 class OutboxEntry:
-    """A committed event as read back from disk."""
+    """A committed entry as read back from disk: an event (JSON + JPEG), or one object."""
 
     key_base: str
     metadata_json: bytes
     snapshot_jpeg: bytes
     created: float
+    kind: str = ENTRY_EVENT
+    content_type: str = JSON_CONTENT_TYPE
 
 
-def encode_entry(key_base: str, metadata_json: bytes, snapshot_jpeg: bytes, created: float) -> bytes:
+def encode_entry(
+    key_base: str,
+    metadata_json: bytes,
+    snapshot_jpeg: bytes,
+    created: float,
+    kind: str = ENTRY_EVENT,
+    content_type: str = JSON_CONTENT_TYPE,
+) -> bytes:
     """The bytes of one entry file (pure; see the module docstring for the format)."""
-    header = json.dumps(
-        {"key": key_base, "json": len(metadata_json), "jpeg": len(snapshot_jpeg), "created": created},
-        separators=(",", ":"),
-    ).encode()
+    fields: dict = {"key": key_base, "json": len(metadata_json), "jpeg": len(snapshot_jpeg), "created": created}
+    if kind != ENTRY_EVENT:  # an event's header stays as it always was
+        fields |= {"kind": kind, "type": content_type}
+    header = json.dumps(fields, separators=(",", ":")).encode()
     body = b"".join([MAGIC, _LENGTH.pack(len(header)), header, metadata_json, snapshot_jpeg])
     return body + hashlib.sha256(body).digest()
 
@@ -142,14 +158,17 @@ def decode_entry(data: bytes) -> OutboxEntry:
     try:
         header = json.loads(body[offset : offset + header_length])
         key, json_length, jpeg_length, created = header["key"], header["json"], header["jpeg"], header["created"]
-    except (ValueError, KeyError, TypeError) as error:
+        kind, content_type = header.get("kind", ENTRY_EVENT), header.get("type", JSON_CONTENT_TYPE)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise CorruptEntryError(f"bad header: {error}") from error
+    if kind not in ENTRY_KINDS:
+        raise CorruptEntryError(f"unknown entry kind {kind!r}")
     offset += header_length
     if offset + json_length + jpeg_length != len(body):
         raise CorruptEntryError("lengths in the header do not match the file")
     metadata = body[offset : offset + json_length]
     snapshot = body[offset + json_length :]
-    return OutboxEntry(key_base=key, metadata_json=metadata, snapshot_jpeg=snapshot, created=float(created))
+    return OutboxEntry(key, metadata, snapshot, float(created), kind, content_type)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -265,7 +284,20 @@ class S3Outbox:
         """
         check_key_fits(check_key(key_base + ".json"))
         created = self._clock()
-        data = encode_entry(key_base, metadata_json, snapshot_jpeg, created)
+        return self._commit(key_base, encode_entry(key_base, metadata_json, snapshot_jpeg, created), created, timeout)
+
+    def put_object(self, key: str, body: bytes, content_type: str, timeout: float | None = None) -> bool:
+        """Write one object durably, to be uploaded at `key` after everything put before it.
+
+        Same contract as `put` (blocks while full; False on close or timeout; the same errors).
+        """
+        check_key_fits(check_key(key))
+        created = self._clock()
+        data = encode_entry(key, body, b"", created, ENTRY_OBJECT, content_type)
+        return self._commit(key, data, created, timeout)
+
+    def _commit(self, key_base: str, data: bytes, created: float, timeout: float | None) -> bool:
+        """Reserve room for an encoded entry, write it durably and queue it."""
         if len(data) > self.max_bytes:
             raise OutboxEntryTooLargeError(
                 f"event {key_base} is {len(data)} bytes, more than the outbox bound of {self.max_bytes}"
@@ -572,13 +604,17 @@ class S3Outbox:
                 self._remove(indexed)
             self._discard(indexed.path, str(error))
             return
-        # JPEG first, JSON last: a JSON in the bucket implies its snapshot is there too.
-        self.sink.put_object(entry.key_base + ".jpg", entry.snapshot_jpeg, JPEG_CONTENT_TYPE)
-        self.sink.put_object(entry.key_base + ".json", entry.metadata_json, JSON_CONTENT_TYPE)
+        if entry.kind == ENTRY_OBJECT:
+            self.sink.put_object(entry.key_base, entry.metadata_json, entry.content_type)
+        else:
+            # JPEG first, JSON last: a JSON in the bucket implies its snapshot is there too.
+            self.sink.put_object(entry.key_base + ".jpg", entry.snapshot_jpeg, JPEG_CONTENT_TYPE)
+            self.sink.put_object(entry.key_base + ".json", entry.metadata_json, JSON_CONTENT_TYPE)
         # No directory fsync after the unlink: if a crash resurrects the entry, it is uploaded
         # again to the same keys, which overwrites and never duplicates.
         indexed.path.unlink(missing_ok=True)
         with self._changed:
             self._remove(indexed)
-        self.metrics.events_uploaded.inc()
+        if entry.kind == ENTRY_EVENT:
+            self.metrics.events_uploaded.inc()
         self.metrics.bytes_uploaded.inc(len(entry.snapshot_jpeg) + len(entry.metadata_json))

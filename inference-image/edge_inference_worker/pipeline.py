@@ -8,6 +8,7 @@ resumed from any checkpoint makes exactly the decisions an uninterrupted run mak
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -24,6 +25,7 @@ from .detector import Detector
 from .events import Detection, Event, EventGrouper
 from .files import VideoFile
 from .httpserver import HealthState
+from .indexer import EventIndexWriter
 from .ledger import Ledger
 from .metrics import WorkerMetrics
 from .motion import MotionGate
@@ -76,6 +78,7 @@ class Services:
     metrics: WorkerMetrics
     health: HealthState
     stop: threading.Event
+    index: EventIndexWriter | None = None  # the event index's records (None: no index written)
 
 
 @dataclass
@@ -357,7 +360,8 @@ class FilePipeline:
             key, document, jpeg = self._render(event, self.s.config.events.snapshot_quality)
             self.s.metrics.stage_seconds.labels(stage="snapshot").observe(time.perf_counter() - started)
             started = time.perf_counter()
-            self._put(event, key, document, jpeg)
+            if self._put(event, key, document, jpeg):
+                self._record_in_index(key, document)
             self.s.metrics.stage_seconds.labels(stage="outbox").observe(time.perf_counter() - started)
             self.s.metrics.events.labels(**{"class": event.cls}).inc()
             self.events += 1
@@ -379,19 +383,30 @@ class FilePipeline:
             style=config.events.snapshot,
             quality=quality,
         )
-        key = key_base(_sink_prefix(config), config.job, config.node, self.file.file_id, event.event_id)
+        key = key_base(sink_prefix(config), config.job, config.node, self.file.file_id, event.event_id)
         document = event_document(
             event, self._source, self.s.model, config.job, config.node, key, config.events.snapshot, redaction
         )
         return key, encode_document(document), jpeg
 
-    def _put(self, event: Event, key: str, document: bytes, jpeg: bytes) -> None:
-        """Hand the event to the outbox, waiting (and beating) while it is full; never drops it on a full disk."""
+    def _record_in_index(self, key: str, document: bytes) -> None:
+        """Add an event now in the outbox to its hour's index record (before any checkpoint past it)."""
+        index = self.s.index
+        if index is not None:
+            stored = json.loads(document)
+            retry_until_done(self.s, "event index record", KIND_STATE_WRITE,
+                             lambda: index.record(stored, f"{key}.json"))
+
+    def _put(self, event: Event, key: str, document: bytes, jpeg: bytes) -> bool:
+        """Hand the event to the outbox, waiting (and beating) while it is full; never drops it on a full disk.
+
+        True once it is in the outbox; False for an event too large to store (counted and logged).
+        """
         attempt = 0
         while True:
             try:
                 if self.s.outbox.put(key, document, jpeg, timeout=OUTBOX_WAIT_SECONDS):
-                    return
+                    return True
                 if self.s.stop.is_set():
                     raise Stopped()
             except OutboxEntryTooLargeError:
@@ -401,7 +416,7 @@ class FilePipeline:
                     continue
                 self.s.metrics.errors.labels(kind=KIND_EVENT_TOO_LARGE).inc()
                 log.error("event larger than the outbox bound, not stored", extra={"fields": {"key": key}})
-                return
+                return False
             except OutboxError as exc:  # disk full or write error: counted by the outbox; wait and retry
                 delay = min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt)
                 attempt += 1
@@ -440,6 +455,7 @@ class FilePipeline:
 
     def _checkpoint(self, next_index: int) -> None:
         file = self.file
+        flush_index(self.s)  # the index objects of the events before the checkpoint are queued first
         retry_until_done(
             self.s, "ledger checkpoint", KIND_STATE_WRITE,
             lambda: self.s.ledger.checkpoint(file.file_id, file.rel, file.size, next_index, self.fps),
@@ -447,7 +463,26 @@ class FilePipeline:
         self._checkpoint_index = next_index
 
 
-def _sink_prefix(config: WorkerConfig) -> str:
+def flush_index(services: Services) -> None:
+    """Queue the index objects of the hours whose events changed, waiting (and beating) while the outbox is full."""
+    index = services.index
+    if index is None:
+        return
+    while True:
+        try:
+            if retry_until_done(services, "event index record", KIND_STATE_WRITE,
+                                lambda: index.flush(OUTBOX_WAIT_SECONDS)):
+                return
+        except OutboxError as exc:  # disk full or write error: counted by the outbox; wait and retry
+            log.error("index object not queued, retrying", extra={"fields": {"error": str(exc)}})
+        services.metrics.beat()
+        services.health.beat()
+        if services.stop.wait(RETRY_BACKOFF[0]):
+            raise Stopped()
+
+
+def sink_prefix(config: WorkerConfig) -> str:
+    """The key prefix of the sink (empty for a folder)."""
     return getattr(config.sink, "prefix", "")
 
 
@@ -456,6 +491,8 @@ def process_file(services: Services, file: VideoFile) -> FileResult:
     started = time.monotonic()
     try:
         result = FilePipeline(services, file).run()
+        if result.outcome is not None:
+            flush_index(services)  # before the file is recorded as finished
         result.seconds = time.monotonic() - started
     except Stopped:
         return FileResult(None, "stopped")

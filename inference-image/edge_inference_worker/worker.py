@@ -32,12 +32,13 @@ from .config import S3Credentials
 from .detector import ModelError, UltralyticsDetector, model_dir, resolve_model
 from .files import Refusal, SettleTracker, VideoFile, fingerprint, scan, shown
 from .httpserver import HealthState, serve
+from .indexer import EventIndexWriter
 from .ledger import FINISHED, FileProgress, Ledger
 from .metrics import WorkerMetrics
 from .modelstore import ModelFetchError, fetch_model
 from .outbox import OutboxError, S3Outbox
 from .outcomes import DONE, FAILED, SKIPPED, TERMINAL
-from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done
+from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done, sink_prefix
 from .record import ModelInfo
 from .sinks import SinkError, sink_from_config
 from .termination import ENV_TERMINATION_LOG, write_termination_message
@@ -129,6 +130,7 @@ class Worker:
                 metrics=metrics,
                 health=self.health,
                 stop=self.stop,
+                index=EventIndexWriter(state / "index", sink_prefix(self.config), outbox),
             )
             log.info(
                 "worker started",

@@ -47,11 +47,17 @@ def log_lines(stderr: str) -> list[dict]:
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
+def event_keys(keys: list[str]) -> list[str]:
+    """The keys of events (JPEG and JSON), without the event index's objects (`<prefix>/_index/...`)."""
+    return [key for key in keys if "/_index/" not in f"/{key}"]
+
+
 def event_documents(out_dir: Path) -> dict[str, dict]:
-    """Event JSON documents in a directory sink, by key (relative path without .json)."""
+    """Event JSON documents in a directory sink, by key (relative path without .json); the index left out."""
     return {
         str(p.relative_to(out_dir))[: -len(".json")]: json.loads(p.read_text())
         for p in sorted(out_dir.rglob("*.json"))
+        if "_index" not in p.relative_to(out_dir).parts
     }
 
 
