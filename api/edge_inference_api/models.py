@@ -28,6 +28,7 @@ ENV_WORKER_CONFIG = "EDGE_INFERENCE_CONFIG"
 ENV_S3_ACCESS_KEY = "EDGE_INFERENCE_S3_ACCESS_KEY"
 ENV_S3_SECRET_KEY = "EDGE_INFERENCE_S3_SECRET_KEY"
 ENV_NODE_NAME = "EDGE_INFERENCE_NODE_NAME"
+ENV_WEBHOOK_HMAC_KEY = "EDGE_INFERENCE_WEBHOOK_HMAC_KEY"
 
 DEFAULT_MODEL = "yolov5nu"
 DEFAULT_INCLUDE = ["**/*.mp4", "**/*.mkv", "**/*.avi", "**/*.mov"]
@@ -262,6 +263,30 @@ class OutputSpec(ApiModel):
     credentials_secret_ref: SecretRef = Field(..., description="Secret with the S3 access and secret keys.")
 
 
+class WebhookSecretRef(ApiModel):
+    """The webhook's HMAC key by reference to a Secret in the job's namespace (never inline)."""
+
+    name: str = Field(..., min_length=1, max_length=253, description="Secret name.")
+    key: str = Field("hmacKey", min_length=1, max_length=253, description="Key in the Secret holding the HMAC key.")
+
+
+class WebhookSpec(ApiModel):
+    """Where the workers post a signed message about each event, once the event is confirmed in S3."""
+
+    url: str = Field(
+        ...,
+        max_length=2048,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="http(s) URL the workers POST each event to (reachable from the edge nodes).",
+    )
+    secret_ref: WebhookSecretRef = Field(
+        ..., description="Secret with the key of the HMAC-SHA256 signature (header X-Edge-Inference-Signature)."
+    )
+    classes: list[ClassName] = Field(
+        default_factory=list, max_length=80, description="Classes to send; empty sends every event."
+    )
+
+
 class SamplingSpec(ApiModel):
     """Which frames are analysed."""
 
@@ -313,6 +338,9 @@ class InferenceJobSpec(ApiModel):
     output: OutputSpec = Field(..., description="Where events are uploaded.")
     sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="Which frames are analysed.")
     outbox: OutboxSpec = Field(default_factory=OutboxSpec, description="The on-node outbox.")
+    webhook: WebhookSpec | None = Field(
+        None, description="Notify a webhook of each event (delivered at least once, through a durable outbox)."
+    )
 
     @model_validator(mode="after")
     def _check_unique_accelerators(self) -> InferenceJobSpec:
@@ -421,6 +449,13 @@ class DirectorySink(ApiModel):
     path: str
 
 
+class WebhookTarget(ApiModel):
+    """The worker's webhook settings (its HMAC key comes from the environment, never the config)."""
+
+    url: str
+    classes: list[str] = Field(default_factory=list)
+
+
 class WorkerConfig(ApiModel):
     """Everything one worker needs; the operator sends exactly this as JSON."""
 
@@ -441,3 +476,4 @@ class WorkerConfig(ApiModel):
     metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus metrics and health; 0 disables.")
     poll_seconds: float = Field(2.0, gt=0, description="Continuous: how often the folder is rescanned.")
     settle_seconds: float = Field(5.0, ge=0, description="Continuous: a file unchanged this long is complete.")
+    webhook: WebhookTarget | None = Field(None, description="Post each confirmed event here, signed.")

@@ -24,6 +24,7 @@ from edge_inference_api.models import (
     ENV_NODE_NAME,
     ENV_S3_ACCESS_KEY,
     ENV_S3_SECRET_KEY,
+    ENV_WEBHOOK_HMAC_KEY,
     ENV_WORKER_CONFIG,
     Device,
     DirectorySink,
@@ -177,6 +178,9 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", default="standalone", help="job part of the object keys")
     parser.add_argument("--poll-seconds", type=float, default=_default(WorkerConfig, "poll_seconds"))
     parser.add_argument("--settle-seconds", type=float, default=_default(WorkerConfig, "settle_seconds"))
+    parser.add_argument("--webhook-url", help=f"POST each event here, signed with {ENV_WEBHOOK_HMAC_KEY}")
+    parser.add_argument("--webhook-classes", type=_csv, default=None, metavar="CLASSES",
+                        help="classes sent to the webhook (default: all)")
     add_s3_arguments(parser)
 
 
@@ -267,6 +271,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Wo
         "pollSeconds": args.poll_seconds,
         "settleSeconds": args.settle_seconds,
     }
+    if args.webhook_url:
+        data["webhook"] = {"url": args.webhook_url, "classes": args.webhook_classes or []}
     return _validated(data, "flags")
 
 

@@ -6,6 +6,7 @@ objects. The outbox directory is its own index, so a restarted worker resumes wh
 
 Layout under `directory`:
     entries/<seq:016d>-<created_ms:013d>.evt   one committed event (name order = age order)
+    entries/<seq:016d>-<created_ms:013d>.obj   one committed object (see below), in the same order
     tmp/<anything>                              a write in progress; never acknowledged
     dead-letter/<entry name>, <entry name>.txt  an event the sink rejected for good, and why
 
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"EIOUTBOX1\n"
 _LENGTH = struct.Struct(">I")
 _DIGEST_SIZE = 32
-_ENTRY_NAME = re.compile(r"^(\d{16})-(\d{13})\.evt$")
+_ENTRY_NAME = re.compile(r"^(\d{16})-(\d{13})\.(evt|obj)$")
 
 KIND_PARTIAL = "outbox_partial"  # a write interrupted by a crash (never acknowledged)
 KIND_CORRUPT = "outbox_corrupt"  # a committed entry that fails its checksum, a stray or vanished file
@@ -86,6 +87,7 @@ JSON_CONTENT_TYPE = "application/json"
 ENTRY_EVENT = "event"
 ENTRY_OBJECT = "object"
 ENTRY_KINDS = (ENTRY_EVENT, ENTRY_OBJECT)
+_SUFFIX = {ENTRY_EVENT: "evt", ENTRY_OBJECT: "obj"}  # the kind in the name: recovery need not read the file
 
 
 class OutboxError(Exception):
@@ -183,6 +185,7 @@ class _Indexed:
     path: Path
     size: int
     created: float
+    event: bool = True  # False: an object entry
 
 
 class OutboxMetrics:
@@ -268,7 +271,7 @@ class S3Outbox:
         self._thread: threading.Thread | None = None
         self._lock_fd = self._lock_directory(lock_timeout)
         self._recover()
-        self.metrics.depth.set_function(self.depth)
+        self.metrics.depth.set_function(self.events_waiting)
         self.metrics.bytes.set_function(self.bytes_waiting)
         self.metrics.oldest_age.set_function(self.oldest_age_seconds)
         self.metrics.full.set(0)
@@ -284,7 +287,8 @@ class S3Outbox:
         """
         check_key_fits(check_key(key_base + ".json"))
         created = self._clock()
-        return self._commit(key_base, encode_entry(key_base, metadata_json, snapshot_jpeg, created), created, timeout)
+        data = encode_entry(key_base, metadata_json, snapshot_jpeg, created)
+        return self._commit(key_base, data, created, timeout, ENTRY_EVENT)
 
     def put_object(self, key: str, body: bytes, content_type: str, timeout: float | None = None) -> bool:
         """Write one object durably, to be uploaded at `key` after everything put before it.
@@ -294,9 +298,9 @@ class S3Outbox:
         check_key_fits(check_key(key))
         created = self._clock()
         data = encode_entry(key, body, b"", created, ENTRY_OBJECT, content_type)
-        return self._commit(key, data, created, timeout)
+        return self._commit(key, data, created, timeout, ENTRY_OBJECT)
 
-    def _commit(self, key_base: str, data: bytes, created: float, timeout: float | None) -> bool:
+    def _commit(self, key_base: str, data: bytes, created: float, timeout: float | None, kind: str) -> bool:
         """Reserve room for an encoded entry, write it durably and queue it."""
         if len(data) > self.max_bytes:
             raise OutboxEntryTooLargeError(
@@ -305,7 +309,7 @@ class S3Outbox:
         seq = self._reserve(len(data), key_base, timeout)
         if seq is None:
             return False
-        path = self._entries_dir / f"{seq:016d}-{int(created * 1000):013d}.evt"
+        path = self._entries_dir / f"{seq:016d}-{int(created * 1000):013d}.{_SUFFIX[kind]}"
         try:
             self._write_durably(path, data)
         except OSError as error:
@@ -324,7 +328,7 @@ class S3Outbox:
             raise OutboxError(f"cannot write event {key_base} to {self.directory}: {error}") from error
         with self._changed:
             self._reserved_bytes -= len(data)
-            self._add(_Indexed(seq, path, len(data), created))
+            self._add(_Indexed(seq, path, len(data), created, kind == ENTRY_EVENT))
             self._changed.notify_all()
         return True
 
@@ -384,9 +388,14 @@ class S3Outbox:
     # ------------------------------------------------------------------ state
 
     def depth(self) -> int:
-        """Events waiting on disk."""
+        """Entries waiting on disk (events and objects)."""
         with self._lock:
             return len(self._index)
+
+    def events_waiting(self) -> int:
+        """Events waiting on disk (what the events gauge shows; objects left out)."""
+        with self._lock:
+            return sum(1 for entry in self._index.values() if entry.event)
 
     def wait_empty(self, timeout: float) -> bool:
         """Wait up to `timeout` s for the outbox to be empty; True if it is (woken by the last upload)."""
@@ -471,7 +480,7 @@ class S3Outbox:
             if not match:
                 self._discard(path, "not an outbox entry name")
                 continue
-            self._add(_Indexed(int(match[1]), path, path.stat().st_size, int(match[2]) / 1000))
+            self._add(_Indexed(int(match[1]), path, path.stat().st_size, int(match[2]) / 1000, match[3] == "evt"))
             self._next_seq = max(self._next_seq, int(match[1]) + 1)
         if self._index:
             log.info(

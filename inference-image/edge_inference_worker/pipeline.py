@@ -34,6 +34,7 @@ from .outcomes import DONE, EMPTY, FAILED, TRUNCATED, UNREADABLE, VANISHED
 from .record import ModelInfo, SourceFile, encode_document, event_document, key_base
 from .snapshot import render_snapshot
 from .stationary import StationaryTracker
+from .webhook import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Services:
     health: HealthState
     stop: threading.Event
     index: EventIndexWriter | None = None  # the event index's records (None: no index written)
+    notifier: Notifier | None = None  # the job's webhook (None: no webhook)
 
 
 @dataclass
@@ -362,6 +364,8 @@ class FilePipeline:
             started = time.perf_counter()
             if self._put(event, key, document, jpeg):
                 self._record_in_index(key, document)
+                if self.s.notifier is not None:
+                    self.s.notifier.event(json.loads(document), f"{key}.json")
             self.s.metrics.stage_seconds.labels(stage="outbox").observe(time.perf_counter() - started)
             self.s.metrics.events.labels(**{"class": event.cls}).inc()
             self.events += 1

@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_inference_api.models import Mode, S3Sink, WorkerConfig
+from edge_inference_api.models import ENV_WEBHOOK_HMAC_KEY, Mode, S3Sink, WorkerConfig
 from prometheus_client import CollectorRegistry
 
 from .allocator import tune_malloc
@@ -40,8 +40,9 @@ from .outbox import OutboxError, S3Outbox
 from .outcomes import DONE, FAILED, SKIPPED, TERMINAL
 from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done, sink_prefix
 from .record import ModelInfo
-from .sinks import SinkError, sink_from_config
+from .sinks import Sink, SinkError, sink_from_config
 from .termination import ENV_TERMINATION_LOG, write_termination_message
+from .webhook import Notifier, WebhookSink, stored_check
 
 __all__ = ["ENV_TERMINATION_LOG", "Worker", "settings_digest"]
 
@@ -55,6 +56,12 @@ EXIT_STOPPED = 143  # 128 + SIGTERM: a Batch run stopped before it finished
 
 # On SIGTERM the outbox gets this long to deliver what waits (the pod's grace period is 30 s).
 SHUTDOWN_FLUSH_SECONDS = 10.0
+# Batch: how long the webhook's receiver gets to take the messages that wait once every event is in
+# S3; what it has not taken by then stays on the node's disk for the next run.
+ENV_WEBHOOK_DRAIN = "EDGE_INFERENCE_WEBHOOK_DRAIN_SECONDS"
+WEBHOOK_DRAIN_SECONDS = 60.0
+# The webhook outbox's bound: messages are about 600 bytes, so this holds ~100,000 of them.
+WEBHOOK_OUTBOX_BYTES = 64 * 1024 * 1024
 DRAIN_LOG_SECONDS = 30.0
 # Batch drain: the last upload wakes it at once; this often it checks for SIGTERM and beats meanwhile.
 DRAIN_WAKE_SECONDS = 0.2
@@ -118,7 +125,9 @@ class Worker:
             outbox.close(0)
             raise StartupError(f"metrics port {self.config.metrics_port}: {exc.strerror or exc}") from None
         outbox.start()
+        webhooks: S3Outbox | None = None
         try:
+            webhooks = self._webhook_outbox(state, sink) if self.config.webhook else None
             detector = self._load_detector(state)
             self.health.ready = True
             services = self.services = Services(
@@ -131,6 +140,7 @@ class Worker:
                 health=self.health,
                 stop=self.stop,
                 index=EventIndexWriter(state / "index", sink_prefix(self.config), outbox),
+                notifier=self._notifier(webhooks),
             )
             log.info(
                 "worker started",
@@ -142,8 +152,13 @@ class Worker:
             if self.config.mode == Mode.CONTINUOUS:
                 self._continuous(services)
                 return EXIT_OK
-            return self._batch(services, outbox)
+            result = self._batch(services, outbox)
+            if webhooks is not None and result == EXIT_OK:
+                self._drain_webhooks(webhooks)
+            return result
         finally:
+            if webhooks is not None:
+                webhooks.close(0)
             # A sink that says no for good will not take the events in the next 10 s either.
             outbox.close(0 if outbox.sink_refusal() else SHUTDOWN_FLUSH_SECONDS)
             if outbox.depth():
@@ -151,6 +166,37 @@ class Worker:
                             extra={"fields": {"events": outbox.depth()}})
             if server is not None:
                 server.shutdown()
+
+    def _webhook_outbox(self, state: Path, sink: Sink) -> S3Outbox:
+        """The job's webhook messages: a durable outbox of their own (docs/events.md, "Notifications")."""
+        key = self.environ.get(ENV_WEBHOOK_HMAC_KEY, "")
+        if not key:
+            raise StartupError(f"the job names a webhook but {ENV_WEBHOOK_HMAC_KEY} (its HMAC key) is empty")
+        assert self.config.webhook is not None
+        receiver = WebhookSink(self.config.webhook.url, key.encode(), stored_check(sink))
+        try:
+            webhooks = S3Outbox(state / "webhook-outbox", receiver, WEBHOOK_OUTBOX_BYTES, CollectorRegistry())
+        except (OutboxError, OSError) as exc:
+            raise StartupError(f"webhook outbox at {state / 'webhook-outbox'}: {exc}") from None
+        webhooks.start()
+        return webhooks
+
+    def _notifier(self, webhooks: S3Outbox | None) -> Notifier | None:
+        if webhooks is None or self.config.webhook is None:
+            return None
+        bucket = self.config.sink.bucket if isinstance(self.config.sink, S3Sink) else None
+        return Notifier(webhooks, self.config.webhook.classes, bucket)
+
+    def _drain_webhooks(self, webhooks: S3Outbox) -> None:
+        """Batch: give the receiver a while to take what waits; what it does not take waits for the next run."""
+        grace = float(self.environ.get(ENV_WEBHOOK_DRAIN, WEBHOOK_DRAIN_SECONDS))
+        deadline = time.monotonic() + grace
+        while not webhooks.wait_empty(min(DRAIN_WAKE_SECONDS, max(0.0, deadline - time.monotonic()))):
+            if self.stop.is_set() or time.monotonic() >= deadline:
+                log.warning("webhook messages left for the next run on this node",
+                            extra={"fields": {"messages": webhooks.depth(), "waited": grace}})
+                return
+            self.health.beat()
 
     def _load_detector(self, state: Path) -> UltralyticsDetector:
         spec = self.config.model

@@ -81,3 +81,18 @@ def test_an_object_with_a_bad_key_is_refused_before_it_is_stored(s3_server, tmp_
         outbox.put_object("events/../x.json", b"{}", "application/json")
     assert outbox.depth() == 0
     outbox.close(flush_timeout=0)
+
+
+def test_object_entries_survive_a_restart_and_are_not_counted_as_events(s3_server, tmp_path):
+    sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
+    outbox = S3Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
+    assert outbox.put(*sample_event(0))
+    assert outbox.put_object(INDEX_KEY, b"{}", "application/json")
+    outbox.close(flush_timeout=0)
+    reopened = S3Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
+    assert (reopened.depth(), reopened.events_waiting()) == (2, 1)
+    assert sorted(p.suffix for p in (tmp_path / "outbox" / "entries").iterdir()) == [".evt", ".obj"]
+    reopened.start()
+    wait_until(lambda: reopened.depth() == 0, 60, "the outbox to drain")
+    reopened.close(flush_timeout=5)
+    assert s3_server.get(INDEX_KEY) == b"{}"
