@@ -363,9 +363,7 @@ class FilePipeline:
             self.s.metrics.stage_seconds.labels(stage="snapshot").observe(time.perf_counter() - started)
             started = time.perf_counter()
             if self._put(event, key, document, jpeg):
-                self._record_in_index(key, document)
-                if self.s.notifier is not None:
-                    self.s.notifier.event(json.loads(document), f"{key}.json")
+                self._announce(key, json.loads(document))
             self.s.metrics.stage_seconds.labels(stage="outbox").observe(time.perf_counter() - started)
             self.s.metrics.events.labels(**{"class": event.cls}).inc()
             self.events += 1
@@ -393,13 +391,15 @@ class FilePipeline:
         )
         return key, encode_document(document), jpeg
 
-    def _record_in_index(self, key: str, document: bytes) -> None:
-        """Add an event now in the outbox to its hour's index record (before any checkpoint past it)."""
+    def _announce(self, key: str, document: dict) -> None:
+        """An event is in the outbox: add it to its hour's index record (before any checkpoint past it), and
+        queue its webhook message."""
         index = self.s.index
         if index is not None:
-            stored = json.loads(document)
             retry_until_done(self.s, "event index record", KIND_STATE_WRITE,
-                             lambda: index.record(stored, f"{key}.json"))
+                             lambda: index.record(document, f"{key}.json"))
+        if self.s.notifier is not None:
+            self.s.notifier.event(document, f"{key}.json")
 
     def _put(self, event: Event, key: str, document: bytes, jpeg: bytes) -> bool:
         """Hand the event to the outbox, waiting (and beating) while it is full; never drops it on a full disk.

@@ -20,7 +20,7 @@ import sys
 import threading
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -170,7 +170,7 @@ def write_events(events: Iterable[EventSummary], form: str, out: TextIO, *, head
         for row in rows:
             out.write(json.dumps(row, sort_keys=True) + "\n")
     elif form == "csv":
-        writer = csv.DictWriter(out, fieldnames=sorted(rows[0]) if rows else _CSV_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=_CSV_FIELDS, lineterminator="\n")
         if header:
             writer.writeheader()
         writer.writerows(rows)
@@ -183,9 +183,8 @@ def write_events(events: Iterable[EventSummary], form: str, out: TextIO, *, head
     out.flush()
 
 
-_CSV_FIELDS = sorted(
-    summary_as_dict(EventSummary("", "", "", "", "", None, None, 0.0, 0, "", "", "")) | {"site": ""}
-)
+# The columns of `--format csv` (the fields of `summary_as_dict`, and the site).
+_CSV_FIELDS = sorted({"class" if f.name == "cls" else f.name for f in fields(EventSummary)} | {"site"})
 
 
 def _cell(value: object) -> str:
