@@ -103,6 +103,14 @@ class SampledFrame:
         return self._image
 
     @property
+    def nbytes(self) -> int:
+        """Bytes this sample holds: the decoder's planes as they are (format, padding) and/or the BGR image."""
+        held = self._image.nbytes if self._image is not None else 0
+        if self._frame is not None:
+            held += sum(plane.buffer_size for plane in self._frame.planes)
+        return held
+
+    @property
     def luma(self) -> np.ndarray:
         """The brightness plane (2-D): the decoder's Y plane for 8-bit YUV, else from the BGR image."""
         frame = self._frame

@@ -590,14 +590,21 @@ class S3Outbox:
             self._dead_letter(entry, str(error))
 
     def _dead_letter(self, entry: _Indexed, why: str) -> None:
-        """Move an entry the sink rejected for good out of the way, with the reason beside it."""
-        self._dead_dir.mkdir(exist_ok=True)
+        """Move an entry the sink rejected for good out of the way, with the reason beside it.
+
+        If the disk refuses the move, the entry stays at the head and is tried again after the back-off.
+        """
         target = self._dead_dir / entry.path.name
-        reason = self._dead_dir / f"{entry.path.name}.txt"
-        reason.write_text(f"{why}\n")
-        os.replace(entry.path, target)
-        fsync_directory(self._dead_dir)
-        fsync_directory(self._entries_dir)
+        try:
+            self._dead_dir.mkdir(exist_ok=True)
+            (self._dead_dir / f"{entry.path.name}.txt").write_text(f"{why}\n")
+            os.replace(entry.path, target)
+            fsync_directory(self._dead_dir)
+            fsync_directory(self._entries_dir)
+        except OSError as error:
+            self.metrics.errors.labels(kind=KIND_WRITE).inc()
+            log.error("outbox: cannot move a rejected event to dead-letter (%s); it is tried again", error)
+            return
         with self._changed:
             self._remove(entry)
         self._rejections.pop(entry.seq, None)
@@ -622,6 +629,7 @@ class S3Outbox:
         # No directory fsync after the unlink: if a crash resurrects the entry, it is uploaded
         # again to the same keys, which overwrites and never duplicates.
         indexed.path.unlink(missing_ok=True)
+        self._rejections.pop(indexed.seq, None)
         with self._changed:
             self._remove(indexed)
         if entry.kind == ENTRY_EVENT:

@@ -8,9 +8,9 @@ resumed from any checkpoint makes exactly the decisions an uninterrupted run mak
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,12 +46,13 @@ OUTBOX_WAIT_SECONDS = 5.0
 RETRY_BACKOFF = (0.5, 30.0)
 # Frames decoded ahead of the detector: two batches (the next decodes during this one). With motion
 # gating, far more: decoding runs on through an event's forward passes, and the static stretch after
-# it is then read from the buffer. Up to READ_AHEAD_GATED_BYTES of pictures as the decoder gives them
-# (YUV, not BGR; 8-bit 4:2:0 size): 194 frames at 640x360, 48 at 720p, 21 at 1080p, within the bounds.
-# Gated speed-up at 2 fps on static-heavy 360p footage (bench/motion_gating.py): 8 frames 4.83x,
-# 32 5.14x, 64 5.59x, 128 5.79x, 256 6.02x.
+# it is then read from the buffer. Either way at most READ_AHEAD_BYTES of frames as they are held (the
+# decoder's planes in their real format, and the BGR image once converted), within frame bounds:
+# 194 frames of 640x360 4:2:0, 21 of 1080p, 10 of 1080p 4:4:4. Gated speed-up at 2 fps on
+# static-heavy 360p footage (bench/motion_gating.py): 8 frames 4.83x, 32 5.14x, 64 5.59x, 128 5.79x,
+# 256 6.02x; peak memory by frame size in docs/benchmarks.md ("Real cameras").
 READ_AHEAD_BATCHES = 2
-READ_AHEAD_GATED_BYTES = 64 * 2**20
+READ_AHEAD_BYTES = 64 * 2**20
 READ_AHEAD_GATED_FRAMES = (8, 256)
 # A snapshot too big for the outbox is re-encoded once at this quality before giving up on it.
 FALLBACK_JPEG_QUALITY = 40
@@ -116,53 +117,107 @@ def timed(items: Iterable[T], observe: Callable[[float], None]) -> Iterator[T]:
         yield item
 
 
-def gated_read_ahead(width: int, height: int) -> int:
-    """Frames to decode ahead of a motion-gated detector: READ_AHEAD_GATED_BYTES of 4:2:0 pictures, bounded."""
+@dataclass(frozen=True)
+class ReadAheadLimit:
+    """How far a producer may run ahead: up to `budget_bytes` of items, at least `min_items`, at most `max_items`."""
+
+    budget_bytes: int
+    min_items: int
+    max_items: int
+
+
+def read_ahead_limit(batch_size: int, gated: bool) -> ReadAheadLimit:
+    """The decoder's lead over the detector (see READ_AHEAD_BATCHES); always at least one batch."""
+    batches = READ_AHEAD_BATCHES * batch_size
+    if not gated:
+        return ReadAheadLimit(READ_AHEAD_BYTES, batch_size, batches)
     lowest, highest = READ_AHEAD_GATED_FRAMES
-    return min(highest, max(lowest, READ_AHEAD_GATED_BYTES // max(1, width * height * 3 // 2)))
+    return ReadAheadLimit(READ_AHEAD_BYTES, max(lowest, batch_size), max(highest, batches))
 
 
-def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
-    """Yield from `items`, produced by a background thread at most `depth` items ahead.
+class ReadAhead(Iterator[T]):
+    """Items of `items`, produced by a background thread at most `limit` ahead (sizes from `size_of`).
 
     Decoding the next frames while the detector works on this one fills the CPU time torch leaves
     idle between its parallel sections (bench/overhead.py: about +5% frames per second on 2 CPUs).
-    An exception of the producer is raised here after the items before it. Close this generator
-    (or exhaust it) before closing what `items` reads: closing stops and joins the producer.
+    An exception of the producer is raised here after the items before it. Close this iterator (or
+    exhaust it) before closing what `items` reads: closing stops and joins the producer.
     """
-    buffer: queue.Queue[tuple[bool, T | BaseException | None]] = queue.Queue(max(1, depth))
-    cancelled = threading.Event()
 
-    def produce() -> None:
+    def __init__(self, items: Iterable[T], limit: ReadAheadLimit, size_of: Callable[[T], int] = lambda _: 0) -> None:
+        self._limit = limit
+        self._size_of = size_of
+        self._changed = threading.Condition()
+        self._held: collections.deque[tuple[T, int]] = collections.deque()
+        self._bytes = 0
+        self._finished = False
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._produce, args=(items,), name="decode-ahead", daemon=True)
+        self._thread.start()
+
+    @property
+    def held_items(self) -> int:
+        with self._changed:
+            return len(self._held)
+
+    @property
+    def held_bytes(self) -> int:
+        with self._changed:
+            return self._bytes
+
+    def __next__(self) -> T:
+        with self._changed:
+            while not self._held and not self._finished:
+                self._changed.wait()
+            if self._held:
+                item, size = self._held.popleft()
+                self._bytes -= size
+                self._changed.notify_all()
+                return item
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop the producer (it finishes the item it is making) and wait for it."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _produce(self, items: Iterable[T]) -> None:
         try:
             with closing(iter(items)) as source:
                 for item in source:
-                    buffer.put((False, item))
-                    if cancelled.is_set():
+                    if not self._offer(item, self._size_of(item)):
                         return
-            buffer.put((True, None))
+            self._finish(None)
         except BaseException as exc:  # handed to the consumer, raised there
-            buffer.put((True, exc))
+            self._finish(exc)
 
-    thread = threading.Thread(target=produce, name="decode-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            done, item = buffer.get()
-            if done:
-                if item is not None:
-                    raise item
-                return
-            yield item
-    finally:
-        cancelled.set()
-        # The producer may wait on a full buffer: after emptying it, its next put returns at once
-        # and it sees the cancellation.
-        while thread.is_alive():
-            try:
-                buffer.get(timeout=0.05)
-            except queue.Empty:
-                pass
+    def _offer(self, item: T, size: int) -> bool:
+        with self._changed:
+            while not self._cancelled and self._full(size):
+                self._changed.wait()
+            if self._cancelled:
+                return False
+            self._held.append((item, size))
+            self._bytes += size
+            self._changed.notify_all()
+            return True
+
+    def _full(self, size: int) -> bool:
+        held, limit = len(self._held), self._limit
+        if held >= limit.max_items:
+            return True
+        return held >= limit.min_items and self._bytes + size > limit.budget_bytes
+
+    def _finish(self, error: BaseException | None) -> None:
+        with self._changed:
+            self._finished, self._error = True, error
+            self._changed.notify_all()
 
 
 def with_images(frames: Iterable[SampledFrame]) -> Iterator[SampledFrame]:
@@ -250,12 +305,10 @@ class FilePipeline:
                 # From a checkpoint, decode one sample earlier: it is only the motion gate's reference.
                 first = max(0, start - 1) if self.gate else start
                 decoded = timed(reader.samples(self.fps, first, self.s.metrics.frames_decoded), self._observe_decode)
-                depth = READ_AHEAD_BATCHES * self.s.detector.batch_size
                 if self.gate is None:
                     decoded = with_images(decoded)
-                else:
-                    depth = max(depth, gated_read_ahead(info.width, info.height))
-                with closing(read_ahead(decoded, depth)) as samples:
+                limit = read_ahead_limit(self.s.detector.batch_size, gated=self.gate is not None)
+                with closing(ReadAhead(decoded, limit, lambda frame: frame.nbytes)) as samples:
                     if first < start:
                         samples = self._prime_gate(samples, start)
                     if not self._analyse(samples):

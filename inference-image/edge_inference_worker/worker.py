@@ -384,15 +384,17 @@ class Worker:
             now = time.monotonic()
             refusal = outbox.sink_refusal()
             if refusal is not None and now - refusal.since >= self.sink_grace:
-                message = (f"the event sink refuses: {refusal.message}; {outbox.depth()} events stay in the outbox "
+                events = outbox.events_waiting()
+                message = (f"the event sink refuses: {refusal.message}; {events} events stay in the outbox "
                            "for the next start")
-                log.error(message, extra={"fields": {"events": outbox.depth(), "waited": round(now - refusal.since)}})
+                log.error(message, extra={"fields": {"events": events, "waited": round(now - refusal.since)}})
                 write_termination_message(self.environ, message)
                 return EXIT_USAGE
             if now - last_log >= DRAIN_LOG_SECONDS:
                 last_log = now
                 log.info("waiting for the outbox to deliver",
-                         extra={"fields": {"events": outbox.depth(), "lastError": refusal and refusal.message}})
+                         extra={"fields": {"events": outbox.events_waiting(),
+                                           "lastError": refusal and refusal.message}})
         return EXIT_OK
 
     def _summary(self) -> int:

@@ -210,7 +210,7 @@ def test_the_parked_car_stays_for_the_whole_file_while_a_hundred_objects_cross_c
     assert len(crossers) == 100 and {o.class_name for o in crossers} == {"person", "car"}
     assert min(o.onscreen_start_s for o in crossers) >= 45.0
     for obj in crossers:
-        for x1, y1, x2, y2 in obj.boxes.values():
+        for x1, y1, x2, _ in obj.boxes.values():
             assert y1 >= py2 or x1 >= px2 or x2 <= px1, "a crossing hides the parked car"
     spans = sorted((o.onscreen_start_s, o.onscreen_end_s) for o in crossers)
     assert all(b[0] > a[1] for a, b in zip(spans, spans[1:], strict=False))  # one at a time

@@ -303,3 +303,22 @@ def test_a_restart_does_not_repeat_done_lines(short_clip, worker_env, tmp_path):
     (summary,) = [r for r in again.records if "finished in an earlier run" in r.getMessage()]
     assert summary.fields["files"] == 3 and summary.levelno == logging.INFO
     assert again.metric(FILES, outcome="done") == 3  # still counted: progress after a restart stays right
+
+
+def test_the_exit_codes_of_a_missing_input_folder_are_the_documented_ones(worker_env, tmp_path):
+    rows = {line.split("|")[1].strip(): line for line in
+            (Path(__file__).parents[2] / "docs" / "events.md").read_text().splitlines() if line.startswith("| ")}
+    missing = tmp_path / "no-such-folder"
+    assert cli_main(["detect", *_flags(tmp_path, missing)]) == 2
+    assert "missing input folder given to `detect`" in rows["2"]
+    config = parse_detect_flags(_flags(tmp_path, _folder(tmp_path, {"a.mp4": b"x"})), worker_env)
+    pod = config.model_copy(update={"input_dir": str(missing)})
+    environ = {**worker_env, "EDGE_INFERENCE_CONFIG": pod.model_dump_json(by_alias=True)}
+    saved = dict(os.environ)
+    os.environ.update(environ)
+    try:
+        assert cli_main(["run"]) == 3
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert "in a pod (`run`) an input folder that does not exist" in rows["3"]
