@@ -28,6 +28,7 @@ ENV_WORKER_CONFIG = "EDGE_INFERENCE_CONFIG"
 ENV_S3_ACCESS_KEY = "EDGE_INFERENCE_S3_ACCESS_KEY"
 ENV_S3_SECRET_KEY = "EDGE_INFERENCE_S3_SECRET_KEY"
 ENV_NODE_NAME = "EDGE_INFERENCE_NODE_NAME"
+ENV_WEBHOOK_HMAC_KEY = "EDGE_INFERENCE_WEBHOOK_HMAC_KEY"
 
 DEFAULT_MODEL = "yolov5nu"
 DEFAULT_INCLUDE = ["**/*.mp4", "**/*.mkv", "**/*.avi", "**/*.mov"]
@@ -222,6 +223,14 @@ class EventsSpec(ApiModel):
         70, ge=10, le=100,
         description="JPEG quality of snapshots (70, as Frigate's default: a 640x360 frame is about 19 kB).",
     )
+    stationary_seconds: float = Field(
+        30.0, ge=0.0, le=86400.0,
+        description="Video seconds an object stays still before it is stationary: its event closes (flagged "
+        "stationary), its region leaves the motion gate, and it is only re-checked. 0 turns this off.",
+    )
+    stationary_recheck_seconds: float = Field(
+        10.0, gt=0.0, le=3600.0, description="Video seconds between re-checks of a stationary object."
+    )
 
 
 class SecretRef(ApiModel):
@@ -245,11 +254,37 @@ class OutputSpec(ApiModel):
         ..., pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket for events."
     )
     prefix: str = Field(
-        "events", max_length=512, pattern=r"^[A-Za-z0-9!_.*'()/-]*$", description="Key prefix for events."
+        # 409 keeps the longest event key within S3's 1024 bytes: namespace (63), job name (253) and
+        # node name (253) at their Kubernetes maximum, the ids (16, 20), separators and ".json" (46).
+        "events", max_length=409, pattern=r"^[A-Za-z0-9!_.*'()/-]*$", description="Key prefix for events."
     )
     secure: bool = Field(True, description="Use TLS to the endpoint.")
     region: str | None = Field(None, description="S3 region, if the server needs one.")
     credentials_secret_ref: SecretRef = Field(..., description="Secret with the S3 access and secret keys.")
+
+
+class WebhookSecretRef(ApiModel):
+    """The webhook's HMAC key by reference to a Secret in the job's namespace (never inline)."""
+
+    name: str = Field(..., min_length=1, max_length=253, description="Secret name.")
+    key: str = Field("hmacKey", min_length=1, max_length=253, description="Key in the Secret holding the HMAC key.")
+
+
+class WebhookSpec(ApiModel):
+    """Where the workers post a signed message about each event, once the event is confirmed in S3."""
+
+    url: str = Field(
+        ...,
+        max_length=2048,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="http(s) URL the workers POST each event to (reachable from the edge nodes).",
+    )
+    secret_ref: WebhookSecretRef = Field(
+        ..., description="Secret with the key of the HMAC-SHA256 signature (header X-Edge-Inference-Signature)."
+    )
+    classes: list[ClassName] = Field(
+        default_factory=list, max_length=80, description="Classes to send; empty sends every event."
+    )
 
 
 class SamplingSpec(ApiModel):
@@ -303,6 +338,9 @@ class InferenceJobSpec(ApiModel):
     output: OutputSpec = Field(..., description="Where events are uploaded.")
     sampling: SamplingSpec = Field(default_factory=SamplingSpec, description="Which frames are analysed.")
     outbox: OutboxSpec = Field(default_factory=OutboxSpec, description="The on-node outbox.")
+    webhook: WebhookSpec | None = Field(
+        None, description="Notify a webhook of each event (delivered at least once, through a durable outbox)."
+    )
 
     @model_validator(mode="after")
     def _check_unique_accelerators(self) -> InferenceJobSpec:
@@ -411,6 +449,13 @@ class DirectorySink(ApiModel):
     path: str
 
 
+class WebhookTarget(ApiModel):
+    """The worker's webhook settings (its HMAC key comes from the environment, never the config)."""
+
+    url: str
+    classes: list[str] = Field(default_factory=list)
+
+
 class WorkerConfig(ApiModel):
     """Everything one worker needs; the operator sends exactly this as JSON."""
 
@@ -431,3 +476,4 @@ class WorkerConfig(ApiModel):
     metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus metrics and health; 0 disables.")
     poll_seconds: float = Field(2.0, gt=0, description="Continuous: how often the folder is rescanned.")
     settle_seconds: float = Field(5.0, ge=0, description="Continuous: a file unchanged this long is complete.")
+    webhook: WebhookTarget | None = Field(None, description="Post each confirmed event here, signed.")

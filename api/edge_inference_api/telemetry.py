@@ -19,10 +19,12 @@ EVENTS_UPLOADED = PREFIX + "events_uploaded"
 BYTES_SCANNED = PREFIX + "video_bytes_scanned"
 BYTES_UPLOADED = PREFIX + "bytes_uploaded"
 ERRORS = PREFIX + "errors"  # label kind
+OUTBOX_DEAD_LETTERS = PREFIX + "outbox_dead_letters"  # events S3 rejected for good, kept in dead-letter/
 # Gauges.
 OUTBOX_DEPTH = PREFIX + "outbox_events"  # events waiting on the node's disk
 OUTBOX_BYTES = PREFIX + "outbox_bytes"
 OUTBOX_OLDEST_AGE = PREFIX + "outbox_oldest_age_seconds"
 OUTBOX_FULL = PREFIX + "outbox_full"  # 1 while the outbox refuses new events
+SINK_MISCONFIGURED = PREFIX + "sink_misconfigured"  # 1 while the sink's last answer was a definite no
 HEARTBEAT = PREFIX + "heartbeat_timestamp_seconds"  # unix time of the worker's last loop
 BATCH_COMPLETE = PREFIX + "batch_complete"  # 1 once a Batch worker has finished every file

@@ -5,8 +5,10 @@
     edge-inference run                                         # in a pod: config from EDGE_INFERENCE_CONFIG
 
 Exit codes: 0 done; 1 a Batch run finished but some files failed (summary in the log);
-2 a configuration mistake (one line on stderr); 3 the worker could not start (model missing,
-state folder unusable); 143 stopped by SIGTERM/SIGINT before a Batch run finished.
+2 a configuration mistake (one line on stderr), or, in Batch, an event sink that keeps refusing
+(missing bucket, wrong credentials); 3 the worker could not start (model missing, state folder
+unusable); 143 stopped by SIGTERM/SIGINT before a Batch run finished. In a pod the reason of 1, 2
+and 3 also goes to the termination message (see termination.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Sequence
 from edge_inference_api.models import ENV_WORKER_CONFIG
 
 from .config import ConfigError, add_detect_arguments, config_from_args, config_from_env, credentials_from_env
+from .review.commands import add_events_commands, run_events_command
+from .termination import write_termination_message
 from .worker import EXIT_STARTUP, EXIT_USAGE, StartupError, Worker
 
 
@@ -32,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect = commands.add_parser("detect", help="process a folder of video (Batch, or --watch for Continuous)")
     add_detect_arguments(detect)
     commands.add_parser("run", help=f"run with the configuration in {ENV_WORKER_CONFIG} (what pods do)")
+    events = commands.add_parser("events", help="list, show, report and watch the events in a bucket")
+    add_events_commands(events)
     return parser
 
 
@@ -42,10 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv and environ.get(ENV_WORKER_CONFIG):
         argv = ["run"]
     args = build_parser().parse_args(argv)  # argparse prints usage and exits 2 on a bad flag
+    if args.command == "events":
+        return run_events_command(args, environ)
     try:
         config = config_from_env(environ) if args.command == "run" else config_from_args(args, environ)
     except ConfigError as exc:
         print(f"edge-inference: error: {exc}", file=sys.stderr)
+        write_termination_message(environ, f"configuration error: {exc}")
         return EXIT_USAGE
     # Offline by default: ultralytics must never reach for the network in a pod.
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -60,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Worker(config, credentials_from_env(environ), environ, stop).run()
     except StartupError as exc:
         print(f"edge-inference: cannot start: {exc}", file=sys.stderr)
+        write_termination_message(environ, f"cannot start: {exc}")
         return EXIT_STARTUP
 
 

@@ -24,6 +24,7 @@ from edge_inference_api.models import (
     ENV_NODE_NAME,
     ENV_S3_ACCESS_KEY,
     ENV_S3_SECRET_KEY,
+    ENV_WEBHOOK_HMAC_KEY,
     ENV_WORKER_CONFIG,
     Device,
     DirectorySink,
@@ -39,6 +40,11 @@ from edge_inference_api.models import (
     WorkerConfig,
 )
 from pydantic import BaseModel, ValidationError
+
+from .events import event_id
+from .files import file_id
+from .record import key_base
+from .sinks import check_key, check_key_fits
 
 ENV_S3_ENDPOINT = "EDGE_INFERENCE_S3_ENDPOINT"
 ENV_S3_SECURE = "EDGE_INFERENCE_S3_SECURE"
@@ -85,11 +91,30 @@ def config_from_env(environ: Mapping[str, str]) -> WorkerConfig:
 
 def _validated(data: dict, where: str) -> WorkerConfig:
     try:
-        return WorkerConfig.model_validate(data)
+        config = WorkerConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         location = ".".join(str(part) for part in first["loc"]) or "(root)"
         raise ConfigError(f"invalid {where}: {location}: {first['msg']}") from None
+    check_event_keys(config, where)
+    return config
+
+
+def check_event_keys(config: WorkerConfig, where: str) -> None:
+    """Refuse, before anything is queued, settings whose event keys S3 would refuse for good.
+
+    The node is one key segment (no '/', not '.' or '..'), and the longest key (prefix, namespace,
+    job, node, the file and event ids, `.json`) must fit S3's 1024 bytes.
+    """
+    node = config.node
+    if not node or "/" in node or node in (".", ".."):
+        raise ConfigError(f"invalid {where}: node {node!r} cannot be one segment of an object key")
+    prefix = getattr(config.sink, "prefix", "")
+    longest = key_base(prefix, config.job, node, file_id(""), event_id("", "", 0.0)) + ".json"
+    try:
+        check_key_fits(check_key(longest))
+    except ValueError as exc:
+        raise ConfigError(f"invalid {where}: event keys would be refused: {exc}") from None
 
 
 def _csv(value: str) -> list[str]:
@@ -134,6 +159,14 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
         "--cooldown", type=float, default=_default(EventsSpec, "cooldown_seconds"),
         help="video seconds without the class to close",
     )
+    parser.add_argument(
+        "--stationary-seconds", type=float, default=_default(EventsSpec, "stationary_seconds"),
+        help="video seconds still before an object is stationary (0: off)",
+    )
+    parser.add_argument(
+        "--stationary-recheck-seconds", type=float, default=_default(EventsSpec, "stationary_recheck_seconds"),
+        help="video seconds between re-checks of a stationary object",
+    )
     parser.add_argument("--snapshot", choices=[s.value for s in SnapshotStyle], default=SnapshotStyle.ANNOTATED.value)
     parser.add_argument("--blur", type=_csv, default=None, metavar="CLASSES", help="classes blurred in snapshots")
     parser.add_argument("--snapshot-quality", type=int, default=_default(EventsSpec, "snapshot_quality"))
@@ -145,12 +178,21 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", default="standalone", help="job part of the object keys")
     parser.add_argument("--poll-seconds", type=float, default=_default(WorkerConfig, "poll_seconds"))
     parser.add_argument("--settle-seconds", type=float, default=_default(WorkerConfig, "settle_seconds"))
+    parser.add_argument("--webhook-url", help=f"POST each event here, signed with {ENV_WEBHOOK_HMAC_KEY}")
+    parser.add_argument("--webhook-classes", type=_csv, default=None, metavar="CLASSES",
+                        help="classes sent to the webhook (default: all)")
+    add_s3_arguments(parser)
+
+
+def add_s3_arguments(parser: argparse.ArgumentParser) -> None:
+    """The S3 endpoint flags, shared by `detect` and the `events` commands."""
     parser.add_argument("--s3-endpoint", help=f"host[:port] or http(s)://host[:port] (or {ENV_S3_ENDPOINT})")
     parser.add_argument("--s3-insecure", action="store_true", help="plain HTTP to the S3 endpoint")
     parser.add_argument("--s3-region")
 
 
-def _sink_from_out(out: str, args: argparse.Namespace, environ: Mapping[str, str]) -> S3Sink | DirectorySink:
+def sink_from_out(out: str, args: argparse.Namespace, environ: Mapping[str, str]) -> S3Sink | DirectorySink:
+    """Where `s3://bucket/prefix` or a folder points (flags `add_s3_arguments` and the environment)."""
     if not out.startswith("s3://"):
         return DirectorySink(path=str(Path(out).expanduser().resolve()))
     bucket, _, prefix = out[len("s3://") :].partition("/")
@@ -187,7 +229,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Wo
     input_dir = Path(args.input).expanduser().resolve()
     if not input_dir.is_dir():
         raise ConfigError(f"input folder {args.input} does not exist or is not a folder")
-    sink = _sink_from_out(args.out, args, environ)
+    sink = sink_from_out(args.out, args, environ)
     state_dir = Path(args.state_dir).expanduser().resolve() if args.state_dir else default_state_dir(
         input_dir, args.out, environ
     )
@@ -211,6 +253,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Wo
         "events": {
             "minFrames": args.min_frames,
             "cooldownSeconds": args.cooldown,
+            "stationarySeconds": args.stationary_seconds,
+            "stationaryRecheckSeconds": args.stationary_recheck_seconds,
             "snapshot": args.snapshot,
             "blurClasses": args.blur or [],
             "snapshotQuality": args.snapshot_quality,
@@ -227,6 +271,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Wo
         "pollSeconds": args.poll_seconds,
         "settleSeconds": args.settle_seconds,
     }
+    if args.webhook_url:
+        data["webhook"] = {"url": args.webhook_url, "classes": args.webhook_classes or []}
     return _validated(data, "flags")
 
 

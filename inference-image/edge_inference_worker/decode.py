@@ -8,6 +8,7 @@ a checkpoint at sample k yields exactly the frames an uninterrupted run would ha
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ _EIGHT_BIT_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv44
 SKIP_NONREF_BELOW = 0.25
 
 # Decoding that stops this much before the duration in the header means the file was cut off.
+# The duration is the longer of what the container says in seconds and its frame count at the
+# frame rate: an AVI cut in half (its index gone) reports the shorter duration it still holds,
+# but its header keeps the frame count of the whole recording.
 TRUNCATION_SLACK_SECONDS = 1.0
 
 # Container signatures: a file that fails to open and has none of these is "not a video" rather
@@ -99,6 +103,14 @@ class SampledFrame:
         return self._image
 
     @property
+    def nbytes(self) -> int:
+        """Bytes this sample holds: the decoder's planes as they are (format, padding) and/or the BGR image."""
+        held = self._image.nbytes if self._image is not None else 0
+        if self._frame is not None:
+            held += sum(plane.buffer_size for plane in self._frame.planes)
+        return held
+
+    @property
     def luma(self) -> np.ndarray:
         """The brightness plane (2-D): the decoder's Y plane for 8-bit YUV, else from the BGR image."""
         frame = self._frame
@@ -142,10 +154,31 @@ def looks_like_video(path: Path) -> bool:
     return any(head[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES)
 
 
+def riff_shortfall(path: Path) -> str | None:
+    """Why an AVI is incomplete by its RIFF header, or None: the size it declares is more than the file has.
+
+    A writer patches the size when it closes the file (until then it is 0xFFFFFFFF), so a file cut
+    off, or still being written by a camera that paused, declares more than it holds. (Files over
+    1 GB chain further RIFF chunks; the first one's size then covers only the first chunk.)
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        size = os.fstat(handle.fileno()).st_size
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+        return None
+    declared = int.from_bytes(head[4:8], "little") + 8
+    if declared <= size:
+        return None
+    if declared == 0xFFFFFFFF + 8:
+        return "AVI header not finished (still being written, or the writer stopped)"
+    return f"AVI header says {declared} bytes, the file has {size}"
+
+
 class VideoReader:
     """One open video file; use as a context manager."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
+        self._path = path
         try:
             self._container = av.open(str(path), mode="r")
         except (FileNotFoundError, PermissionError, IsADirectoryError):
@@ -171,6 +204,7 @@ class VideoReader:
         self.info = VideoInfo(codec=ctx.name, width=ctx.width, height=ctx.height, duration=duration)
         rate = self._stream.average_rate or self._stream.guessed_rate
         self._frame_step = 1.0 / float(rate) if rate else 0.04
+        self._declared_duration = max(duration or 0.0, (self._stream.frames or 0) * self._frame_step) or None
 
     def __enter__(self) -> VideoReader:
         return self
@@ -207,6 +241,17 @@ class VideoReader:
         if frames == 0 and start_index == 0:
             raise DecodeError(CORRUPT, "no frame could be decoded")
         # A cut-off file often just ends (no decoder error); its header still knows how long it was.
-        duration = self.info.duration
-        if frames and duration and last_time < duration - max(TRUNCATION_SLACK_SECONDS, 2 * self._frame_step):
-            raise DecodeError(TRUNCATED, f"stream ends at {last_time:.2f} s of {duration:.2f} s", frames)
+        problem = self._shortfall(last_time)
+        if frames and problem:
+            raise DecodeError(TRUNCATED, problem, frames)
+
+    def _shortfall(self, last_time: float) -> str | None:
+        """Why the file holds less than its container says, or None."""
+        if self._container.format.name == "avi":
+            problem = riff_shortfall(self._path)
+            if problem:
+                return problem
+        duration = self._declared_duration
+        if duration and last_time < duration - max(TRUNCATION_SLACK_SECONDS, 2 * self._frame_step):
+            return f"stream ends at {last_time:.2f} s of {duration:.2f} s"
+        return None

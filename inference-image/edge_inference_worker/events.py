@@ -46,6 +46,7 @@ class Event:
     best_time: float
     best_box: Box
     best_frame: Any  # what the caller passed with the best frame (image and all its detections)
+    stationary: bool = False  # closed because its object stopped moving (see stationary.py)
 
 
 def event_id(file_id: str, cls: str, start: float) -> str:
@@ -63,6 +64,7 @@ class _Track:
     best_time: float = 0.0
     best_box: Box = (0.0, 0.0, 0.0, 0.0)
     best_frame: Any = field(default=None, repr=False)
+    stationary: bool = False
 
     def add(self, time: float, detection: Detection, frame: Any) -> None:
         self.last = time
@@ -108,6 +110,12 @@ class EventGrouper:
             track.add(time, best[cls], frame)
         return closed
 
+    def mark_stationary(self, cls: str) -> None:
+        """The open event of `cls` ends because its object stopped moving: it closes flagged `stationary`."""
+        track = self._tracks.get(cls)
+        if track is not None:
+            track.stationary = True
+
     def finish(self) -> list[Event]:
         """End of the file: close every open event, drop candidates that never reached `min_frames`."""
         closed = [self._event(cls, t) for cls, t in sorted(self._tracks.items()) if t.frames >= self.min_frames]
@@ -127,4 +135,5 @@ class EventGrouper:
             best_time=track.best_time,
             best_box=track.best_box,
             best_frame=track.best_frame,
+            stationary=track.stationary,
         )

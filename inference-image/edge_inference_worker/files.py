@@ -1,4 +1,8 @@
-"""Finding the video files: globs, confinement to the input folder, and "is it complete yet".
+"""Finding the video files: globs, confinement to the input folder, identity, and "is it complete yet".
+
+Names are matched case-insensitively (`CAM1.AVI`, `GOPR0001.MP4`). A name that is not valid UTF-8
+(an old DVR's Latin-1) is kept as Python's surrogate-escaped `str` for opening the file, and shown
+with backslash escapes (`cam\\xff.mp4`) wherever it leaves the process: logs, events, the ledger.
 
 Every candidate is resolved and must stay inside the input folder: a symlink whose target is
 outside is refused (and counted by the caller), never opened. Symlinked directories are not
@@ -16,39 +20,79 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .outcomes import SYMLINK_ESCAPE, UNREADABLE
+from .outcomes import SKIPPED, SYMLINK_ESCAPE, UNREADABLE
+
+# A name that matches no include pattern but ends like one of these is counted once as `skipped`:
+# video nobody asked for is worth a word, a text file is not.
+VIDEO_SUFFIXES = frozenset({
+    ".3gp", ".asf", ".avi", ".dav", ".flv", ".h264", ".h265", ".hevc", ".m2ts", ".m4v", ".mkv", ".mov",
+    ".mp4", ".mpeg", ".mpg", ".mts", ".ts", ".webm", ".wmv",
+})
+# Bytes read from each end of a file for its content fingerprint (a rename or move keeps it).
+FINGERPRINT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
 class VideoFile:
-    """A regular file inside the input folder that matched a glob."""
+    """A regular file inside the input folder that matched a glob.
+
+    `file_id` is the id of its path unless the ledger knows these bytes under another path (the
+    file was renamed or moved): then the worker gives it that id (`dataclasses.replace`).
+    """
 
     path: Path
-    rel: str  # posix path relative to the input folder, as in events and logs
+    rel: str  # posix path relative to the input folder (surrogate-escaped where not UTF-8)
     size: int
     mtime_ns: int
+    file_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.file_id:
+            object.__setattr__(self, "file_id", file_id(self.rel))
 
     @property
-    def file_id(self) -> str:
-        return file_id(self.rel)
+    def name(self) -> str:
+        """The relative path as shown in logs, events and the ledger (always valid UTF-8)."""
+        return shown(self.rel)
 
 
 @dataclass(frozen=True)
 class Refusal:
     """A matching path that is not processed, and why."""
 
-    rel: str
+    rel: str  # as shown (see `shown`)
     outcome: str
     reason: str
 
 
+def shown(rel: str) -> str:
+    """A path as valid UTF-8: bytes that are not UTF-8 become `\\xNN` escapes."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
 def file_id(rel: str) -> str:
-    """Deterministic id of a file: its relative path.
+    """Deterministic id of a file from the path where it was first seen: the bytes of its name.
 
     Not its size: a camera that pauses longer than the settle time makes a file that is processed,
     then grows; processing it again must overwrite its events under the same keys, not add copies.
     """
-    return hashlib.sha256(rel.encode()).hexdigest()[:16]
+    return hashlib.sha256(os.fsencode(rel)).hexdigest()[:16]
+
+
+def fingerprint(path: Path, size: int) -> str:
+    """A content fingerprint that survives a rename or a move: the size and both ends of the file.
+
+    Both ends, because containers write their index at the end (mp4's moov, avi's idx1) and a
+    camera's segments often share their first bytes. Read only for files the ledger does not know
+    by path, so the common case costs nothing.
+    """
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(FINGERPRINT_BYTES))
+        if size > FINGERPRINT_BYTES:
+            handle.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+            digest.update(handle.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()[:32]
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -78,7 +122,8 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out) + r"\Z")
+    # Case-insensitive: cameras write CAM1.AVI and GOPR0001.MP4 as often as cam1.avi.
+    return re.compile("".join(out) + r"\Z", re.IGNORECASE)
 
 
 def matches(rel: str, patterns: Sequence[re.Pattern[str]]) -> bool:
@@ -103,30 +148,34 @@ def scan(root: Path, include: Sequence[str]) -> Iterator[VideoFile | Refusal]:
             rel = path.relative_to(root).as_posix()
             if matches(rel, patterns):
                 yield classify(root, path, rel)
+            elif name in filenames and path.suffix.lower() in VIDEO_SUFFIXES:
+                yield Refusal(shown(rel), SKIPPED, "looks like video but matches no include pattern")
     yield from _unlistable(root, unlistable)
 
 
 def _unlistable(root: Path, errors: list[OSError]) -> Iterator[Refusal]:
     while errors:
         error = errors.pop()
-        rel = Path(error.filename).relative_to(root).as_posix() if error.filename else "."
+        rel = shown(Path(error.filename).relative_to(root).as_posix()) if error.filename else "."
         yield Refusal(f"{rel}/", UNREADABLE, f"cannot list folder: {error.strerror or error}")
 
 
 def classify(root: Path, path: Path, rel: str) -> VideoFile | Refusal:
     """Decide whether one matching path may be read."""
+    name = shown(rel)
     try:
         if path.is_symlink():
             target = path.resolve()
             if not target.is_relative_to(root):
-                return Refusal(rel, SYMLINK_ESCAPE, f"symlink points outside the input folder, to {target}")
+                where = shown(str(target))
+                return Refusal(name, SYMLINK_ESCAPE, f"symlink points outside the input folder, to {where}")
         info = path.stat()
     except FileNotFoundError:
-        return Refusal(rel, UNREADABLE, "dangling symlink or file vanished")
+        return Refusal(name, UNREADABLE, "dangling symlink or file vanished")
     except OSError as exc:
-        return Refusal(rel, UNREADABLE, f"cannot stat: {exc.strerror or exc}")
+        return Refusal(name, UNREADABLE, f"cannot stat: {exc.strerror or exc}")
     if not stat.S_ISREG(info.st_mode):
-        return Refusal(rel, UNREADABLE, f"not a regular file ({_kind(info.st_mode)})")
+        return Refusal(name, UNREADABLE, f"not a regular file ({_kind(info.st_mode)})")
     return VideoFile(path=path, rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns)
 
 

@@ -6,11 +6,21 @@ objects. The outbox directory is its own index, so a restarted worker resumes wh
 
 Layout under `directory`:
     entries/<seq:016d>-<created_ms:013d>.evt   one committed event (name order = age order)
+    entries/<seq:016d>-<created_ms:013d>.obj   one committed object (see below), in the same order
     tmp/<anything>                              a write in progress; never acknowledged
+    dead-letter/<entry name>, <entry name>.txt  an event the sink rejected for good, and why
+
+An answer about one event that no retry will change (a key S3 finds too long, an invalid argument)
+is tried MAX_REJECTIONS times, then the entry moves to dead-letter/ (kept, counted, logged once)
+so that later events keep flowing. A definite no about the bucket or the credentials concerns
+every event: nothing is dead-lettered, `sink_refusal()` says since when, for the worker to decide.
 
 An entry file is: MAGIC, a 4-byte big-endian header length, a JSON header
 `{"key": key_base, "json": n, "jpeg": m, "created": t}`, the metadata JSON, the JPEG, then
-the sha256 of everything before it. A write goes to tmp/, is fsynced, renamed into entries/,
+the sha256 of everything before it. An entry of another kind than an event says so in its header:
+`"kind": "object"` is one object (`"key"` its whole key, `"type"` its content type, the body in
+the JSON part, no JPEG), e.g. an index object of the event index; it is uploaded in turn, so an
+object put after an event reaches the sink after that event. A write goes to tmp/, is fsynced, renamed into entries/,
 and entries/ is fsynced; only then does `put` return True. So after a crash, files in tmp/ were
 never acknowledged and are discarded (counted as `outbox_partial`), and an entry that fails its
 checksum (disk corruption) is discarded and counted as `outbox_corrupt`.
@@ -45,10 +55,13 @@ from edge_inference_api import telemetry
 from edge_inference_worker.durable import fsync_directory, replace_durably
 from edge_inference_worker.sinks import (
     KIND_DISK_FULL,
+    MISCONFIGURED,
+    REJECTED,
     SINK_ERROR_KINDS,
     Sink,
     SinkError,
     check_key,
+    check_key_fits,
 )
 
 log = logging.getLogger(__name__)
@@ -56,7 +69,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"EIOUTBOX1\n"
 _LENGTH = struct.Struct(">I")
 _DIGEST_SIZE = 32
-_ENTRY_NAME = re.compile(r"^(\d{16})-(\d{13})\.evt$")
+_ENTRY_NAME = re.compile(r"^(\d{16})-(\d{13})\.(evt|obj)$")
 
 KIND_PARTIAL = "outbox_partial"  # a write interrupted by a crash (never acknowledged)
 KIND_CORRUPT = "outbox_corrupt"  # a committed entry that fails its checksum, a stray or vanished file
@@ -64,8 +77,17 @@ KIND_WRITE = "outbox_write"  # writing an entry failed for another OS reason
 KIND_UPLOAD_BUG = "outbox_upload"  # the sink raised something unexpected (a bug): retried like an outage
 OUTBOX_ERROR_KINDS = (KIND_PARTIAL, KIND_CORRUPT, KIND_WRITE, KIND_UPLOAD_BUG, KIND_DISK_FULL)
 
+# Tries of an event the sink rejects for good before it goes to dead-letter/: one answer could be a
+# proxy's mistake, three in a row with back-off are the sink's.
+MAX_REJECTIONS = 3
+
 JPEG_CONTENT_TYPE = "image/jpeg"
 JSON_CONTENT_TYPE = "application/json"
+# Entry kinds: an event (its JPEG, then its JSON), or one object at a key of its own.
+ENTRY_EVENT = "event"
+ENTRY_OBJECT = "object"
+ENTRY_KINDS = (ENTRY_EVENT, ENTRY_OBJECT)
+_SUFFIX = {ENTRY_EVENT: "evt", ENTRY_OBJECT: "obj"}  # the kind in the name: recovery need not read the file
 
 
 class OutboxError(Exception):
@@ -89,21 +111,38 @@ class CorruptEntryError(ValueError):
 
 
 @dataclass(frozen=True)
+class SinkRefusal:
+    """The sink's answer was a definite no about its configuration, every time since `since` (monotonic)."""
+
+    since: float
+    message: str
+
+
+@dataclass(frozen=True)
 class OutboxEntry:
-    """A committed event as read back from disk."""
+    """A committed entry as read back from disk: an event (JSON + JPEG), or one object."""
 
     key_base: str
     metadata_json: bytes
     snapshot_jpeg: bytes
     created: float
+    kind: str = ENTRY_EVENT
+    content_type: str = JSON_CONTENT_TYPE
 
 
-def encode_entry(key_base: str, metadata_json: bytes, snapshot_jpeg: bytes, created: float) -> bytes:
+def encode_entry(
+    key_base: str,
+    metadata_json: bytes,
+    snapshot_jpeg: bytes,
+    created: float,
+    kind: str = ENTRY_EVENT,
+    content_type: str = JSON_CONTENT_TYPE,
+) -> bytes:
     """The bytes of one entry file (pure; see the module docstring for the format)."""
-    header = json.dumps(
-        {"key": key_base, "json": len(metadata_json), "jpeg": len(snapshot_jpeg), "created": created},
-        separators=(",", ":"),
-    ).encode()
+    fields: dict = {"key": key_base, "json": len(metadata_json), "jpeg": len(snapshot_jpeg), "created": created}
+    if kind != ENTRY_EVENT:  # an event's header stays as it always was
+        fields |= {"kind": kind, "type": content_type}
+    header = json.dumps(fields, separators=(",", ":")).encode()
     body = b"".join([MAGIC, _LENGTH.pack(len(header)), header, metadata_json, snapshot_jpeg])
     return body + hashlib.sha256(body).digest()
 
@@ -121,14 +160,17 @@ def decode_entry(data: bytes) -> OutboxEntry:
     try:
         header = json.loads(body[offset : offset + header_length])
         key, json_length, jpeg_length, created = header["key"], header["json"], header["jpeg"], header["created"]
-    except (ValueError, KeyError, TypeError) as error:
+        kind, content_type = header.get("kind", ENTRY_EVENT), header.get("type", JSON_CONTENT_TYPE)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise CorruptEntryError(f"bad header: {error}") from error
+    if kind not in ENTRY_KINDS:
+        raise CorruptEntryError(f"unknown entry kind {kind!r}")
     offset += header_length
     if offset + json_length + jpeg_length != len(body):
         raise CorruptEntryError("lengths in the header do not match the file")
     metadata = body[offset : offset + json_length]
     snapshot = body[offset + json_length :]
-    return OutboxEntry(key_base=key, metadata_json=metadata, snapshot_jpeg=snapshot, created=float(created))
+    return OutboxEntry(key, metadata, snapshot, float(created), kind, content_type)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -143,6 +185,7 @@ class _Indexed:
     path: Path
     size: int
     created: float
+    event: bool = True  # False: an object entry
 
 
 class OutboxMetrics:
@@ -172,6 +215,14 @@ class OutboxMetrics:
             telemetry.BYTES_UPLOADED, "Bytes of event objects S3 confirmed.", registry=registry
         )
         self.errors = prometheus_client.Counter(telemetry.ERRORS, "Errors by kind.", ["kind"], registry=registry)
+        self.dead_letters = prometheus_client.Counter(
+            telemetry.OUTBOX_DEAD_LETTERS, "Events the sink rejected for good, moved to dead-letter/.",
+            registry=registry,
+        )
+        self.misconfigured = prometheus_client.Gauge(
+            telemetry.SINK_MISCONFIGURED, "1 while the sink answers a definite no about bucket or credentials.",
+            registry=registry,
+        )
         # Export the outbox's kinds at 0 from the start: alerts on rate() need the series to exist.
         for kind in (*OUTBOX_ERROR_KINDS, *SINK_ERROR_KINDS):
             self.errors.labels(kind=kind)
@@ -203,6 +254,9 @@ class S3Outbox:
         self._rng = rng if rng is not None else random.Random()
         self._entries_dir = self.directory / "entries"
         self._tmp_dir = self.directory / "tmp"
+        self._dead_dir = self.directory / "dead-letter"
+        self._rejections: dict[int, int] = {}  # seq -> definite rejections so far (uploader thread only)
+        self._refusal: SinkRefusal | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._index: dict[int, _Indexed] = {}
@@ -217,7 +271,7 @@ class S3Outbox:
         self._thread: threading.Thread | None = None
         self._lock_fd = self._lock_directory(lock_timeout)
         self._recover()
-        self.metrics.depth.set_function(self.depth)
+        self.metrics.depth.set_function(self.events_waiting)
         self.metrics.bytes.set_function(self.bytes_waiting)
         self.metrics.oldest_age.set_function(self.oldest_age_seconds)
         self.metrics.full.set(0)
@@ -231,9 +285,23 @@ class S3Outbox:
         Raises `OutboxDiskFullError` on ENOSPC, `OutboxEntryTooLargeError` for an event bigger
         than the bound, `OutboxError` for other write failures, ValueError for a bad key.
         """
-        check_key(key_base + ".json")
+        check_key_fits(check_key(key_base + ".json"))
         created = self._clock()
         data = encode_entry(key_base, metadata_json, snapshot_jpeg, created)
+        return self._commit(key_base, data, created, timeout, ENTRY_EVENT)
+
+    def put_object(self, key: str, body: bytes, content_type: str, timeout: float | None = None) -> bool:
+        """Write one object durably, to be uploaded at `key` after everything put before it.
+
+        Same contract as `put` (blocks while full; False on close or timeout; the same errors).
+        """
+        check_key_fits(check_key(key))
+        created = self._clock()
+        data = encode_entry(key, body, b"", created, ENTRY_OBJECT, content_type)
+        return self._commit(key, data, created, timeout, ENTRY_OBJECT)
+
+    def _commit(self, key_base: str, data: bytes, created: float, timeout: float | None, kind: str) -> bool:
+        """Reserve room for an encoded entry, write it durably and queue it."""
         if len(data) > self.max_bytes:
             raise OutboxEntryTooLargeError(
                 f"event {key_base} is {len(data)} bytes, more than the outbox bound of {self.max_bytes}"
@@ -241,7 +309,7 @@ class S3Outbox:
         seq = self._reserve(len(data), key_base, timeout)
         if seq is None:
             return False
-        path = self._entries_dir / f"{seq:016d}-{int(created * 1000):013d}.evt"
+        path = self._entries_dir / f"{seq:016d}-{int(created * 1000):013d}.{_SUFFIX[kind]}"
         try:
             self._write_durably(path, data)
         except OSError as error:
@@ -260,7 +328,7 @@ class S3Outbox:
             raise OutboxError(f"cannot write event {key_base} to {self.directory}: {error}") from error
         with self._changed:
             self._reserved_bytes -= len(data)
-            self._add(_Indexed(seq, path, len(data), created))
+            self._add(_Indexed(seq, path, len(data), created, kind == ENTRY_EVENT))
             self._changed.notify_all()
         return True
 
@@ -320,9 +388,14 @@ class S3Outbox:
     # ------------------------------------------------------------------ state
 
     def depth(self) -> int:
-        """Events waiting on disk."""
+        """Entries waiting on disk (events and objects)."""
         with self._lock:
             return len(self._index)
+
+    def events_waiting(self) -> int:
+        """Events waiting on disk (what the events gauge shows; objects left out)."""
+        with self._lock:
+            return sum(1 for entry in self._index.values() if entry.event)
 
     def wait_empty(self, timeout: float) -> bool:
         """Wait up to `timeout` s for the outbox to be empty; True if it is (woken by the last upload)."""
@@ -334,6 +407,10 @@ class S3Outbox:
                     return False
                 self._changed.wait(left)
             return True
+
+    def sink_refusal(self) -> SinkRefusal | None:
+        """Since when the sink has answered a definite no about bucket or credentials (None: it has not)."""
+        return self._refusal
 
     def bytes_waiting(self) -> int:
         """Bytes of entry files waiting on disk."""
@@ -403,7 +480,7 @@ class S3Outbox:
             if not match:
                 self._discard(path, "not an outbox entry name")
                 continue
-            self._add(_Indexed(int(match[1]), path, path.stat().st_size, int(match[2]) / 1000))
+            self._add(_Indexed(int(match[1]), path, path.stat().st_size, int(match[2]) / 1000, match[3] == "evt"))
             self._next_seq = max(self._next_seq, int(match[1]) + 1)
         if self._index:
             log.info(
@@ -465,6 +542,9 @@ class S3Outbox:
                 self._upload(head)
             except SinkError as error:
                 self.metrics.errors.labels(kind=error.kind).inc()
+                self._judge(head, error)
+                if error.verdict == REJECTED and head.seq not in self._index:
+                    continue  # dead-lettered: the next event goes at once
                 now = time.monotonic()
                 if outage_started is None:
                     outage_started, last_report = now, now
@@ -487,6 +567,8 @@ class S3Outbox:
                 self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
                 failures += 1
                 continue
+            self._refusal = None
+            self.metrics.misconfigured.set(0)
             if outage_started is not None:
                 log.warning(
                     "outbox: S3 confirmed uploads again after %d failed attempts, %.1f s",
@@ -494,6 +576,41 @@ class S3Outbox:
                     time.monotonic() - outage_started,
                 )
             failures, outage_started = 0, None
+
+    def _judge(self, entry: _Indexed, error: SinkError) -> None:
+        """Remember a definite no: about the configuration (for the worker), or about this event (dead-letter)."""
+        if error.verdict == MISCONFIGURED:
+            if self._refusal is None:
+                self._refusal = SinkRefusal(time.monotonic(), str(error))
+            self.metrics.misconfigured.set(1)
+        if error.verdict != REJECTED:
+            return
+        self._rejections[entry.seq] = self._rejections.get(entry.seq, 0) + 1
+        if self._rejections[entry.seq] >= MAX_REJECTIONS:
+            self._dead_letter(entry, str(error))
+
+    def _dead_letter(self, entry: _Indexed, why: str) -> None:
+        """Move an entry the sink rejected for good out of the way, with the reason beside it.
+
+        If the disk refuses the move, the entry stays at the head and is tried again after the back-off.
+        """
+        target = self._dead_dir / entry.path.name
+        try:
+            self._dead_dir.mkdir(exist_ok=True)
+            (self._dead_dir / f"{entry.path.name}.txt").write_text(f"{why}\n")
+            os.replace(entry.path, target)
+            fsync_directory(self._dead_dir)
+            fsync_directory(self._entries_dir)
+        except OSError as error:
+            self.metrics.errors.labels(kind=KIND_WRITE).inc()
+            log.error("outbox: cannot move a rejected event to dead-letter (%s); it is tried again", error)
+            return
+        with self._changed:
+            self._remove(entry)
+        self._rejections.pop(entry.seq, None)
+        self.metrics.dead_letters.inc()
+        log.error("outbox: event moved to dead-letter after %d rejections (%s): %s",
+                  MAX_REJECTIONS, target, why)
 
     def _upload(self, indexed: _Indexed) -> None:
         try:
@@ -503,13 +620,18 @@ class S3Outbox:
                 self._remove(indexed)
             self._discard(indexed.path, str(error))
             return
-        # JPEG first, JSON last: a JSON in the bucket implies its snapshot is there too.
-        self.sink.put_object(entry.key_base + ".jpg", entry.snapshot_jpeg, JPEG_CONTENT_TYPE)
-        self.sink.put_object(entry.key_base + ".json", entry.metadata_json, JSON_CONTENT_TYPE)
+        if entry.kind == ENTRY_OBJECT:
+            self.sink.put_object(entry.key_base, entry.metadata_json, entry.content_type)
+        else:
+            # JPEG first, JSON last: a JSON in the bucket implies its snapshot is there too.
+            self.sink.put_object(entry.key_base + ".jpg", entry.snapshot_jpeg, JPEG_CONTENT_TYPE)
+            self.sink.put_object(entry.key_base + ".json", entry.metadata_json, JSON_CONTENT_TYPE)
         # No directory fsync after the unlink: if a crash resurrects the entry, it is uploaded
         # again to the same keys, which overwrites and never duplicates.
         indexed.path.unlink(missing_ok=True)
+        self._rejections.pop(indexed.seq, None)
         with self._changed:
             self._remove(indexed)
-        self.metrics.events_uploaded.inc()
+        if entry.kind == ENTRY_EVENT:
+            self.metrics.events_uploaded.inc()
         self.metrics.bytes_uploaded.inc(len(entry.snapshot_jpeg) + len(entry.metadata_json))

@@ -8,6 +8,7 @@ NON_VIDEO = "non_video"  # no known container signature, or no video stream
 UNREADABLE = "unreadable"  # not a regular file, permission denied, dangling symlink
 VANISHED = "vanished"  # deleted between discovery and opening
 SYMLINK_ESCAPE = "symlink_escape"  # resolves outside the input folder: refused, never opened
+SKIPPED = "skipped"  # looks like video (by its name) but matches no include pattern: said once, not a failure
 FAILED = "failed"  # the pipeline itself failed on this file (a bug, the detector); the log says why
 
 # Outcomes decided by the file's content, recorded in the ledger and not retried for the same

@@ -8,8 +8,9 @@ resumed from any checkpoint makes exactly the decisions an uninterrupted run mak
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ from .detector import Detector
 from .events import Detection, Event, EventGrouper
 from .files import VideoFile
 from .httpserver import HealthState
+from .indexer import EventIndexWriter
 from .ledger import Ledger
 from .metrics import WorkerMetrics
 from .motion import MotionGate
@@ -31,6 +33,8 @@ from .outbox import OutboxEntryTooLargeError, OutboxError
 from .outcomes import DONE, EMPTY, FAILED, TRUNCATED, UNREADABLE, VANISHED
 from .record import ModelInfo, SourceFile, encode_document, event_document, key_base
 from .snapshot import render_snapshot
+from .stationary import StationaryTracker
+from .webhook import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +46,13 @@ OUTBOX_WAIT_SECONDS = 5.0
 RETRY_BACKOFF = (0.5, 30.0)
 # Frames decoded ahead of the detector: two batches (the next decodes during this one). With motion
 # gating, far more: decoding runs on through an event's forward passes, and the static stretch after
-# it is then read from the buffer. Up to READ_AHEAD_GATED_BYTES of pictures as the decoder gives them
-# (YUV, not BGR; 8-bit 4:2:0 size): 194 frames at 640x360, 48 at 720p, 21 at 1080p, within the bounds.
-# Gated speed-up at 2 fps on static-heavy 360p footage (bench/motion_gating.py): 8 frames 4.83x,
-# 32 5.14x, 64 5.59x, 128 5.79x, 256 6.02x.
+# it is then read from the buffer. Either way at most READ_AHEAD_BYTES of frames as they are held (the
+# decoder's planes in their real format, and the BGR image once converted), within frame bounds:
+# 194 frames of 640x360 4:2:0, 21 of 1080p, 10 of 1080p 4:4:4. Gated speed-up at 2 fps on
+# static-heavy 360p footage (bench/motion_gating.py): 8 frames 4.83x, 32 5.14x, 64 5.59x, 128 5.79x,
+# 256 6.02x; peak memory by frame size in docs/benchmarks.md ("Real cameras").
 READ_AHEAD_BATCHES = 2
-READ_AHEAD_GATED_BYTES = 64 * 2**20
+READ_AHEAD_BYTES = 64 * 2**20
 READ_AHEAD_GATED_FRAMES = (8, 256)
 # A snapshot too big for the outbox is re-encoded once at this quality before giving up on it.
 FALLBACK_JPEG_QUALITY = 40
@@ -75,6 +80,8 @@ class Services:
     metrics: WorkerMetrics
     health: HealthState
     stop: threading.Event
+    index: EventIndexWriter | None = None  # the event index's records (None: no index written)
+    notifier: Notifier | None = None  # the job's webhook (None: no webhook)
 
 
 @dataclass
@@ -110,53 +117,107 @@ def timed(items: Iterable[T], observe: Callable[[float], None]) -> Iterator[T]:
         yield item
 
 
-def gated_read_ahead(width: int, height: int) -> int:
-    """Frames to decode ahead of a motion-gated detector: READ_AHEAD_GATED_BYTES of 4:2:0 pictures, bounded."""
+@dataclass(frozen=True)
+class ReadAheadLimit:
+    """How far a producer may run ahead: up to `budget_bytes` of items, at least `min_items`, at most `max_items`."""
+
+    budget_bytes: int
+    min_items: int
+    max_items: int
+
+
+def read_ahead_limit(batch_size: int, gated: bool) -> ReadAheadLimit:
+    """The decoder's lead over the detector (see READ_AHEAD_BATCHES); always at least one batch."""
+    batches = READ_AHEAD_BATCHES * batch_size
+    if not gated:
+        return ReadAheadLimit(READ_AHEAD_BYTES, batch_size, batches)
     lowest, highest = READ_AHEAD_GATED_FRAMES
-    return min(highest, max(lowest, READ_AHEAD_GATED_BYTES // max(1, width * height * 3 // 2)))
+    return ReadAheadLimit(READ_AHEAD_BYTES, max(lowest, batch_size), max(highest, batches))
 
 
-def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
-    """Yield from `items`, produced by a background thread at most `depth` items ahead.
+class ReadAhead(Iterator[T]):
+    """Items of `items`, produced by a background thread at most `limit` ahead (sizes from `size_of`).
 
     Decoding the next frames while the detector works on this one fills the CPU time torch leaves
     idle between its parallel sections (bench/overhead.py: about +5% frames per second on 2 CPUs).
-    An exception of the producer is raised here after the items before it. Close this generator
-    (or exhaust it) before closing what `items` reads: closing stops and joins the producer.
+    An exception of the producer is raised here after the items before it. Close this iterator (or
+    exhaust it) before closing what `items` reads: closing stops and joins the producer.
     """
-    buffer: queue.Queue[tuple[bool, T | BaseException | None]] = queue.Queue(max(1, depth))
-    cancelled = threading.Event()
 
-    def produce() -> None:
+    def __init__(self, items: Iterable[T], limit: ReadAheadLimit, size_of: Callable[[T], int] = lambda _: 0) -> None:
+        self._limit = limit
+        self._size_of = size_of
+        self._changed = threading.Condition()
+        self._held: collections.deque[tuple[T, int]] = collections.deque()
+        self._bytes = 0
+        self._finished = False
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._produce, args=(items,), name="decode-ahead", daemon=True)
+        self._thread.start()
+
+    @property
+    def held_items(self) -> int:
+        with self._changed:
+            return len(self._held)
+
+    @property
+    def held_bytes(self) -> int:
+        with self._changed:
+            return self._bytes
+
+    def __next__(self) -> T:
+        with self._changed:
+            while not self._held and not self._finished:
+                self._changed.wait()
+            if self._held:
+                item, size = self._held.popleft()
+                self._bytes -= size
+                self._changed.notify_all()
+                return item
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop the producer (it finishes the item it is making) and wait for it."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _produce(self, items: Iterable[T]) -> None:
         try:
             with closing(iter(items)) as source:
                 for item in source:
-                    buffer.put((False, item))
-                    if cancelled.is_set():
+                    if not self._offer(item, self._size_of(item)):
                         return
-            buffer.put((True, None))
+            self._finish(None)
         except BaseException as exc:  # handed to the consumer, raised there
-            buffer.put((True, exc))
+            self._finish(exc)
 
-    thread = threading.Thread(target=produce, name="decode-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            done, item = buffer.get()
-            if done:
-                if item is not None:
-                    raise item
-                return
-            yield item
-    finally:
-        cancelled.set()
-        # The producer may wait on a full buffer: after emptying it, its next put returns at once
-        # and it sees the cancellation.
-        while thread.is_alive():
-            try:
-                buffer.get(timeout=0.05)
-            except queue.Empty:
-                pass
+    def _offer(self, item: T, size: int) -> bool:
+        with self._changed:
+            while not self._cancelled and self._full(size):
+                self._changed.wait()
+            if self._cancelled:
+                return False
+            self._held.append((item, size))
+            self._bytes += size
+            self._changed.notify_all()
+            return True
+
+    def _full(self, size: int) -> bool:
+        held, limit = len(self._held), self._limit
+        if held >= limit.max_items:
+            return True
+        return held >= limit.min_items and self._bytes + size > limit.budget_bytes
+
+    def _finish(self, error: BaseException | None) -> None:
+        with self._changed:
+            self._finished, self._error = True, error
+            self._changed.notify_all()
 
 
 def with_images(frames: Iterable[SampledFrame]) -> Iterator[SampledFrame]:
@@ -210,6 +271,9 @@ class FilePipeline:
         self.blur = frozenset(config.events.blur_classes)
         self.grouper = EventGrouper(file.file_id, config.events.min_frames, config.events.cooldown_seconds)
         self.gate = MotionGate(config.sampling.motion_threshold) if config.sampling.motion_gating else None
+        events = config.events
+        self.stationary = (StationaryTracker(events.stationary_seconds, events.stationary_recheck_seconds)
+                           if events.stationary_seconds else None)
         self.events = 0
         self.frames = 0
         self._last_progress = time.monotonic()
@@ -228,12 +292,12 @@ class FilePipeline:
             with VideoReader(self.file.path) as reader:
                 info = reader.info
                 self._source = SourceFile(
-                    self.file.rel, self.file.file_id, self.file.size, self.file.mtime_ns,
+                    self.file.name, self.file.file_id, self.file.size, self.file.mtime_ns,
                     info.duration, info.width, info.height,
                 )
                 log.info(
                     "file started",
-                    extra={"fields": {"file": self.file.rel, "fileId": self.file.file_id, "codec": info.codec,
+                    extra={"fields": {"file": self.file.name, "fileId": self.file.file_id, "codec": info.codec,
                                       "width": info.width, "height": info.height, "duration": info.duration,
                                       "resumeAt": start / self.fps}},
                 )
@@ -241,12 +305,10 @@ class FilePipeline:
                 # From a checkpoint, decode one sample earlier: it is only the motion gate's reference.
                 first = max(0, start - 1) if self.gate else start
                 decoded = timed(reader.samples(self.fps, first, self.s.metrics.frames_decoded), self._observe_decode)
-                depth = READ_AHEAD_BATCHES * self.s.detector.batch_size
                 if self.gate is None:
                     decoded = with_images(decoded)
-                else:
-                    depth = max(depth, gated_read_ahead(info.width, info.height))
-                with closing(read_ahead(decoded, depth)) as samples:
+                limit = read_ahead_limit(self.s.detector.batch_size, gated=self.gate is not None)
+                with closing(ReadAhead(decoded, limit, lambda frame: frame.nbytes)) as samples:
                     if first < start:
                         samples = self._prime_gate(samples, start)
                     if not self._analyse(samples):
@@ -284,17 +346,33 @@ class FilePipeline:
             analysed = self._detect(batch)
             for item in analysed:
                 started = time.perf_counter()
-                closed = self.grouper.observe(item.frame.time, item.detections, item)
+                closed = self.grouper.observe(item.frame.time, self._moving(item), item)
                 self.s.metrics.stage_seconds.labels(stage="group").observe(time.perf_counter() - started)
                 self._emit(closed)
             self.frames += len(batch)
             next_index = batch[-1].index + 1
             self._after_batch(next_index, size)
             if self.s.stop.is_set():
-                if self.grouper.idle and next_index % size == 0:
+                if self._idle and next_index % size == 0:
                     self._checkpoint(next_index)
                 return False
         return True
+
+    @property
+    def _idle(self) -> bool:
+        """No event open or pending, no stationary object tracked: a resume from here decides the same."""
+        return self.grouper.idle and (self.stationary is None or self.stationary.idle)
+
+    def _moving(self, item: _Analysed) -> list[Detection] | None:
+        """The detections that go to event grouping: those of stationary objects are held back."""
+        if item.detections is None or self.stationary is None:
+            return item.detections
+        moving, settled = self.stationary.split(item.frame.time, item.detections)
+        for cls in settled:
+            self.grouper.mark_stationary(cls)
+        if self.gate is not None:
+            self.gate.ignore(self.stationary.boxes())
+        return moving
 
     def _detect(self, batch: list[SampledFrame]) -> list[_Analysed]:
         """Motion gate, then one forward pass over the frames that need it."""
@@ -305,7 +383,8 @@ class FilePipeline:
             started = time.perf_counter()
             moved = self.gate.moved(frame.luma) if self.gate else True
             metrics.stage_seconds.labels(stage="motion").observe(time.perf_counter() - started)
-            wanted.append(moved or active)
+            due = self.stationary is not None and self.stationary.recheck_due(frame.time)
+            wanted.append(moved or active or due)
         images = [f.image for f, w in zip(batch, wanted, strict=True) if w]
         results: list[list[Detection]] = []
         if images:
@@ -336,13 +415,14 @@ class FilePipeline:
             key, document, jpeg = self._render(event, self.s.config.events.snapshot_quality)
             self.s.metrics.stage_seconds.labels(stage="snapshot").observe(time.perf_counter() - started)
             started = time.perf_counter()
-            self._put(event, key, document, jpeg)
+            if self._put(event, key, document, jpeg):
+                self._announce(key, json.loads(document))
             self.s.metrics.stage_seconds.labels(stage="outbox").observe(time.perf_counter() - started)
             self.s.metrics.events.labels(**{"class": event.cls}).inc()
             self.events += 1
             log.info(
                 "event",
-                extra={"fields": {"file": self.file.rel, "eventId": event.event_id, "class": event.cls,
+                extra={"fields": {"file": self.file.name, "eventId": event.event_id, "class": event.cls,
                                   "start": event.start, "end": event.end, "frames": event.frames,
                                   "peak": round(event.peak_confidence, 3), "key": key}},
             )
@@ -358,19 +438,32 @@ class FilePipeline:
             style=config.events.snapshot,
             quality=quality,
         )
-        key = key_base(_sink_prefix(config), config.job, config.node, self.file.file_id, event.event_id)
+        key = key_base(sink_prefix(config), config.job, config.node, self.file.file_id, event.event_id)
         document = event_document(
             event, self._source, self.s.model, config.job, config.node, key, config.events.snapshot, redaction
         )
         return key, encode_document(document), jpeg
 
-    def _put(self, event: Event, key: str, document: bytes, jpeg: bytes) -> None:
-        """Hand the event to the outbox, waiting (and beating) while it is full; never drops it on a full disk."""
+    def _announce(self, key: str, document: dict) -> None:
+        """An event is in the outbox: add it to its hour's index record (before any checkpoint past it), and
+        queue its webhook message."""
+        index = self.s.index
+        if index is not None:
+            retry_until_done(self.s, "event index record", KIND_STATE_WRITE,
+                             lambda: index.record(document, f"{key}.json"))
+        if self.s.notifier is not None:
+            self.s.notifier.event(document, f"{key}.json")
+
+    def _put(self, event: Event, key: str, document: bytes, jpeg: bytes) -> bool:
+        """Hand the event to the outbox, waiting (and beating) while it is full; never drops it on a full disk.
+
+        True once it is in the outbox; False for an event too large to store (counted and logged).
+        """
         attempt = 0
         while True:
             try:
                 if self.s.outbox.put(key, document, jpeg, timeout=OUTBOX_WAIT_SECONDS):
-                    return
+                    return True
                 if self.s.stop.is_set():
                     raise Stopped()
             except OutboxEntryTooLargeError:
@@ -380,7 +473,7 @@ class FilePipeline:
                     continue
                 self.s.metrics.errors.labels(kind=KIND_EVENT_TOO_LARGE).inc()
                 log.error("event larger than the outbox bound, not stored", extra={"fields": {"key": key}})
-                return
+                return False
             except OutboxError as exc:  # disk full or write error: counted by the outbox; wait and retry
                 delay = min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt)
                 attempt += 1
@@ -395,7 +488,7 @@ class FilePipeline:
         self.s.health.beat()
         video_time = next_index / self.fps
         if (
-            self.grouper.idle
+            self._idle
             and next_index % size == 0
             and video_time - self._checkpoint_index / self.fps >= CHECKPOINT_VIDEO_SECONDS
         ):
@@ -407,7 +500,7 @@ class FilePipeline:
             log.info(
                 "file progress",
                 extra={"fields": {
-                    "file": self.file.rel,
+                    "file": self.file.name,
                     "videoSeconds": round(video_time, 2),
                     "durationSeconds": duration,
                     "percent": round(100 * video_time / duration, 1) if duration else None,
@@ -419,6 +512,7 @@ class FilePipeline:
 
     def _checkpoint(self, next_index: int) -> None:
         file = self.file
+        flush_index(self.s)  # the index objects of the events before the checkpoint are queued first
         retry_until_done(
             self.s, "ledger checkpoint", KIND_STATE_WRITE,
             lambda: self.s.ledger.checkpoint(file.file_id, file.rel, file.size, next_index, self.fps),
@@ -426,7 +520,26 @@ class FilePipeline:
         self._checkpoint_index = next_index
 
 
-def _sink_prefix(config: WorkerConfig) -> str:
+def flush_index(services: Services) -> None:
+    """Queue the index objects of the hours whose events changed, waiting (and beating) while the outbox is full."""
+    index = services.index
+    if index is None:
+        return
+    while True:
+        try:
+            if retry_until_done(services, "event index record", KIND_STATE_WRITE,
+                                lambda: index.flush(OUTBOX_WAIT_SECONDS)):
+                return
+        except OutboxError as exc:  # disk full or write error: counted by the outbox; wait and retry
+            log.error("index object not queued, retrying", extra={"fields": {"error": str(exc)}})
+        services.metrics.beat()
+        services.health.beat()
+        if services.stop.wait(RETRY_BACKOFF[0]):
+            raise Stopped()
+
+
+def sink_prefix(config: WorkerConfig) -> str:
+    """The key prefix of the sink (empty for a folder)."""
     return getattr(config.sink, "prefix", "")
 
 
@@ -435,11 +548,13 @@ def process_file(services: Services, file: VideoFile) -> FileResult:
     started = time.monotonic()
     try:
         result = FilePipeline(services, file).run()
+        if result.outcome is not None:
+            flush_index(services)  # before the file is recorded as finished
         result.seconds = time.monotonic() - started
     except Stopped:
         return FileResult(None, "stopped")
     except Exception as exc:  # a bug or a detector failure must not take the worker down with it
         services.metrics.errors.labels(kind=KIND_PIPELINE).inc()
-        log.exception("file failed", extra={"fields": {"file": file.rel, "error": str(exc)}})
+        log.exception("file failed", extra={"fields": {"file": file.name, "error": str(exc)}})
         result = FileResult(FAILED, f"{type(exc).__name__}: {exc}")
     return result

@@ -89,6 +89,7 @@ def event_document(
         },
         "confidence": {"peak": round(event.peak_confidence, 4), "mean": round(event.mean_confidence, 4)},
         "frames": event.frames,
+        "stationary": event.stationary,
         "bestFrame": {"videoTime": round(event.best_time, 3), "box": {"x1": x1, "y1": y1, "x2": x2, "y2": y2}},
         "model": {"name": model.name, "sha256": model.sha256},
         "job": {"namespace": job.namespace, "name": job.name},

@@ -29,6 +29,19 @@ KIND_DISK_FULL = "disk_full"
 KIND_WRITE = "sink_write"  # a directory sink failing for another OS reason
 SINK_ERROR_KINDS = (KIND_UNREACHABLE, KIND_S3_ERROR, KIND_GARBAGE, KIND_DISK_FULL, KIND_WRITE)
 
+# What a failure says about the future, for the outbox: try again later; this one object will never
+# be stored (dead-letter it after a few tries); or the configuration is wrong for every object.
+TRANSIENT = "transient"
+REJECTED = "rejected"
+MISCONFIGURED = "misconfigured"
+# Definite answers about the bucket or the credentials: no retry will change them.
+MISCONFIGURED_CODES = frozenset({"NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidBucketName"})
+# Definite answers about one object (its key, size or headers).
+REJECTED_CODES = frozenset({
+    "KeyTooLongError", "InvalidObjectName", "InvalidArgument", "EntityTooLarge", "MetadataTooLarge",
+    "InvalidDigest", "BadDigest", "InvalidStorageClass",
+})
+
 
 class Sink(Protocol):
     """Stores one object; raises on failure (a `SinkError` for the failures we know)."""
@@ -39,13 +52,26 @@ class Sink(Protocol):
 class SinkError(Exception):
     """An object was not stored; `kind` says why, for the errors counter and logs."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, verdict: str = TRANSIENT) -> None:
         super().__init__(message)
         self.kind = kind
+        self.verdict = verdict
 
 
 class BucketMissingError(SinkError):
     """The configured bucket does not exist; we never create it silently."""
+
+
+# S3's limit on an object key, in bytes of UTF-8.
+MAX_KEY_BYTES = 1024
+
+
+def check_key_fits(key: str) -> str:
+    """Refuse a key longer than S3 allows, before the event is queued (S3 itself judges at upload)."""
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise ValueError(f"object key of {size} bytes, more than S3's {MAX_KEY_BYTES}: {key[:80]}...")
+    return key
 
 
 def check_key(key: str) -> str:
@@ -92,7 +118,8 @@ class MinioSink:
         exists = translate_minio_errors(lambda: self.client.bucket_exists(self.bucket), f"bucket {self.bucket!r}")
         if not exists:
             raise BucketMissingError(
-                KIND_S3_ERROR, f"bucket {self.bucket!r} does not exist on {self.endpoint}; create it first"
+                KIND_S3_ERROR, f"bucket {self.bucket!r} does not exist on {self.endpoint}; create it first",
+                MISCONFIGURED,
             )
 
     def put_object(self, key: str, data: bytes, content_type: str) -> None:
@@ -141,7 +168,8 @@ class DirectorySink:
             replace_durably(target, data, tmp)
         except OSError as error:
             kind = KIND_DISK_FULL if error.errno == errno.ENOSPC else KIND_WRITE
-            raise SinkError(kind, f"cannot write {target}: {error}") from error
+            verdict = REJECTED if error.errno == errno.ENAMETOOLONG else TRANSIENT
+            raise SinkError(kind, f"cannot write {target}: {error}", verdict) from error
 
 
 def sink_from_config(
@@ -183,9 +211,14 @@ def translate_minio_errors(call, where: str):
     except S3Error as error:
         if error.code == "NoSuchBucket":
             raise BucketMissingError(
-                KIND_S3_ERROR, f"{where}: bucket does not exist (create it; it is never created silently)"
+                KIND_S3_ERROR,
+                f"{where}: NoSuchBucket: bucket does not exist (create it; it is never created silently)",
+                MISCONFIGURED,
             ) from error
-        raise SinkError(KIND_S3_ERROR, f"{where}: S3 error {error.code}: {error.message}") from error
+        verdict = (MISCONFIGURED if error.code in MISCONFIGURED_CODES
+                   else REJECTED if error.code in REJECTED_CODES else TRANSIENT)
+        raise SinkError(KIND_S3_ERROR, f"{_short_where(where)}: S3 error {error.code}: {error.message}",
+                        verdict) from error
     except ServerError as error:
         raise SinkError(KIND_S3_ERROR, f"{where}: S3 server error HTTP {error.status_code}") from error
     except (InvalidResponseError, ET.ParseError, UnicodeDecodeError) as error:
@@ -194,6 +227,11 @@ def translate_minio_errors(call, where: str):
         raise SinkError(KIND_UNREACHABLE, f"{where}: S3 unreachable: {_short(error)}") from error
     except MinioException as error:
         raise SinkError(KIND_GARBAGE, f"{where}: unexpected S3 client error: {_short(error)}") from error
+
+
+def _short_where(where: str, limit: int = 200) -> str:
+    """A bucket/key for a message: a key S3 refused for its length would otherwise fill the log line."""
+    return where if len(where) <= limit else f"{where[: limit - 3]}..."
 
 
 def _short(error: Exception, limit: int = 300) -> str:

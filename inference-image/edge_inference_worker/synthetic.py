@@ -9,7 +9,8 @@ static stretches, and two kinds of moving shapes that enter and leave the frame 
 ``make_video`` renders a :class:`Scenario` to H.264, H.265 or MJPEG in mp4/mkv/avi with PyAV and returns
 the :class:`GroundTruth`, also saved as JSON beside the video (``<video>.truth.json``); ``scenario_truth``
 gives the same truth without rendering. Ready-made scenarios: ``short_scenario`` (24 s, both classes, a
-stretch with nothing) and ``static_heavy_scenario`` (objects on screen ~10% of the time, for motion gating).
+stretch with nothing), ``static_heavy_scenario`` (objects on screen ~10% of the time, for motion gating)
+and ``parked_car_scenario`` (a car parked for the whole file while many people and cars cross).
 ``training_samples`` yields random frames with YOLO-format labels for ``scripts/train_detector.py`` (with
 close-ups and hard negatives that the videos do not have).
 
@@ -207,6 +208,45 @@ def static_heavy_scenario(
             objects.append(crossing("car", enter_s=enter_s, crossing_s=crossing_s * 0.7, frame_width=width,
                                     y_bottom=y, width=w, height=h, leftwards=leftwards))
     return Scenario(f"static-heavy-{duration_s:g}s", width, height, fps, float(duration_s), tuple(objects))
+
+
+def parked_car_scenario(
+    duration_s: float,
+    crossings: int = 100,
+    fps: int = 5,
+    width: int = 640,
+    height: int = 360,
+    first_crossing_s: float = 45.0,
+    seed: int = 0,
+) -> Scenario:
+    """A car parked in view for the whole file while ``crossings`` people and cars cross, one at a time.
+
+    The parked car stands in the top-left of the frame; people walk in a middle lane and cars drive in
+    the bottom lane, so no crossing hides it. Crossings (3-5 s for people, 2-4 s for cars, alternating,
+    random direction) start after ``first_crossing_s`` (time for the parked car to become stationary)
+    and are spread evenly with random jitter over the rest of the file. Object 0 is the parked car.
+    """
+    slot = (duration_s - first_crossing_s) / crossings
+    if crossings < 1 or slot < 6.0:
+        raise ValueError(f"{crossings} crossings need at least {6 * crossings + first_crossing_s:g} s")
+    rng = np.random.default_rng(seed)
+    parked_w, parked_h = _car_size(0.22 * width)
+    parked = ObjectSpec("car", parked_w, parked_h,
+                        ((0.0, 0.05 * width, 0.25 * height), (float(duration_s), 0.05 * width, 0.25 * height)))
+    objects = [parked]
+    for i in range(crossings):
+        person = i % 2 == 0
+        crossing_s = float(rng.uniform(3.0, 5.0) if person else rng.uniform(2.0, 4.0))
+        enter_s = first_crossing_s + i * slot + float(rng.uniform(0.0, slot - crossing_s - 1.0))
+        if person:
+            w, h = _person_size(float(rng.uniform(0.25, 0.35)) * height)
+            y = float(rng.uniform(0.62, 0.72)) * height
+        else:
+            w, h = _car_size(float(rng.uniform(0.22, 0.30)) * width)
+            y = float(rng.uniform(0.92, 0.97)) * height
+        objects.append(crossing("person" if person else "car", enter_s=enter_s, crossing_s=crossing_s,
+                                frame_width=width, y_bottom=y, width=w, height=h, leftwards=bool(rng.integers(2))))
+    return Scenario(f"parked-car-{duration_s:g}s", width, height, fps, float(duration_s), tuple(objects))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,35 +1,50 @@
 """The worker process: wires the outbox, model, ledger and metrics, then runs Batch or Continuous.
 
 Batch: process what is there, wait until the outbox has delivered every event, exit 0 (or 1 with
-a summary of the files that failed). Continuous: rescan the folder every `poll_seconds` and start
+a summary of the files that failed; 2 when the event sink keeps giving a definite no such as a
+missing bucket or wrong credentials). Continuous: rescan the folder every `poll_seconds` and start
 a file once it has stopped changing for `settle_seconds`, until SIGTERM.
+
+A file is known by the id of the path where it was first seen; a file the ledger does not know
+by path but knows by its bytes (renamed, moved into an archive folder, a symlink beside it) keeps
+its first id, so it is neither processed again nor given a second set of events. A copy (the
+bytes still at the first path, as another inode) is a recording of its own.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_inference_api.models import Mode, S3Sink, WorkerConfig
+from edge_inference_api.models import ENV_WEBHOOK_HMAC_KEY, Mode, S3Sink, WorkerConfig
 from prometheus_client import CollectorRegistry
 
 from .allocator import tune_malloc
 from .config import S3Credentials
 from .detector import ModelError, UltralyticsDetector, model_dir, resolve_model
-from .files import Refusal, SettleTracker, VideoFile, scan
+from .files import Refusal, SettleTracker, VideoFile, fingerprint, scan, shown
 from .httpserver import HealthState, serve
-from .ledger import FINISHED, Ledger
+from .indexer import EventIndexWriter
+from .ledger import FINISHED, FileProgress, Ledger
 from .metrics import WorkerMetrics
 from .modelstore import ModelFetchError, fetch_model
 from .outbox import OutboxError, S3Outbox
-from .outcomes import DONE, TERMINAL
-from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done
+from .outcomes import DONE, FAILED, SKIPPED, TERMINAL
+from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done, sink_prefix
 from .record import ModelInfo
-from .sinks import SinkError, sink_from_config
+from .sinks import Sink, SinkError, sink_from_config
+from .termination import ENV_TERMINATION_LOG, write_termination_message
+from .webhook import Notifier, WebhookSink, stored_check
+
+__all__ = ["ENV_TERMINATION_LOG", "Worker", "settings_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +56,21 @@ EXIT_STOPPED = 143  # 128 + SIGTERM: a Batch run stopped before it finished
 
 # On SIGTERM the outbox gets this long to deliver what waits (the pod's grace period is 30 s).
 SHUTDOWN_FLUSH_SECONDS = 10.0
+# Batch: how long the webhook's receiver gets to take the messages that wait once every event is in
+# S3; what it has not taken by then stays on the node's disk for the next run.
+ENV_WEBHOOK_DRAIN = "EDGE_INFERENCE_WEBHOOK_DRAIN_SECONDS"
+WEBHOOK_DRAIN_SECONDS = 60.0
+# The webhook outbox's bound: messages are about 600 bytes, so this holds ~100,000 of them.
+WEBHOOK_OUTBOX_BYTES = 64 * 1024 * 1024
 DRAIN_LOG_SECONDS = 30.0
 # Batch drain: the last upload wakes it at once; this often it checks for SIGTERM and beats meanwhile.
 DRAIN_WAKE_SECONDS = 0.2
+# Batch: how long the sink may keep giving a definite no (missing bucket, wrong credentials) before
+# the run ends with exit 2. Long enough for a bucket created, or credentials rotated, alongside.
+ENV_SINK_ERROR_GRACE = "EDGE_INFERENCE_SINK_ERROR_GRACE_SECONDS"
+SINK_ERROR_GRACE_SECONDS = 60.0
+# Outcomes that are not failures in the Batch summary.
+NOT_FAILED = frozenset({DONE, SKIPPED})
 
 
 class StartupError(Exception):
@@ -62,8 +89,12 @@ class Worker:
         self.stop = stop
         self.registry = CollectorRegistry()
         self.health = HealthState()
-        self.results: dict[str, tuple[str, str]] = {}  # rel -> (outcome, reason), reported once each
+        self.results: dict[str, tuple[str, str]] = {}  # name -> (outcome, reason), reported once each
         self.services: Services | None = None  # set once the model is loaded
+        self.settings = settings_digest(config)
+        self.sink_grace = float(environ.get(ENV_SINK_ERROR_GRACE, SINK_ERROR_GRACE_SECONDS))
+        self._identities: dict[str, tuple[int, int, str]] = {}  # rel -> (size, mtime, file id) found by bytes
+        self._earlier = 0  # files finished in an earlier run, reported since the last summary line
 
     def run(self) -> int:
         malloc_tuned = tune_malloc(self.environ)
@@ -94,7 +125,9 @@ class Worker:
             outbox.close(0)
             raise StartupError(f"metrics port {self.config.metrics_port}: {exc.strerror or exc}") from None
         outbox.start()
+        webhooks: S3Outbox | None = None
         try:
+            webhooks = self._webhook_outbox(state, sink) if self.config.webhook else None
             detector = self._load_detector(state)
             self.health.ready = True
             services = self.services = Services(
@@ -106,6 +139,8 @@ class Worker:
                 metrics=metrics,
                 health=self.health,
                 stop=self.stop,
+                index=EventIndexWriter(state / "index", sink_prefix(self.config), outbox),
+                notifier=self._notifier(webhooks),
             )
             log.info(
                 "worker started",
@@ -117,14 +152,51 @@ class Worker:
             if self.config.mode == Mode.CONTINUOUS:
                 self._continuous(services)
                 return EXIT_OK
-            return self._batch(services, outbox)
+            result = self._batch(services, outbox)
+            if webhooks is not None and result == EXIT_OK:
+                self._drain_webhooks(webhooks)
+            return result
         finally:
-            outbox.close(SHUTDOWN_FLUSH_SECONDS)
+            if webhooks is not None:
+                webhooks.close(0)
+            # A sink that says no for good will not take the events in the next 10 s either.
+            outbox.close(0 if outbox.sink_refusal() else SHUTDOWN_FLUSH_SECONDS)
             if outbox.depth():
                 log.warning("events left in the outbox for the next start",
                             extra={"fields": {"events": outbox.depth()}})
             if server is not None:
                 server.shutdown()
+
+    def _webhook_outbox(self, state: Path, sink: Sink) -> S3Outbox:
+        """The job's webhook messages: a durable outbox of their own (docs/events.md, "Notifications")."""
+        key = self.environ.get(ENV_WEBHOOK_HMAC_KEY, "")
+        if not key:
+            raise StartupError(f"the job names a webhook but {ENV_WEBHOOK_HMAC_KEY} (its HMAC key) is empty")
+        assert self.config.webhook is not None
+        receiver = WebhookSink(self.config.webhook.url, key.encode(), stored_check(sink))
+        try:
+            webhooks = S3Outbox(state / "webhook-outbox", receiver, WEBHOOK_OUTBOX_BYTES, CollectorRegistry())
+        except (OutboxError, OSError) as exc:
+            raise StartupError(f"webhook outbox at {state / 'webhook-outbox'}: {exc}") from None
+        webhooks.start()
+        return webhooks
+
+    def _notifier(self, webhooks: S3Outbox | None) -> Notifier | None:
+        if webhooks is None or self.config.webhook is None:
+            return None
+        bucket = self.config.sink.bucket if isinstance(self.config.sink, S3Sink) else None
+        return Notifier(webhooks, self.config.webhook.classes, bucket)
+
+    def _drain_webhooks(self, webhooks: S3Outbox) -> None:
+        """Batch: give the receiver a while to take what waits; what it does not take waits for the next run."""
+        grace = float(self.environ.get(ENV_WEBHOOK_DRAIN, WEBHOOK_DRAIN_SECONDS))
+        deadline = time.monotonic() + grace
+        while not webhooks.wait_empty(min(DRAIN_WAKE_SECONDS, max(0.0, deadline - time.monotonic()))):
+            if self.stop.is_set() or time.monotonic() >= deadline:
+                log.warning("webhook messages left for the next run on this node",
+                            extra={"fields": {"messages": webhooks.depth(), "waited": grace}})
+                return
+            self.health.beat()
 
     def _load_detector(self, state: Path) -> UltralyticsDetector:
         spec = self.config.model
@@ -154,11 +226,13 @@ class Worker:
             if self.stop.is_set():
                 break
             self._handle(services, item)
+        self._log_earlier()
         if self.stop.is_set():
             log.warning("stopped before the batch finished; it resumes from the ledger", extra={"fields": {}})
             return EXIT_STOPPED
-        if not self._drain(services, outbox):
-            return EXIT_STOPPED
+        drained = self._drain(services, outbox)
+        if drained != EXIT_OK:
+            return drained
         services.metrics.batch_complete.set(1)
         return self._summary()
 
@@ -173,49 +247,119 @@ class Worker:
                 if self.stop.is_set():
                     break
                 present.add(item.rel)
-                if isinstance(item, VideoFile) and not self._finished(services, item):
+                if isinstance(item, VideoFile) and self._finished_earlier(services, item) is None:
                     if not settle.ready(item, time.monotonic()):
                         continue
                     settle.forget(item.rel)
                 self._handle(services, item)
+            self._log_earlier()
             settle.retain(present)
             if not self.stop.is_set():  # a complete scan: forget what is gone (memory stays flat)
-                self.results = {rel: r for rel, r in self.results.items() if rel in present}
+                names = {shown(rel) for rel in present}
+                self.results = {name: r for name, r in self.results.items() if name in names}
+                self._identities = {rel: i for rel, i in self._identities.items() if rel in present}
             self.stop.wait(self.config.poll_seconds)
 
-    def _finished(self, services: Services, file: VideoFile) -> bool:
-        return finished_as_is(services.ledger, file)
+    def _identify(self, services: Services, file: VideoFile) -> VideoFile:
+        """The file with the id the ledger knows it by: its path's, or that of the same bytes elsewhere."""
+        if services.ledger.get(file.file_id) is not None:
+            return file
+        cached = self._identities.get(file.rel)
+        if cached is not None and cached[:2] == (file.size, file.mtime_ns):
+            return replace(file, file_id=cached[2])
+        try:
+            entry = services.ledger.by_fingerprint(fingerprint(file.path, file.size))
+        except OSError:  # gone or unreadable: processing it says which
+            return file
+        if entry is None or entry.size != file.size or self._copy_of(entry, file):
+            return file
+        self._identities[file.rel] = (file.size, file.mtime_ns, entry.file_id)
+        return replace(file, file_id=entry.file_id)
+
+    def _copy_of(self, entry: FileProgress, file: VideoFile) -> bool:
+        """The same bytes are still at the first path, as another file: a copy is a recording of its own.
+
+        Gone from there, it was moved or renamed; the same inode, it is a link to it.
+        """
+        try:
+            first = (Path(self.config.input_dir).resolve() / entry.rel).stat()
+            this = file.path.stat()
+        except OSError:
+            return False
+        return (first.st_dev, first.st_ino) != (this.st_dev, this.st_ino) and first.st_size == entry.size
+
+    def _finished_earlier(self, services: Services, file: VideoFile) -> FileProgress | None:
+        """The ledger entry if this file needs no processing now (finished as it is; a failure not yet due)."""
+        entry = services.ledger.get(self._identify(services, file).file_id)
+        if entry is None or entry.state != FINISHED or entry.size != file.size:
+            return None
+        if entry.outcome == FAILED and (entry.settings != self.settings or time.time() >= entry.retry_after()):
+            return None
+        return entry
 
     def _handle(self, services: Services, item: VideoFile | Refusal) -> None:
         """One scanned path: refuse it, report an earlier result, or process it."""
         if isinstance(item, Refusal):
             self._report(services, item.rel, FileResult(item.outcome, item.reason))
             return
-        entry = services.ledger.get(item.file_id)
-        if finished_as_is(services.ledger, item):
-            self._report(services, item.rel, FileResult(entry.outcome or DONE, "finished in an earlier run"))
+        item = self._identify(services, item)
+        entry = self._finished_earlier(services, item)
+        if entry is not None:
+            self._report_earlier(services, item, entry)
             return
+        self.results.pop(item.name, None)  # processed again (it grew, or a failure is retried): said again
         result = process_file(services, item)
         if result.outcome is None:
             return
         if result.outcome in TERMINAL:
             try:
                 retry_until_done(
-                    services, "ledger update", KIND_STATE_WRITE,
-                    lambda: services.ledger.finish(item.file_id, item.rel, item.size, result.outcome),
+                    services, "ledger update", KIND_STATE_WRITE, lambda: self._finish(services, item, result)
                 )
             except Stopped:
                 return
             services.metrics.bytes_scanned.inc(item.size)
-        self._report(services, item.rel, result)
+        self._report(services, item.name, result)
 
-    def _report(self, services: Services, rel: str, result: FileResult) -> None:
-        """Count and log a file's outcome once per process (a rescan must not count it again)."""
-        if self.results.get(rel, (None,))[0] == result.outcome:
+    def _finish(self, services: Services, file: VideoFile, result: FileResult) -> None:
+        previous = services.ledger.get(file.file_id)
+        failures = 0
+        if result.outcome == FAILED:
+            again = previous is not None and previous.outcome == FAILED and previous.settings == self.settings
+            failures = previous.failures + 1 if again else 1
+        try:
+            content = fingerprint(file.path, file.size)
+        except OSError:  # rotated away meanwhile: it cannot be renamed back under another name either
+            content = ""
+        services.ledger.finish(file.file_id, file.rel, file.size, result.outcome, fingerprint=content,
+                               settings=self.settings, finished_at=time.time(), failures=failures)
+
+    def _report_earlier(self, services: Services, file: VideoFile, entry: FileProgress) -> None:
+        """A file finished before: counted once per process; one summary line per scan, not one per file."""
+        if entry.outcome == FAILED:
+            retry = datetime.fromtimestamp(entry.retry_after(), UTC).isoformat(timespec="seconds")
+            reason = f"failed in an earlier run; retried after {retry} or when the settings change"
+            self._report(services, file.name, FileResult(FAILED, reason))
             return
-        self.results[rel] = (result.outcome, result.reason)
+        if file.name not in self.results:
+            self._earlier += 1
+        self._report(services, file.name, FileResult(entry.outcome or DONE, "finished in an earlier run"), quiet=True)
+
+    def _log_earlier(self) -> None:
+        if self._earlier:
+            log.info(f"{self._earlier} files finished in an earlier run, not processed again",
+                     extra={"fields": {"files": self._earlier}})
+            self._earlier = 0
+
+    def _report(self, services: Services, name: str, result: FileResult, quiet: bool = False) -> None:
+        """Count and log a file's outcome once per process (a rescan must not count it again)."""
+        if self.results.get(name, (None,))[0] == result.outcome:
+            return
+        self.results[name] = (result.outcome, result.reason)
         services.metrics.files.labels(outcome=result.outcome).inc()
-        fields = {"file": rel, "outcome": result.outcome, "events": result.events, "sampledFrames": result.frames}
+        if quiet:
+            return
+        fields = {"file": name, "outcome": result.outcome, "events": result.events, "sampledFrames": result.frames}
         if result.seconds:
             fields["seconds"] = round(result.seconds, 3)
             fields["framesPerSecond"] = round(result.frames / result.seconds, 2)
@@ -225,33 +369,48 @@ class Worker:
             fields["reason"] = result.reason
             log.warning(f"file {result.outcome}: {result.reason}", extra={"fields": fields})
 
-    def _drain(self, services: Services, outbox: S3Outbox) -> bool:
-        """Batch: wait until every event is confirmed by the sink; False if stopped first."""
+    def _drain(self, services: Services, outbox: S3Outbox) -> int:
+        """Batch: wait until every event is confirmed by the sink.
+
+        EXIT_STOPPED if stopped first; EXIT_USAGE once the sink has said a definite no (missing
+        bucket, wrong credentials) for `sink_grace` seconds: the events stay on disk.
+        """
         last_log = 0.0
         while not outbox.wait_empty(DRAIN_WAKE_SECONDS):
             if self.stop.is_set():
-                return False
+                return EXIT_STOPPED
             services.metrics.beat()
             self.health.beat()
             now = time.monotonic()
+            refusal = outbox.sink_refusal()
+            if refusal is not None and now - refusal.since >= self.sink_grace:
+                events = outbox.events_waiting()
+                message = (f"the event sink refuses: {refusal.message}; {events} events stay in the outbox "
+                           "for the next start")
+                log.error(message, extra={"fields": {"events": events, "waited": round(now - refusal.since)}})
+                write_termination_message(self.environ, message)
+                return EXIT_USAGE
             if now - last_log >= DRAIN_LOG_SECONDS:
                 last_log = now
-                log.info("waiting for the outbox to deliver", extra={"fields": {"events": outbox.depth()}})
-        return True
+                log.info("waiting for the outbox to deliver",
+                         extra={"fields": {"events": outbox.events_waiting(),
+                                           "lastError": refusal and refusal.message}})
+        return EXIT_OK
 
     def _summary(self) -> int:
         outcomes = Counter(outcome for outcome, _ in self.results.values())
-        failed = {rel: f"{o}: {r}" for rel, (o, r) in sorted(self.results.items()) if o != DONE}
+        failed = {name: f"{o}: {r}" for name, (o, r) in sorted(self.results.items()) if o not in NOT_FAILED}
         counts = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "no files"
         fields = {"outcomes": dict(outcomes), "failed": failed}
         if failed:
             log.error(f"batch finished with failures: {counts}", extra={"fields": fields})
+            write_termination_message(self.environ, f"batch finished with failures: {counts}")
             return EXIT_FILES_FAILED
         log.info(f"batch finished: {counts}", extra={"fields": fields})
         return EXIT_OK
 
 
-def finished_as_is(ledger: Ledger, file: VideoFile) -> bool:
-    """The ledger has this file finished at its current size (a file that grew is processed again)."""
-    entry = ledger.get(file.file_id)
-    return entry is not None and entry.state == FINISHED and entry.size == file.size
+def settings_digest(config: WorkerConfig) -> str:
+    """Digest of the settings that decide a file's outcome and events (a change retries failed files)."""
+    parts = config.model_dump(mode="json", include={"job", "node", "model", "events", "sampling", "sink"})
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

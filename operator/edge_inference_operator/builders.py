@@ -22,6 +22,7 @@ from edge_inference_api.models import (
     ENV_NODE_NAME,
     ENV_S3_ACCESS_KEY,
     ENV_S3_SECRET_KEY,
+    ENV_WEBHOOK_HMAC_KEY,
     ENV_WORKER_CONFIG,
     KIND,
     LABEL_ACCELERATOR,
@@ -31,6 +32,7 @@ from edge_inference_api.models import (
     JobRef,
     Mode,
     S3Sink,
+    WebhookTarget,
     WorkerConfig,
 )
 
@@ -145,6 +147,8 @@ def build_worker_config(
         endpoint=output.endpoint, bucket=output.bucket, prefix=output.prefix, secure=output.secure, region=output.region
     )
     extra: dict[str, Any] = {"node": node} if node is not None else {}
+    if spec.webhook is not None:
+        extra["webhook"] = WebhookTarget(url=spec.webhook.url, classes=list(spec.webhook.classes))
     return WorkerConfig(
         job=JobRef(namespace=job.namespace, name=job.name),
         mode=spec.mode,
@@ -160,6 +164,14 @@ def build_worker_config(
         metrics_port=METRICS_PORT,
         **extra,
     )
+
+
+def webhook_key_env(spec: InferenceJobSpec) -> list[dict[str, Any]]:
+    """The webhook's HMAC key from its Secret, by reference (nothing when the job names no webhook)."""
+    if spec.webhook is None:
+        return []
+    ref = spec.webhook.secret_ref
+    return [{"name": ENV_WEBHOOK_HMAC_KEY, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}]
 
 
 def node_affinity(job: ParsedJob, accelerator: str, node: str | None = None) -> dict[str, Any]:
@@ -238,6 +250,7 @@ def build_pod_template(
                 "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.secret_key_key}},
             },
             {"name": ENV_NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            *webhook_key_env(job.spec),
         ],
         "ports": [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}],
         # Loading a model from the node cache can take a while; the startup probe covers it.

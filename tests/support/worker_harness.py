@@ -71,10 +71,17 @@ def log_lines(stderr: str) -> list[dict]:
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
+def event_keys(keys: list[str]) -> list[str]:
+    """The keys of events (JPEG and JSON), without the event index's objects (`<prefix>/_index/...`)."""
+    return [key for key in keys if "/_index/" not in f"/{key}"]
+
+
 def event_documents(out_dir: Path) -> dict[str, dict]:
-    """Event JSON documents in a directory sink, by key (relative path without .json)."""
+    """Event JSON documents in a directory sink, by key (relative path without .json); the index left out."""
     return {
-        str(p.relative_to(out_dir))[: -len(".json")]: json.loads(p.read_text()) for p in sorted(out_dir.rglob("*.json"))
+        str(p.relative_to(out_dir))[: -len(".json")]: json.loads(p.read_text())
+        for p in sorted(out_dir.rglob("*.json"))
+        if "_index" not in p.relative_to(out_dir).parts
     }
 
 
@@ -163,3 +170,66 @@ def ledger_entry(state_dir: Path, fid: str) -> dict | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+@dataclass
+class InProcessRun:
+    """What one in-process worker run did: the worker (results, registry), its exit code and log records."""
+
+    worker: object  # edge_inference_worker.worker.Worker
+    code: int
+    records: list
+
+    def lines(self, msg: str) -> list:
+        """Log records whose message is exactly `msg`."""
+        return [r for r in self.records if r.getMessage() == msg]
+
+    def outcome_lines(self, rel: str) -> list:
+        """Log records that report an outcome for the file `rel`."""
+        return [r for r in self.records if getattr(r, "fields", {}).get("file") == rel and "outcome" in r.fields]
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.worker.registry.get_sample_value(name, labels) or 0.0
+
+
+class LogCapture:
+    """Collects the worker's log records (INFO and up) while a block runs."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.records: list = []
+        self._handler = logging.Handler(logging.INFO)
+        self._handler.emit = self.records.append
+        self._logger = logging.getLogger("edge_inference_worker")
+
+    def __enter__(self) -> LogCapture:
+        import logging
+
+        self._level = self._logger.level
+        self._logger.addHandler(self._handler)
+        self._logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._level)
+
+
+def detect_flags(input_dir: Path, out: str, state_dir: Path, *extra: str) -> list[str]:
+    """The `detect` flags of `detect_args`, without the interpreter and subcommand (for in-process runs)."""
+    return detect_args(input_dir, out, state_dir, *extra)[4:]
+
+
+def run_in_process(flags: list[str], environ: dict[str, str], stop=None, credentials=None) -> InProcessRun:
+    """Parse `detect` flags and run a Worker in this process (Batch, or Continuous until `stop` is set)."""
+    import threading
+
+    from edge_inference_worker.config import S3Credentials, parse_detect_flags
+    from edge_inference_worker.worker import Worker
+
+    config = parse_detect_flags(flags, environ)
+    worker = Worker(config, credentials or S3Credentials(None, None), environ, stop or threading.Event())
+    with LogCapture() as capture:
+        code = worker.run()
+    return InProcessRun(worker, code, capture.records)

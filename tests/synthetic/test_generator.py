@@ -15,6 +15,7 @@ from edge_inference_worker.synthetic import (
     Scenario,
     crossing,
     make_video,
+    parked_car_scenario,
     render_frames,
     scenario_truth,
     scene_background,
@@ -196,3 +197,20 @@ def test_a_paused_object_stands_still_and_stays_in_the_truth():
     assert len(set(paused)) == 1
     assert not loiter.is_moving_at(1.7) and loiter.is_moving_at(0.5) and loiter.is_moving_at(3.0)
     assert person.end_s - person.start_s > 2.0  # the pause adds to the time on screen
+
+
+def test_the_parked_car_stays_for_the_whole_file_while_a_hundred_objects_cross_clear_of_it():
+    scenario = parked_car_scenario(700.0, crossings=100, fps=2, seed=3)
+    truth = scenario_truth(scenario, seed=3)
+    parked, crossers = truth.objects[0], truth.objects[1:]
+    assert parked.class_name == "car"
+    assert (parked.start_s, parked.end_s) == (0.0, (scenario.frame_count - 1) / scenario.fps)
+    assert len(set(parked.boxes.values())) == 1  # it never moves
+    (px1, py1, px2, py2) = next(iter(parked.boxes.values()))
+    assert len(crossers) == 100 and {o.class_name for o in crossers} == {"person", "car"}
+    assert min(o.onscreen_start_s for o in crossers) >= 45.0
+    for obj in crossers:
+        for x1, y1, x2, _ in obj.boxes.values():
+            assert y1 >= py2 or x1 >= px2 or x2 <= px1, "a crossing hides the parked car"
+    spans = sorted((o.onscreen_start_s, o.onscreen_end_s) for o in crossers)
+    assert all(b[0] > a[1] for a, b in zip(spans, spans[1:], strict=False))  # one at a time

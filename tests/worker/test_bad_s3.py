@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from support.s3server import free_ports
-from support.worker_harness import detect_args, event_documents, metric_value, run_worker, wait_for
+from support.worker_harness import detect_args, event_documents, event_keys, metric_value, run_worker, wait_for
 
 
 class Garbage(BaseHTTPRequestHandler):
@@ -73,7 +73,7 @@ def test_garbage_answers_are_counted_and_nothing_is_lost(
     fixed = detect_args(videos, out, state, "--s3-endpoint", s3.url)
     result = run_worker(fixed, env)
     assert result.returncode == 0, result.stderr[-3000:]
-    keys = s3.list_keys("garbage-test/")
+    keys = event_keys(s3.list_keys("garbage-test/"))
     assert len([k for k in keys if k.endswith(".json")]) == 4 and len(keys) == 8
     local = directory_run[0] / "events"  # the same clip straight into a folder
     assert sorted(keys) == sorted(f"garbage-test/{k}.{ext}" for k in event_documents(local) for ext in ("jpg", "json"))

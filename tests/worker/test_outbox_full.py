@@ -13,6 +13,7 @@ from support.s3server import free_ports
 from support.worker_harness import (
     assert_events_match_truth,
     detect_args,
+    event_keys,
     http_get,
     log_lines,
     metric_value,
@@ -49,7 +50,7 @@ def test_a_full_outbox_blocks_loses_nothing_and_resumes(worker_env, s3_server_mo
     fixed = detect_args(videos, out, state, *common, "--s3-endpoint", s3.url)
     result = run_worker(fixed, env)
     assert result.returncode == 0, result.stderr[-3000:]
-    keys = s3.list_keys("full-outbox/")
+    keys = event_keys(s3.list_keys("full-outbox/"))
     documents = [json.loads(s3.get(k)) for k in keys if k.endswith(".json")]
     assert len(keys) == 2 * len(documents)
     assert_events_match_truth(documents, truth)

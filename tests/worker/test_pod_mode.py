@@ -11,7 +11,7 @@ import sys
 
 from edge_inference_api.models import S3ModelSource, WorkerConfig
 from edge_inference_worker.detector import PACKAGE_MODEL_DIR
-from support.worker_harness import IMAGE_SIZE, assert_events_match_truth, log_lines
+from support.worker_harness import IMAGE_SIZE, assert_events_match_truth, event_keys, log_lines
 
 WEIGHTS = PACKAGE_MODEL_DIR / "synthetic-yolov5n.pt"
 
@@ -52,7 +52,7 @@ def test_pod_run_with_weights_from_s3(short_clip, worker_env, s3_server_module, 
     config = pod_config(s3, tmp_path, "models/good/doors-detector.pt", sha256, "pods")
     result = run_pod(config, {**worker_env, **s3.credentials_env()})
     assert result.returncode == 0, result.stderr[-3000:]
-    keys = s3.list_keys("pods/")
+    keys = event_keys(s3.list_keys("pods/"))
     assert len(keys) == 8 and all(k.startswith("pods/shop/doors/edge-node-7/") for k in keys)
     documents = [json.loads(s3.get(k)) for k in keys if k.endswith(".json")]
     assert_events_match_truth(documents, short_clip.truth)

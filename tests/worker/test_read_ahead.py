@@ -1,17 +1,29 @@
-"""The read-ahead thread between the decoder and the detector: order, errors, and stopping early."""
+"""The read-ahead thread between the decoder and the detector: order, errors, stopping early, and a
+bound in bytes of the frames as they really are (4:4:4, 10-bit and BGR frames are larger than 4:2:0)."""
 
 from __future__ import annotations
 
 import threading
 from contextlib import closing
+from fractions import Fraction
 
+import av
+import numpy as np
 import pytest
+from edge_inference_worker.decode import VideoReader
 from edge_inference_worker.pipeline import (
-    READ_AHEAD_GATED_BYTES,
+    READ_AHEAD_BYTES,
     READ_AHEAD_GATED_FRAMES,
-    gated_read_ahead,
-    read_ahead,
+    ReadAhead,
+    ReadAheadLimit,
+    read_ahead_limit,
+    with_images,
 )
+from support.worker_harness import wait_for
+
+
+def read_ahead(items, depth):
+    return ReadAhead(items, ReadAheadLimit(READ_AHEAD_BYTES, depth, depth))
 
 
 def test_items_arrive_in_order_from_another_thread():
@@ -65,16 +77,62 @@ def test_closing_early_stops_a_producer_waiting_on_a_full_buffer():
     assert not any(t.name == "decode-ahead" for t in threading.enumerate())
 
 
-@pytest.mark.parametrize(("width", "height", "frames"), [
-    (640, 360, 194),  # 64 MiB of 4:2:0 pictures
-    (1280, 720, 48),
-    (1920, 1080, 21),
-    (3840, 2160, 8),  # the floor: decoding still runs through an event's forward passes
-    (160, 90, 256),  # the ceiling
-    (0, 0, 256),  # a stream that does not say its size
-])
-def test_the_gated_read_ahead_holds_a_bounded_amount_of_decoded_pictures(width, height, frames):
-    assert gated_read_ahead(width, height) == frames
-    lowest, highest = READ_AHEAD_GATED_FRAMES
-    if lowest < frames < highest:
-        assert frames * width * height * 3 // 2 <= READ_AHEAD_GATED_BYTES
+def test_items_are_held_up_to_the_byte_budget_within_the_frame_bounds():
+    sizes = {i: 10 for i in range(100)}
+    ahead = ReadAhead(iter(range(100)), ReadAheadLimit(budget_bytes=55, min_items=2, max_items=8), sizes.get)
+    with closing(ahead):
+        wait_for(lambda: ahead.held_items == 5, 10, "the producer to fill the budget")
+        assert ahead.held_bytes == 50  # a sixth item of 10 bytes would pass 55
+        assert next(ahead) == 0
+        wait_for(lambda: ahead.held_items == 5, 10, "the producer to refill")
+    big = ReadAhead(iter(range(100)), ReadAheadLimit(budget_bytes=55, min_items=2, max_items=8), lambda _: 100)
+    with closing(big):
+        wait_for(lambda: big.held_items == 2, 10, "the floor of two items, over budget")
+    small = ReadAhead(iter(range(100)), ReadAheadLimit(budget_bytes=10**9, min_items=2, max_items=8), lambda _: 1)
+    with closing(small):
+        wait_for(lambda: small.held_items == 8, 10, "the ceiling")
+
+
+def _clip(path, pix_fmt: str, width: int = 640, height: int = 360, frames: int = 300) -> None:
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w") as output:
+        stream = output.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.options = {"preset": "ultrafast"}
+        picture = rng.integers(0, 255, (height, width, 3), np.uint8)
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.roll(picture, index, axis=1), format="rgb24")
+            frame.pts = index
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize(("pix_fmt", "bytes_per_pixel"), [("yuv420p", 1.5), ("yuv444p", 3), ("yuv420p10le", 3)])
+def test_the_gated_read_ahead_counts_frames_as_the_decoder_gives_them(tmp_path, pix_fmt, bytes_per_pixel):
+    path = tmp_path / f"{pix_fmt}.mkv"
+    _clip(path, pix_fmt)
+    with VideoReader(path) as reader:
+        first = next(reader.samples(25.0))
+        assert first.nbytes == 640 * 360 * bytes_per_pixel
+        limit = read_ahead_limit(batch_size=1, gated=True)
+        with closing(ReadAhead(reader.samples(25.0), limit, lambda frame: frame.nbytes)) as ahead:
+            wait_for(lambda: ahead.held_items >= READ_AHEAD_GATED_FRAMES[0], 30, "frames decoded ahead")
+            wait_for(lambda: ahead.held_bytes + first.nbytes > READ_AHEAD_BYTES
+                     or ahead.held_items == READ_AHEAD_GATED_FRAMES[1], 30, "the buffer to fill")
+            assert ahead.held_bytes <= READ_AHEAD_BYTES
+
+
+def test_frames_converted_for_the_detector_count_their_bgr_image(tmp_path):
+    path = tmp_path / "clip.mkv"
+    _clip(path, "yuv420p", frames=20)
+    with VideoReader(path) as reader:
+        frame = next(with_images(reader.samples(25.0)))
+        assert frame.nbytes == 640 * 360 * 3  # the decoder's picture is let go once converted
+
+
+@pytest.mark.parametrize("batch_size", [1, 8, 64])
+def test_every_limit_holds_at_least_one_batch(batch_size):
+    for gated in (False, True):
+        limit = read_ahead_limit(batch_size, gated)
+        assert limit.min_items >= batch_size and limit.max_items >= limit.min_items
+        assert limit.budget_bytes == READ_AHEAD_BYTES
