@@ -189,7 +189,7 @@ def pod_tolerations(spec: InferenceJobSpec, accelerator: str) -> list[dict[str, 
 def _resources(job: ParsedJob, accelerator: AcceleratorTarget) -> dict[str, Any]:
     requests = dict(job.spec.resources.requests)
     limits = dict(job.spec.resources.limits)
-    if accelerator.type == NVIDIA and accelerator.gpus > 0:
+    if accelerator.type == NVIDIA:  # gpus >= 1 (the schema): without a limit the pod would see every GPU
         limits[GPU_RESOURCE] = str(accelerator.gpus)  # extended resources: requests default to limits
     resources: dict[str, Any] = {}
     if requests:

@@ -101,7 +101,6 @@ def test_worker_pod_is_locked_down(case: str, settings, make_job) -> None:
             "nvidia",
             True,
         ),
-        ({"type": "nvidia", "gpus": 0}, "ghcr.io/edge-inference/worker-cuda:0.1.0", None, None, True),
         ({"type": "cpu", "image": "registry.local/w:dev"}, "registry.local/w:dev", None, None, False),
     ],
 )
