@@ -32,12 +32,25 @@ CHILD_COLLECTIONS = {
 }
 
 
+INVALID = 422  # the API server refuses the object itself: retrying cannot help
+
+
 class KubeError(Exception):
-    """A Kubernetes API answer other than 2xx."""
+    """A Kubernetes API answer other than 2xx; `message` is the server's own (from its Status)."""
 
     def __init__(self, status: int, method: str, path: str, body: str) -> None:
         super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
         self.status = status
+        self.message = status_message(body)
+
+
+def status_message(body: str) -> str:
+    """The `message` of a metav1.Status answer, or the body itself when it is not one."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return body[:1000]
+    return str(answer.get("message") or body)[:1000] if isinstance(answer, dict) else body[:1000]
 
 
 class Kube:
@@ -211,7 +224,7 @@ async def ensure_child(
         try:
             return "updated", await _replace_spec(kube, current, desired, namespace)
         except KubeError as error:
-            if error.status not in (409, 422):
+            if error.status != 409:  # a 422 (invalid) is the object's fault and is reported, never retried
                 raise
             current = await kube.get(path)
     raise KubeError(409, "PATCH", path, f"still conflicting after {CONFLICT_RETRIES} attempts")

@@ -208,9 +208,17 @@ class Reconciler:
         else:
             desired_nodes = list(matched)
         placed = targets if job.spec.mode == Mode.BATCH else matched  # node -> accelerator kind
-        convergence = await k.converge_children(
-            self.kube, namespace, name, uid, build_children(job, self.settings, targets), create_missing=create_missing
-        )
+        try:
+            convergence = await k.converge_children(
+                self.kube, namespace, name, uid, build_children(job, self.settings, targets), create_missing=create_missing
+            )
+        except k.KubeError as error:
+            if error.status != k.INVALID:
+                raise
+            # What the schema could not catch: the API server's own words, as a condition and an Event.
+            status = invalid_status(previous, generation, c.CHILD_REJECTED, f"the API server refused a worker: {error.message}", now)
+            await self._write(body, previous, status)
+            return status, "invalid"
         for action in ("created", "updated", "deleted"):
             self.metrics.children_changed.labels(action=action).inc(len(getattr(convergence, action)))
         if not create_missing:

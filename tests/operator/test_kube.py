@@ -101,3 +101,31 @@ async def test_an_object_of_someone_else_with_our_name_is_not_taken_over(
     assert result.taken == ["DaemonSet/lobby-cpu"] and result.created == [] and result.children == []
     (untouched,) = cluster.daemonsets()
     assert untouched["metadata"]["ownerReferences"][0]["uid"] == "someone-else"
+
+
+async def test_an_invalid_update_is_reported_at_once_not_retried_as_a_conflict(
+    cluster, kube, make_job, make_body, settings
+) -> None:
+    uid = owner_uid(cluster, make_body)
+    (desired,) = build_children(make_job(uid=uid), settings)
+    await k.ensure_child(kube, desired, None, "default")
+    current = cluster.daemonsets()[0]
+    refused = copy.deepcopy(desired)
+    refused["metadata"]["labels"]["broken"] = "not a label value!"
+    refused["metadata"]["annotations"][ANNOTATION_SPEC_HASH] = "changed"
+
+    with pytest.raises(k.KubeError) as raised:
+        await k.ensure_child(kube, refused, current, "default")
+
+    assert raised.value.status == 422
+    assert "not a label value!" in raised.value.message and "still conflicting" not in str(raised.value)
+    assert cluster.daemonsets()[0]["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]
+
+
+async def test_an_invalid_create_carries_the_servers_message(cluster, kube, make_job, make_body, settings) -> None:
+    uid = owner_uid(cluster, make_body)
+    (desired,) = build_children(make_job(uid=uid), settings)
+    desired["metadata"]["labels"]["broken"] = "not a label value!"
+    with pytest.raises(k.KubeError) as raised:
+        await k.ensure_child(kube, desired, None, "default")
+    assert raised.value.status == 422 and 'DaemonSet.apps "lobby-cpu" is invalid' in raised.value.message
