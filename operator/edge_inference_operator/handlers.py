@@ -6,6 +6,8 @@ script and the tests (several operator instances per process, short timer interv
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +25,7 @@ from edge_inference_operator.status import Transition
 
 WORKERS = {LABEL_MANAGED_BY: MANAGER}
 WORKERS_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"
+logger = logging.getLogger(__name__)
 
 
 def post_kopf_event(body: Mapping[str, Any], transition: Transition) -> None:
@@ -61,7 +64,13 @@ def register_handlers(
     operator_settings = settings  # `settings` is kopf's own inside the startup handler
 
     @kopf.on.startup(registry=registry)
-    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def configure(
+        settings: kopf.OperatorSettings,
+        inference_jobs: kopf.Index,
+        camera_nodes: kopf.Index,
+        worker_pods: kopf.Index,
+        **_: Any,
+    ) -> None:
         settings.peering.standalone = True  # one replica; see the chart's Deployment
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -77,13 +86,24 @@ def register_handlers(
         runtime["reconciler"] = Reconciler(operator_settings, kube_factory(), operator_metrics, post_kopf_event, utcnow)
         if operator_settings.metrics_port:
             runtime["metrics_server"] = await serve_metrics(operator_metrics, operator_settings.metrics_port)
+        # The indices are live: the loop always sees the jobs, nodes and pods as they are now.
+        runtime["resync"] = asyncio.create_task(resync_forever(inference_jobs, camera_nodes, worker_pods))
 
     @kopf.on.cleanup(registry=registry)
     async def shut_down(**_: Any) -> None:
+        if "resync" in runtime:
+            task = runtime.pop("resync")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if "metrics_server" in runtime:
             await runtime.pop("metrics_server").cleanup()
         if "reconciler" in runtime:
             await runtime.pop("reconciler").close()
+
+    @kopf.index(API_GROUP, PLURAL, id="inference_jobs", registry=registry)
+    def inference_jobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}}
 
     @kopf.index("v1", "nodes", labels={LABEL_CAMERA_STORAGE: kopf.PRESENT}, id="camera_nodes", registry=registry)
     def camera_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
@@ -106,11 +126,11 @@ def register_handlers(
         }
         return {(namespace, labels.get(LABEL_JOB, "")): summary}
 
-    async def converge(body: kopf.Body, camera_nodes: kopf.Index, worker_pods: kopf.Index) -> None:
-        if body.metadata.get("deletionTimestamp"):
+    async def converge(body: Mapping[str, Any], camera_nodes: kopf.Index, worker_pods: kopf.Index) -> None:
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
             return
-        meta = body.metadata
-        await reconciler().reconcile(body, _nodes(camera_nodes), _pods(worker_pods, meta.namespace, meta.name))
+        await reconciler().reconcile(body, _nodes(camera_nodes), _pods(worker_pods, meta["namespace"], meta["name"]))
 
     @kopf.on.resume(API_GROUP, PLURAL, id="converge-on-resume", registry=registry)
     @kopf.on.create(API_GROUP, PLURAL, id="converge-on-create", registry=registry)
@@ -118,14 +138,27 @@ def register_handlers(
     async def on_change(body: kopf.Body, camera_nodes: kopf.Index, worker_pods: kopf.Index, **_: Any) -> None:
         await converge(body, camera_nodes, worker_pods)
 
-    @kopf.timer(API_GROUP, PLURAL, interval=settings.reconcile_seconds, id="resync", registry=registry)
-    async def resync(body: kopf.Body, camera_nodes: kopf.Index, worker_pods: kopf.Index, **_: Any) -> None:
-        await converge(body, camera_nodes, worker_pods)
+    async def resync_forever(jobs: kopf.Index, camera_nodes: kopf.Index, worker_pods: kopf.Index) -> None:
+        """The periodic level-based resync of every job, one loop for all of them.
 
-    @kopf.on.delete(API_GROUP, PLURAL, optional=True, registry=registry)
-    def forget_job(namespace: str, name: str, **_: Any) -> None:
+        Not a per-object kopf timer: kopf guards timers with a finalizer on every job, and a job
+        must stay deletable while the operator is down (children go by garbage collection).
+        """
+        while True:
+            await asyncio.sleep(operator_settings.reconcile_seconds)
+            for store in list(jobs.values()):
+                for body in list(store):
+                    try:
+                        await converge(body, camera_nodes, worker_pods)
+                    except Exception:  # noqa: BLE001 - counted by the reconciler; retried next tick
+                        meta = body.get("metadata", {})
+                        logger.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
+
+    @kopf.on.event(API_GROUP, PLURAL, registry=registry)
+    def forget_job(type: str | None, namespace: str, name: str, **_: Any) -> None:
         # Children go by owner references (garbage collection); only in-memory state is left here.
-        reconciler().forget(namespace, name)
+        if type == "DELETED":
+            reconciler().forget(namespace, name)
 
     @kopf.on.event("apps", "v1", "daemonsets", labels=WORKERS, registry=registry)
     @kopf.on.event("batch", "v1", "jobs", labels=WORKERS, registry=registry)

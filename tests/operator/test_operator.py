@@ -451,3 +451,17 @@ async def test_a_name_taken_by_someone_else_is_reported_not_hijacked(cluster, st
     assert cluster.api.kubectl("delete", "daemonset", "lobby-cpu").returncode == 0
     await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.WAITING_FOR_NODES), what="ours now")
     assert cluster.daemonsets()[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "edge-inference-operator"
+
+
+async def test_a_job_is_deletable_while_the_operator_is_down(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    operator = await start_operator()
+    await cluster.wait(lambda: cluster.daemonsets(), what="the DaemonSet")
+    seen = operator.reconciles()
+    await cluster.wait(lambda: operator.reconciles() >= seen + 3, what="periodic resyncs")
+    assert not cluster.job()["metadata"].get("finalizers")  # the resync needs none
+    await operator.stop()
+    deleted = cluster.api.kubectl("delete", "inferencejob", "lobby", "--timeout=20s")
+    assert deleted.returncode == 0, deleted.stderr
+    assert cluster.api.kubectl("get", "inferencejob", "lobby").returncode != 0
