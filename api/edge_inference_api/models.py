@@ -518,6 +518,12 @@ class NodeProgress(ApiModel):
 
     node: str = Field(..., description="Node name.")
     state: str = Field(..., description="Running, Succeeded, Failed, Pending or Stale.")
+    reason: str | None = Field(
+        None,
+        description="Why the node failed: the Job's reason (e.g. BackoffLimitExceeded), WorkerFailed, "
+        "NodeGone (Batch: the node was deleted or lost its labels) or StartDeadlineExceeded (Batch: "
+        "its pod did not start in time).",
+    )
     files_done: int = Field(0, description="Video files finished on this node.")
     frames_analysed: int = Field(0, description="Frames run through the detector.")
     events_uploaded: int = Field(0, description="Events confirmed by S3.")
@@ -552,7 +558,7 @@ class InferenceJobStatus(ApiModel):
     )
     node_progress_omitted: int = Field(0, description="Nodes left out of nodeProgress to bound the status size.")
     events: int = Field(0, description="Events uploaded, summed over nodes (printer column).")
-    ready_nodes: str = Field("", description="ready/desired, for the printer column.")
+    ready_nodes: str = Field("", description="ready/desired (Batch: succeeded/desired), for the printer column.")
 
 
 # ----------------------------------------------------------------------------- worker

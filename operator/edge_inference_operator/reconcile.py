@@ -249,7 +249,9 @@ class Reconciler:
             thresholds=Thresholds(
                 stale_after=datetime.timedelta(seconds=self.settings.stale_after_seconds),
                 backlog_age_seconds=self.settings.backlog_age_seconds,
+                batch_start_deadline=datetime.timedelta(seconds=self.settings.batch_start_deadline_seconds),
             ),
+            live_nodes=set(nodes) if job.spec.mode == Mode.BATCH else None,
             idle_accelerators=[a.type for a in job.spec.accelerators if a.type not in set(placed.values())],
             taken_names=convergence.taken,
         )

@@ -36,6 +36,9 @@ class OperatorSettings(BaseModel):
         600.0, gt=0, description="An outbox whose oldest event is older than this counts as a backlog."
     )
     batch_backoff_limit: int = Field(3, ge=0, le=100, description="Retries of a Batch worker before its node fails.")
+    batch_start_deadline_seconds: float = Field(
+        600.0, gt=0, description="A Batch node whose worker has not started this long after its Job was made fails."
+    )
 
     @field_validator("allowed_host_paths")
     @classmethod

@@ -465,3 +465,35 @@ async def test_a_job_is_deletable_while_the_operator_is_down(cluster, start_oper
     deleted = cluster.api.kubectl("delete", "inferencejob", "lobby", "--timeout=20s")
     assert deleted.returncode == 0, deleted.stderr
     assert cluster.api.kubectl("get", "inferencejob", "lobby").returncode != 0
+
+
+async def test_batch_status_keeps_updating_after_one_node_failed(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2")
+    cluster.apply(make_body(mode="Batch"))
+    operator = await start_operator()
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"], what="Jobs")
+    failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], "failed": 4}
+    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-1", "default", {"status": failed})
+    await cluster.wait(lambda: cluster.status()["nodes"]["failed"] == 1, what="the failed node counted")
+    seen = operator.reconciles()
+    await cluster.wait(lambda: operator.reconciles() >= seen + 2, what="more reconciles")
+    done = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-2", "default", {"status": done})
+    await cluster.wait(lambda: cluster.status()["nodes"]["succeeded"] == 1, what="the later success counted")
+    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed once all finished")
+    assert cluster.status()["readyNodes"] == "1/2"
+
+
+async def test_a_deleted_batch_target_node_ends_failed(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2")
+    cluster.apply(make_body(mode="Batch"))
+    await start_operator()
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"], what="Jobs")
+    cluster.core.delete_node("edge-2")
+    done = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-1", "default", {"status": done})
+    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed")
+    gone = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
+    assert (gone["state"], gone["reason"]) == ("Failed", "NodeGone")
