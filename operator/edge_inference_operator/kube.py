@@ -12,12 +12,13 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import kubernetes
-from edge_inference_api.models import API_GROUP, API_VERSION, PLURAL
+from edge_inference_api.models import API_GROUP, API_VERSION, PLURAL, QUANTITY, quantity_value
 
 from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
 
@@ -135,6 +136,44 @@ def _hash(obj: Mapping[str, Any]) -> str | None:
     return (obj.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_SPEC_HASH)
 
 
+_QUANTITY_MAPS = ("requests", "limits")
+
+
+def _same_scalar(desired: Any, live: Any, in_quantities: bool) -> bool:
+    if desired == live:
+        return True
+    # The API server writes quantities in canonical form ("0.5" comes back as "500m").
+    quantities = in_quantities and isinstance(desired, str) and isinstance(live, str)
+    return quantities and bool(re.match(QUANTITY, desired)) and bool(re.match(QUANTITY, live)) and (
+        quantity_value(desired) == quantity_value(live)
+    )
+
+
+def contains(live: Any, desired: Any, in_quantities: bool = False) -> bool:
+    """Whether every field the operator sets is in `live` with the same value.
+
+    Fields only the API server adds (defaults, its own labels) are ignored; lists must match item by item.
+    """
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            key in live and contains(live[key], value, in_quantities or key in _QUANTITY_MAPS)
+            for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(one, other) for one, other in zip(live, desired, strict=True))
+        )
+    return _same_scalar(desired, live, in_quantities)
+
+
+def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether the live child differs from the desired one in what the operator decides (e.g. edited by hand)."""
+    labels = live.get("metadata", {}).get("labels") or {}
+    return not (contains(labels, desired["metadata"]["labels"]) and contains(live.get("spec"), desired["spec"]))
+
+
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
@@ -216,7 +255,7 @@ async def ensure_child(
             return "taken", dict(current)  # never take over an object someone else made
         if current.get("metadata", {}).get("deletionTimestamp"):
             return "terminating", None  # created again once it is gone
-        if _hash(current) == _hash(desired):
+        if _hash(current) == _hash(desired) and not drifted(current, desired):
             return "unchanged", dict(current)
         if desired["kind"] == "Job":
             await _delete(kube, current, namespace)

@@ -497,3 +497,28 @@ async def test_a_deleted_batch_target_node_ends_failed(cluster, start_operator, 
     await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed")
     gone = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
     assert (gone["state"], gone["reason"]) == ("Failed", "NodeGone")
+
+
+async def test_a_child_edited_by_hand_with_its_hash_intact_is_put_back(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    ds = await cluster.wait(lambda: cluster.daemonsets()[0], what="the DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    videos = next(i for i, v in enumerate(pod["volumes"]) if v["name"] == "videos")
+    cluster.apps.patch_namespaced_daemon_set(
+        "lobby-cpu",
+        "default",
+        [  # the spec-hash annotations stay as they were: only the fields say what happened
+            {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:1"},
+            {"op": "replace", "path": f"/spec/template/spec/volumes/{videos}/hostPath/path", "value": "/etc"},
+        ],
+    )
+
+    def put_back() -> dict | None:
+        spec = cluster.daemonsets()[0]["spec"]["template"]["spec"]
+        image = spec["containers"][0]["image"]
+        path = spec["volumes"][videos]["hostPath"]["path"]
+        return spec if (image, path) == ("ghcr.io/edge-inference/worker:0.1.0", "/srv/video/lobby") else None
+
+    await cluster.wait(put_back, what="the image and hostPath put back")
