@@ -13,6 +13,7 @@ DEGRADED = "Degraded"
 
 # Reasons, CamelCase as in metav1.Condition.
 HOST_PATH_NOT_ALLOWED = "HostPathNotAllowed"
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
 INVALID_SPEC = "InvalidSpec"
 SECRET_NOT_FOUND = "SecretNotFound"
 CHILD_NAME_TAKEN = "ChildNameTaken"

@@ -126,9 +126,13 @@ def state_host_path(job: ParsedJob, settings: OperatorSettings) -> str:
 
 
 def worker_image(accelerator: AcceleratorTarget, settings: OperatorSettings) -> str:
-    if accelerator.image:
-        return accelerator.image
-    return settings.worker_image_cuda if accelerator.type == NVIDIA else settings.worker_image
+    """The job's pick (checked against the allow-list before anything is built), else the admin's image."""
+    return accelerator.image or settings.image_for(accelerator.type)
+
+
+def exports_weights(spec: InferenceJobSpec) -> bool:
+    """Whether the model comes from S3 as PyTorch weights, which an init container exports first."""
+    return spec.model.source is not None and spec.model.source.key.endswith(".pt")
 
 
 def build_worker_config(
@@ -186,10 +190,11 @@ def pod_tolerations(spec: InferenceJobSpec, accelerator: str) -> list[dict[str, 
     return tolerations
 
 
-def _resources(job: ParsedJob, accelerator: AcceleratorTarget) -> dict[str, Any]:
+def _resources(job: ParsedJob, accelerator: AcceleratorTarget | None) -> dict[str, Any]:
+    """The job's resources, plus the GPUs of an nvidia workload (None: a container without GPUs)."""
     requests = dict(job.spec.resources.requests)
     limits = dict(job.spec.resources.limits)
-    if accelerator.type == NVIDIA:  # gpus >= 1 (the schema): without a limit the pod would see every GPU
+    if accelerator is not None and accelerator.type == NVIDIA:  # gpus >= 1 (the schema): without a limit the pod would see every GPU
         limits[GPU_RESOURCE] = str(accelerator.gpus)  # extended resources: requests default to limits
     resources: dict[str, Any] = {}
     if requests:
@@ -257,9 +262,10 @@ def build_pod_template(
         "volumeMounts": volume_mounts,
     }
     # kubelet creates a missing hostPath directory owned by root; only CAP_CHOWN is needed to hand it over.
+    # It runs as root, so it runs the admin's image for this kind, never one the job picked.
     chown_state = {
         "name": "state-permissions",
-        "image": image,
+        "image": settings.image_for(accelerator.type),
         "imagePullPolicy": settings.worker_image_pull_policy,
         "command": ["chown", f"{WORKER_UID}:{WORKER_UID}", STATE_MOUNT],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
@@ -278,7 +284,7 @@ def build_pod_template(
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "affinity": {"nodeAffinity": node_affinity(job, accelerator.type, node)},
         "tolerations": pod_tolerations(job.spec, accelerator.type),
-        "initContainers": [chown_state],
+        "initContainers": [chown_state, *_prepare_model(job, settings, worker)],
         "containers": [worker],
         "volumes": [
             {"name": "videos", "hostPath": {"path": job.spec.input.host_path, "type": "Directory"}},
@@ -292,6 +298,25 @@ def build_pod_template(
     if not pod_spec["tolerations"]:
         del pod_spec["tolerations"]
     return {"metadata": {"labels": child_labels(job, accelerator.type, node)}, "spec": pod_spec}
+
+
+def _prepare_model(job: ParsedJob, settings: OperatorSettings, worker: dict[str, Any]) -> list[dict[str, Any]]:
+    """For .pt weights from S3: an init container that fetches, verifies and exports them into the
+    node's model cache (under the state folder, by sha256), with the worker's environment."""
+    if not exports_weights(job.spec):
+        return []
+    return [
+        {
+            "name": "prepare-model",
+            "image": settings.export_image,
+            "imagePullPolicy": settings.worker_image_pull_policy,
+            "command": ["edge-inference", "prepare-model"],
+            "env": worker["env"],
+            "resources": _resources(job, None),
+            "securityContext": _RESTRICTED,
+            "volumeMounts": [m for m in worker["volumeMounts"] if m["name"] in ("state", "tmp")],
+        }
+    ]
 
 
 def spec_hash(manifest: dict[str, Any]) -> str:

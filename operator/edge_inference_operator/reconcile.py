@@ -78,6 +78,13 @@ def check_job(body: Mapping[str, Any], settings: OperatorSettings) -> ParsedJob 
     refusal = host_path_refusal(spec.input.host_path, settings.allowed_host_paths)
     if refusal is not None:
         return Refusal(c.HOST_PATH_NOT_ALLOWED, refusal)
+    refused_images = [a.image for a in spec.accelerators if a.image and not settings.image_allowed(a.image)]
+    if refused_images:
+        allowed = ", ".join(sorted({*settings.worker_images.values(), *settings.allowed_worker_images}))
+        return Refusal(
+            c.IMAGE_NOT_ALLOWED,
+            f"spec.accelerators[].image {', '.join(refused_images)} is not allowed; allowed images: {allowed}",
+        )
     if spec.model.device == Device.CUDA and any(a.type != NVIDIA for a in spec.accelerators):
         kinds = ", ".join(a.type for a in spec.accelerators if a.type != NVIDIA)
         return Refusal(c.INVALID_SPEC, f"spec.model.device is cuda but accelerators [{kinds}] have no GPU")

@@ -98,9 +98,13 @@ class AdmissionPolicy:
         return Verdict(evaluated=True, allowed=True, message="")
 
 
+def _named(objects: list[dict], kind: str, suffix: str) -> dict:
+    (found,) = [o for o in find_objects(objects, kind) if o["metadata"]["name"].endswith(suffix)]
+    return found
+
+
 def _policy(allowed: list[str]) -> AdmissionPolicy:
-    (policy,) = find_objects(render_chart({"allowedHostPaths": allowed}), "ValidatingAdmissionPolicy")
-    return AdmissionPolicy(policy)
+    return AdmissionPolicy(_named(render_chart({"allowedHostPaths": allowed}), "ValidatingAdmissionPolicy", "-host-paths"))
 
 
 def _job(host_path: str) -> dict:
@@ -140,7 +144,7 @@ def test_nul_bytes_are_refused_by_the_operator() -> None:
 
     The policy does refuse '\\u0000' (a CEL literal is not cut; checked here), and the operator re-checks.
     """
-    (rendered,) = find_objects(render_chart(), "ValidatingAdmissionPolicy")
+    rendered = _named(render_chart(), "ValidatingAdmissionPolicy", "-host-paths")
     assert "!variables.path.contains('\\u0000')" in rendered["spec"]["validations"][0]["expression"]
     env = cel.NewEnv(extensions=[ExtStrings()])
     assert env.compile(r"'/var/lib/edge-video\u0000/x'.contains('\u0000')").eval().plain_value() is True
@@ -171,10 +175,11 @@ def test_the_message_names_the_path_and_prefixes(policy: AdmissionPolicy) -> Non
     )
 
 
-def test_policy_matches_inference_jobs_and_is_bound() -> None:
+@pytest.mark.parametrize("suffix", ["-host-paths", "-worker-images"])
+def test_policy_matches_inference_jobs_and_is_bound(suffix: str) -> None:
     objects = render_chart()
-    (policy,) = find_objects(objects, "ValidatingAdmissionPolicy")
-    (binding,) = find_objects(objects, "ValidatingAdmissionPolicyBinding")
+    policy = _named(objects, "ValidatingAdmissionPolicy", suffix)
+    binding = _named(objects, "ValidatingAdmissionPolicyBinding", suffix)
     assert policy["spec"]["matchConstraints"]["resourceRules"] == [
         {
             "apiGroups": ["edgeinference.io"],
@@ -193,3 +198,44 @@ def test_policy_can_be_switched_off() -> None:
     )
     assert not find_objects(objects, "ValidatingAdmissionPolicy")
     assert not find_objects(objects, "ValidatingAdmissionPolicyBinding")
+
+
+# ---------------------------------------------------------------------------------- worker images
+
+IMAGE_VALUES = {"workerImages": {"cpu": {"repository": "registry.local/worker", "tag": "1.0"}, "allowed": ["registry.local/worker:1.1"]}}
+
+
+@pytest.fixture(scope="module")
+def image_policy() -> AdmissionPolicy:
+    return AdmissionPolicy(_named(render_chart(IMAGE_VALUES), "ValidatingAdmissionPolicy", "-worker-images"))
+
+
+def _job_with_images(*images: str | None) -> dict:
+    job = _job("/var/lib/edge-video")
+    job["spec"]["accelerators"] = [
+        {"type": f"kind{i}", **({"image": image} if image else {})} for i, image in enumerate(images)
+    ]
+    return job
+
+
+@pytest.mark.parametrize(
+    "images",
+    [(None,), ("registry.local/worker:1.0",), ("registry.local/worker:1.1", None), ("ghcr.io/edge-inference/worker-cuda:0.1.0",)],
+)
+def test_the_admins_images_are_admitted(image_policy: AdmissionPolicy, images: tuple) -> None:
+    assert image_policy.review("CREATE", _job_with_images(*images)).allowed
+
+
+@pytest.mark.parametrize("image", ["attacker/root-shell:1", "registry.local/worker:1.0 ", "registry.local/worker"])
+def test_an_image_the_admin_did_not_allow_is_refused(image_policy: AdmissionPolicy, image: str) -> None:
+    verdict = image_policy.review("CREATE", _job_with_images(None, image))
+    assert verdict.evaluated and not verdict.allowed
+    assert verdict.message == (
+        f"spec.accelerators[].image {image} is not allowed; allowed images: "
+        "ghcr.io/edge-inference/worker-cuda:0.1.0, registry.local/worker:1.0, registry.local/worker:1.1"
+    )
+
+
+def test_changing_the_image_of_an_existing_job_is_checked(image_policy: AdmissionPolicy) -> None:
+    verdict = image_policy.review("UPDATE", _job_with_images("evil:1"), old=_job_with_images(None))
+    assert verdict.evaluated and not verdict.allowed

@@ -201,14 +201,27 @@ def test_operator_settings_come_from_values() -> None:
         "allowedHostPaths": ["/srv/cameras", "/mnt/nvr"],
         "stateHostPath": "/data/edge-state",
         "operator": {"metricsPort": 9090, "healthPort": 9091},
-        "workerImages": {"cpu": {"tag": "1.2.3"}, "cuda": {"repository": "registry.local/worker-gpu"}},
+        "workerImages": {
+            "cpu": {"tag": "1.2.3"},
+            "nvidia": {"repository": "registry.local/worker-gpu"},
+            "intel": {"repository": "registry.local/worker-openvino", "tag": "1"},
+            "allowed": ["registry.local/worker:2"],
+        },
     }
     (container,) = _operator_deployment(render_chart(values))["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
         "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/srv/cameras,/mnt/nvr",
-        "EDGE_INFERENCE_WORKER_IMAGE": "ghcr.io/edge-inference/worker:1.2.3",
-        "EDGE_INFERENCE_WORKER_IMAGE_CUDA": "registry.local/worker-gpu:0.1.0",
+        "EDGE_INFERENCE_WORKER_IMAGES": json.dumps(
+            {
+                "cpu": "ghcr.io/edge-inference/worker:1.2.3",
+                "intel": "registry.local/worker-openvino:1",
+                "nvidia": "registry.local/worker-gpu:0.1.0",
+            },
+            separators=(",", ":"),
+        ),
+        "EDGE_INFERENCE_EXPORT_IMAGE": "ghcr.io/edge-inference/worker:0.1.0",
+        "EDGE_INFERENCE_ALLOWED_WORKER_IMAGES": "registry.local/worker:2",
         "EDGE_INFERENCE_WORKER_IMAGE_PULL_POLICY": "IfNotPresent",
         "EDGE_INFERENCE_STATE_HOST_PATH": "/data/edge-state",
         "EDGE_INFERENCE_METRICS_PORT": "9090",
@@ -301,8 +314,11 @@ def test_images_are_pinned_and_match_the_project_version() -> None:
     assert any(i.startswith("quay.io/minio/minio:RELEASE.") for i in images)
     (container,) = _operator_deployment(objects)["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["EDGE_INFERENCE_WORKER_IMAGE"] == f"ghcr.io/edge-inference/worker:{version}"
-    assert env["EDGE_INFERENCE_WORKER_IMAGE_CUDA"] == f"ghcr.io/edge-inference/worker-cuda:{version}"
+    assert json.loads(env["EDGE_INFERENCE_WORKER_IMAGES"]) == {
+        "cpu": f"ghcr.io/edge-inference/worker:{version}",
+        "nvidia": f"ghcr.io/edge-inference/worker-cuda:{version}",
+    }
+    assert env["EDGE_INFERENCE_EXPORT_IMAGE"] == f"ghcr.io/edge-inference/worker:{version}"
 
 
 def test_minio_secret_carries_root_and_job_credential_keys() -> None:

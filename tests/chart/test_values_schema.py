@@ -71,8 +71,9 @@ BAD_VALUES = [
         {"minio": {"enabled": True, "persistence": {"size": "big"}}}, "/minio/persistence/size", id="bad-pvc-size"
     ),
     pytest.param(
-        {"workerImages": {"gpu": {"repository": "x"}}}, "additional properties 'gpu'", id="unknown-accelerator-image"
+        {"workerImages": {"intel": {"repo": "x", "tag": ""}}}, "additional properties 'repo'", id="misspelt-kind-image"
     ),
+    pytest.param({"workerImages": {"allowed": [" worker:1"]}}, "/workerImages/allowed/0", id="bad-allowed-image"),
     pytest.param({"imagePullSecrets": [{"name": "regcred"}]}, "/imagePullSecrets/0", id="pull-secret-as-object"),
     pytest.param(
         {"operator": {"tolerations": [{"key": "edge", "operator": "Exist"}]}},
@@ -114,10 +115,12 @@ def _schema() -> dict:
 
 
 def _closed_objects(node: object, where: str = "") -> list[str]:
-    """Paths of object schemas with properties that do not close additionalProperties."""
+    """Paths of object schemas with properties that do not close additionalProperties (false, or a schema
+    that every further key must match, itself closed: workerImages' further accelerator kinds)."""
     problems = []
     if isinstance(node, dict):
-        if "properties" in node and node.get("additionalProperties") is not False:
+        extra = node.get("additionalProperties")
+        if "properties" in node and extra is not False and not isinstance(extra, dict):
             problems.append(where or "/")
         for key, value in node.items():
             problems += _closed_objects(value, f"{where}/{key}")
