@@ -71,13 +71,20 @@ def short_hash(text: str, length: int = 8) -> str:
 
 
 def dns_name(*parts: str) -> str:
-    """A deterministic DNS-1123 label from `parts`: as is when it fits, else cleaned + truncated + hash."""
+    """A deterministic DNS-1123 label from `parts`: joined with '-' when that fits and says which parts
+    they were, else cleaned + truncated + a hash of the parts.
+
+    Only the first part may contain '-' in a plain name: job `a-b` with accelerator `c` and job `a`
+    with accelerator `b-c` would otherwise both be `a-b-c`.
+    """
     raw = "-".join(parts)
     cleaned = _NOT_DNS.sub("-", raw.lower()).strip("-")
-    if cleaned == raw and len(raw) <= MAX_NAME:
+    unambiguous = not any("-" in part for part in parts[1:])
+    if cleaned == raw and len(raw) <= MAX_NAME and unambiguous:
         return raw
     head = cleaned[: MAX_NAME - 9].rstrip("-")
-    return f"{head}-{short_hash(raw)}" if head else short_hash(raw)
+    digest = short_hash("/".join(parts))  # '/' occurs in no part: the hash tells the parts apart
+    return f"{head}-{digest}" if head else digest
 
 
 def label_value(value: str) -> str:
@@ -223,7 +230,9 @@ def build_pod_template(
     image = worker_image(accelerator, settings)
     probe = {"port": METRICS_PORT_NAME}
     volume_mounts = [
-        {"name": "videos", "mountPath": VIDEO_MOUNT, "readOnly": True},
+        # Recursively read-only where the kubelet and runtime support it (Kubernetes >= 1.30, Linux >= 5.12):
+        # a mount under the video folder (an NFS share, a USB disk) is then read-only too.
+        {"name": "videos", "mountPath": VIDEO_MOUNT, "readOnly": True, "recursiveReadOnly": "IfPossible"},
         {"name": "state", "mountPath": STATE_MOUNT},
         {"name": "tmp", "mountPath": "/tmp"},
     ]

@@ -82,7 +82,12 @@ def test_worker_pod_is_locked_down(case: str, settings, make_job) -> None:
         }
         assert "emptyDir" in volumes["tmp"]
         mounts = {m["name"]: m for m in worker["volumeMounts"]}
-        assert mounts["videos"] == {"name": "videos", "mountPath": "/videos", "readOnly": True}
+        assert mounts["videos"] == {
+            "name": "videos",
+            "mountPath": "/videos",
+            "readOnly": True,
+            "recursiveReadOnly": "IfPossible",
+        }
         assert not mounts["state"].get("readOnly") and mounts["tmp"]["mountPath"] == "/tmp"
         assert worker["args"] == ["run"] and "command" not in worker  # the image's entrypoint, `edge-inference`
         assert worker["ports"] == [{"name": "metrics", "containerPort": 9108, "protocol": "TCP"}]
@@ -225,7 +230,9 @@ def test_settings_images_and_state_root_are_used(make_job) -> None:
 
 NAME_CASES = [
     (("lobby", "cpu"), "lobby-cpu"),
-    (("lobby", "cpu", "edge-1"), "lobby-cpu-edge-1"),
+    (("lobby", "cpu", "edge1"), "lobby-cpu-edge1"),
+    (("lobby-cams", "cpu", "edge1"), "lobby-cams-cpu-edge1"),
+    (("lobby", "cpu", "edge-1"), None),  # a '-' after the first part: plain joining would be ambiguous
     (("lobby", "cpu", "edge-1.example.com"), None),  # dots are not allowed in a DNS label
     (("Lobby", "GPU_x"), None),
     (("a" * 60, "cpu"), None),
@@ -244,6 +251,20 @@ def test_child_names_are_deterministic_dns_labels(parts: tuple[str, ...], expect
         assert name == expected
     else:
         assert name != "-".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (("a-b", "c"), ("a", "b-c")),
+        (("a-b", "c", "n"), ("a", "b-c", "n")),
+        (("a", "cpu", "b-c"), ("a-cpu", "b", "c")),
+        (("a", "b-c-d"), ("a-b", "c-d")),
+        (("x" * 70, "b-c"), ("x" * 70 + "-b", "c")),
+    ],
+)
+def test_child_names_of_different_parts_never_collide(one: tuple[str, ...], other: tuple[str, ...]) -> None:
+    assert dns_name(*one) != dns_name(*other)
 
 
 def test_long_names_that_share_a_prefix_stay_distinct(settings, make_job) -> None:

@@ -13,11 +13,12 @@ import json
 import aiohttp
 from edge_inference_api import conditions as c
 from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH
+from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, dns_name
 from edge_inference_operator.settings import OperatorSettings
 from support.helm import cluster_role_rules as chart_rules
 from support.kube_emulator import ApiRequest, rbac_allows
 
+BATCH_JOB = {node: dns_name("lobby", "cpu", node) for node in ("edge-1", "edge-2")}  # the Batch Job of each node
 RUNNING_READY = {"phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
 
 
@@ -174,26 +175,27 @@ async def test_batch_targets_the_nodes_that_matched_at_start(cluster, start_oper
     cluster.apply(make_body(mode="Batch"))
     operator = await start_operator()
     await cluster.wait(lambda: cluster.status().get("targetNodes") == ["edge-1", "edge-2"], what="targetNodes")
-    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"], what="Jobs")
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]], what="Jobs")
     assert cluster.daemonsets() == []
     for job in cluster.batch_jobs():
         (term,) = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
             "requiredDuringSchedulingIgnoredDuringExecution"
         ]["nodeSelectorTerms"]
-        assert term["matchFields"][0]["values"] == [job["metadata"]["name"].removeprefix("lobby-cpu-")]
+        node = next(n for n, name in BATCH_JOB.items() if name == job["metadata"]["name"])
+        assert term["matchFields"][0]["values"] == [node]
 
     cluster.add_node("edge-3")  # too late for this batch
     seen = operator.reconciles()
     await cluster.wait(lambda: operator.reconciles() >= seen + 3, what="more reconciles")
     await cluster.wait(lambda: cluster.condition(c.PROGRESSING) == ("True", c.BATCH_RUNNING), what="BatchRunning")
     assert cluster.status()["targetNodes"] == ["edge-1", "edge-2"]
-    assert names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"]
+    assert names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]]
 
     # The Job controller reports the outcomes: one node succeeds, one fails past its backoff.
     done = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
     failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], "failed": 4}
-    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-1", "default", {"status": done})
-    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-2", "default", {"status": failed})
+    cluster.batch.patch_namespaced_job_status(BATCH_JOB["edge-1"], "default", {"status": done})
+    cluster.batch.patch_namespaced_job_status(BATCH_JOB["edge-2"], "default", {"status": failed})
     await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed")
     ready = next(x for x in cluster.status()["conditions"] if x["type"] == c.READY)
     assert ready["reason"] == c.BATCH_FAILED and "edge-2" in ready["message"] and "edge-1" not in ready["message"]
@@ -204,14 +206,14 @@ async def test_batch_succeeds_when_every_target_node_succeeded(cluster, start_op
     cluster.add_node("edge-1")
     cluster.apply(make_body(mode="Batch"))
     first = await start_operator()
-    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1"], what="the Job")
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"]], what="the Job")
     cluster.batch.patch_namespaced_job_status(
-        "lobby-cpu-edge-1", "default", {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+        BATCH_JOB["edge-1"], "default", {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
     )
     await cluster.wait(lambda: cluster.status().get("phase") == "Succeeded", what="Succeeded")
     assert cluster.condition(c.READY) == ("True", c.BATCH_SUCCEEDED)
     # A finished batch is not re-run when its finished Job is cleaned up by hand (nor after a restart).
-    assert cluster.api.kubectl("delete", "job", "lobby-cpu-edge-1").returncode == 0
+    assert cluster.api.kubectl("delete", "job", BATCH_JOB["edge-1"]).returncode == 0
     await cluster.wait(lambda: first.reconciles() >= 3, what="reconciles")
     await first.stop()
     operator = await start_operator()
@@ -472,14 +474,14 @@ async def test_batch_status_keeps_updating_after_one_node_failed(cluster, start_
     cluster.add_node("edge-2")
     cluster.apply(make_body(mode="Batch"))
     operator = await start_operator()
-    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"], what="Jobs")
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]], what="Jobs")
     failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], "failed": 4}
-    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-1", "default", {"status": failed})
+    cluster.batch.patch_namespaced_job_status(BATCH_JOB["edge-1"], "default", {"status": failed})
     await cluster.wait(lambda: cluster.status()["nodes"]["failed"] == 1, what="the failed node counted")
     seen = operator.reconciles()
     await cluster.wait(lambda: operator.reconciles() >= seen + 2, what="more reconciles")
     done = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
-    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-2", "default", {"status": done})
+    cluster.batch.patch_namespaced_job_status(BATCH_JOB["edge-2"], "default", {"status": done})
     await cluster.wait(lambda: cluster.status()["nodes"]["succeeded"] == 1, what="the later success counted")
     await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed once all finished")
     assert cluster.status()["readyNodes"] == "1/2"
@@ -490,10 +492,10 @@ async def test_a_deleted_batch_target_node_ends_failed(cluster, start_operator, 
     cluster.add_node("edge-2")
     cluster.apply(make_body(mode="Batch"))
     await start_operator()
-    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"], what="Jobs")
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]], what="Jobs")
     cluster.core.delete_node("edge-2")
     done = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
-    cluster.batch.patch_namespaced_job_status("lobby-cpu-edge-1", "default", {"status": done})
+    cluster.batch.patch_namespaced_job_status(BATCH_JOB["edge-1"], "default", {"status": done})
     await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed")
     gone = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
     assert (gone["state"], gone["reason"]) == ("Failed", "NodeGone")
