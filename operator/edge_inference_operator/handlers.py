@@ -21,18 +21,10 @@ from edge_inference_operator.metrics import OperatorMetrics, serve_metrics
 from edge_inference_operator.placement import NodeInfo
 from edge_inference_operator.reconcile import Reconciler, utcnow
 from edge_inference_operator.settings import OperatorSettings
-from edge_inference_operator.status import Transition
 
 WORKERS = {LABEL_MANAGED_BY: MANAGER}
 WORKERS_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"
 logger = logging.getLogger(__name__)
-
-
-def post_kopf_event(body: Mapping[str, Any], transition: Transition) -> None:
-    """A Kubernetes Event on the job for one condition transition (Warning when it got worse)."""
-    post = kopf.warn if transition.warning else kopf.info
-    message = f"{transition.type}={transition.status}: {transition.message}".strip()
-    post(dict(body), reason=transition.reason, message=message[:1000])
 
 
 def _nodes(index: kopf.Index[str, NodeInfo]) -> dict[str, NodeInfo]:
@@ -76,14 +68,15 @@ def register_handlers(
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=API_GROUP, key="last-handled-configuration"
         )
-        settings.posting.level = logging.INFO
+        # The operator posts its own Events (one per condition transition); kopf only its failures.
+        settings.posting.level = logging.WARNING
         settings.posting.reporting_component = MANAGER
         # Only our workers and camera nodes stream to us, filtered by the API server.
         settings.watching.label_selectors["v1", "pods"] = WORKERS_SELECTOR
         settings.watching.label_selectors["apps", "daemonsets"] = WORKERS_SELECTOR
         settings.watching.label_selectors["batch", "jobs"] = WORKERS_SELECTOR
         settings.watching.label_selectors["v1", "nodes"] = LABEL_CAMERA_STORAGE
-        runtime["reconciler"] = Reconciler(operator_settings, kube_factory(), operator_metrics, post_kopf_event, utcnow)
+        runtime["reconciler"] = Reconciler(operator_settings, kube_factory(), operator_metrics, utcnow)
         if operator_settings.metrics_port:
             runtime["metrics_server"] = await serve_metrics(operator_metrics, operator_settings.metrics_port)
         # The indices are live: the loop always sees the jobs, nodes and pods as they are now.

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import kubernetes
-from edge_inference_api.models import API_GROUP, API_VERSION, PLURAL, QUANTITY, quantity_value
+from edge_inference_api.models import API_GROUP, API_VERSION, KIND, PLURAL, QUANTITY, quantity_value
 
 from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
 
@@ -304,6 +304,38 @@ async def patch_status(kube: Kube, namespace: str, name: str, status: Mapping[st
     await kube.request(
         "PATCH", job_path(namespace, name) + "/status", body={"status": status}, content_type=MERGE_PATCH
     )
+
+
+MAX_EVENT_MESSAGE = 1024  # what kubectl describe shows in full; the API server allows more
+
+
+async def post_event(
+    kube: Kube, job: Mapping[str, Any], type_: str, reason: str, message: str, timestamp: str
+) -> None:
+    """A core/v1 Event about the job, posted by the operator itself (from any task, timer or handler)."""
+    meta = job["metadata"]
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:MAX_EVENT_MESSAGE],
+        "source": {"component": MANAGER},
+        "reportingComponent": MANAGER,
+        "reportingInstance": MANAGER,
+        "firstTimestamp": timestamp,
+        "lastTimestamp": timestamp,
+        "count": 1,
+    }
+    await kube.request("POST", f"/api/v1/namespaces/{quote(meta['namespace'])}/events", body=event)
 
 
 async def read_job(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -40,7 +41,7 @@ from edge_inference_operator.status import (
 )
 
 Clock = Callable[[], datetime.datetime]
-EventPoster = Callable[[Mapping[str, Any], Transition], None]
+logger = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime.datetime:
@@ -126,13 +127,11 @@ class Reconciler:
         settings: OperatorSettings,
         kube: k.Kube,
         metrics: OperatorMetrics,
-        post_event: EventPoster,
         clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
         self.kube = kube
         self.metrics = metrics
-        self.post_event = post_event
         self.clock = clock
         self.memory = ScrapeMemory()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -272,4 +271,13 @@ class Reconciler:
             await k.patch_status(self.kube, meta["namespace"], meta["name"], wire)
         self._written[(meta["namespace"], meta["name"], meta["uid"])] = status
         for transition in transitions(previous, status):
-            self.post_event(body, transition)
+            await self._post(body, transition)
+
+    async def _post(self, body: Mapping[str, Any], transition: Transition) -> None:
+        """An Event for one condition transition (Warning when it got worse); a failed post only logs."""
+        message = f"{transition.type}={transition.status}: {transition.message}"
+        kind = "Warning" if transition.warning else "Normal"
+        try:
+            await k.post_event(self.kube, body, kind, transition.reason, message, c.rfc3339(self.clock()))
+        except k.KubeError as error:
+            logger.warning("could not post the %s Event of %s: %s", transition.reason, body["metadata"]["name"], error)

@@ -35,6 +35,11 @@ SUCCEEDED = "Succeeded"
 
 _ATTENTION_ORDER = {FAILED: 0, STALE: 1}
 
+# Every condition has a message, so that every Event made from one says something.
+NOTHING_WRONG = "no worker has failed, gone stale or built an outbox backlog"
+# Ready=False on the way up (pods starting, a rollout): a normal create or update, not a Warning.
+ON_THE_WAY = {c.WAITING_FOR_NODES, c.SOME_NODES_NOT_READY}
+
 
 @dataclasses.dataclass(frozen=True)
 class WorkerProgress:
@@ -295,7 +300,7 @@ def invalid_status(
         [
             (c.READY, F, reason, message),
             (c.PROGRESSING, F, reason, "nothing is scheduled until the spec is fixed"),
-            (c.DEGRADED, F, c.AS_EXPECTED, ""),
+            (c.DEGRADED, F, c.AS_EXPECTED, NOTHING_WRONG),
         ],
     )
     return InferenceJobStatus(
@@ -379,7 +384,7 @@ def compute_status(
             f"events waiting to upload on {len(backlogged)} node(s): {_named(backlogged)}",
         )
     else:
-        degraded = (c.DEGRADED, F, c.AS_EXPECTED, "")
+        degraded = (c.DEGRADED, F, c.AS_EXPECTED, NOTHING_WRONG)
 
     ordered = sorted(views, key=_priority)
     shown = ordered[:node_progress_limit]
@@ -489,6 +494,8 @@ def transitions(previous: InferenceJobStatus, current: InferenceJobStatus) -> li
         old = before.get(cond.type)
         if old is not None and old.status == cond.status and old.reason == cond.reason:
             continue
-        bad = (cond.type == c.DEGRADED and cond.status == T) or (cond.type == c.READY and cond.status == F)
+        bad = (cond.type == c.DEGRADED and cond.status == T) or (
+            cond.type == c.READY and cond.status == F and cond.reason not in ON_THE_WAY
+        )
         changed.append(Transition(cond.type, cond.status.value, cond.reason, cond.message, bad))
     return changed

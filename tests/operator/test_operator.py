@@ -8,6 +8,7 @@ against the chart's ClusterRole.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -331,9 +332,15 @@ async def test_the_operator_serves_its_own_metrics(cluster, start_operator, make
     await start_operator(settings)
     await cluster.wait(lambda: cluster.status().get("phase") == "Pending", what="a reconciled job")
 
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as response:
-            text = await response.text()
+    async def scrape() -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as response:
+                return await response.text()
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while 'edge_inference_operator_jobs{phase="Pending"} 1.0' not in (text := await scrape()):
+        assert asyncio.get_running_loop().time() < deadline, text  # counted once the reconcile returns
+        await asyncio.sleep(0.1)
     assert 'edge_inference_operator_reconciles_total{result="ok"}' in text
     assert "edge_inference_operator_reconcile_duration_seconds_bucket" in text
     assert 'edge_inference_operator_jobs{phase="Pending"} 1.0' in text
@@ -524,3 +531,23 @@ async def test_a_child_edited_by_hand_with_its_hash_intact_is_put_back(cluster, 
         return spec if (image, path) == ("ghcr.io/edge-inference/worker:0.1.0", "/srv/video/lobby") else None
 
     await cluster.wait(put_back, what="the image and hostPath put back")
+
+
+async def test_a_normal_create_posts_no_warning_and_no_empty_event(
+    cluster, start_operator, make_body, worker_metrics
+) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    ds = await cluster.wait(lambda: cluster.daemonsets()[0], what="the DaemonSet")
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.WAITING_FOR_NODES), what="WaitingForNodes")
+    worker = worker_metrics()
+    cluster.add_worker_pod(ds, "edge-1", port=worker.port, **RUNNING_READY)
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("True", c.ALL_NODES_READY), what="AllNodesReady")
+
+    def posted() -> list[dict]:
+        return [e for e in cluster.events() if e["involvedObject"]["name"] == "lobby"]
+
+    await cluster.wait(lambda: {c.WAITING_FOR_NODES, c.ALL_NODES_READY} <= {e["reason"] for e in posted()}, what="Events")
+    assert [e for e in posted() if e["type"] == "Warning"] == []
+    assert all(e.get("message", "").strip() for e in posted()), posted()

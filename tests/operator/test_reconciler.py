@@ -14,9 +14,8 @@ CPU_NODE = {
 
 
 async def test_api_errors_are_counted_and_raised(cluster, make_body, settings) -> None:
-    posted = []
     metrics = OperatorMetrics()
-    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics, lambda body, t: posted.append(t))
+    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
     body = make_body(namespace="does-not-exist")
     body["metadata"] |= {"uid": "u-1", "generation": 1}
     try:
@@ -28,15 +27,14 @@ async def test_api_errors_are_counted_and_raised(cluster, make_body, settings) -
     assert metrics.reconciles.labels(result="error")._value.get() == 1
     assert metrics.errors.labels(kind="api")._value.get() == 1
     assert metrics.duration._sum.get() > 0
-    assert posted == []  # nothing was decided, so no Event
+    assert cluster.events("does-not-exist") == []  # nothing was decided, so no Event
 
 
 async def test_a_reconcile_returns_and_records_the_status(cluster, make_body, settings) -> None:
     cluster.apply(make_body())
     body = cluster.job()
-    posted = []
     metrics = OperatorMetrics()
-    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics, lambda body, t: posted.append(t))
+    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
     try:
         status = await reconciler.reconcile(body, CPU_NODE, [])
         again = await reconciler.reconcile(cluster.job(), CPU_NODE, [])
@@ -44,6 +42,7 @@ async def test_a_reconcile_returns_and_records_the_status(cluster, make_body, se
         await reconciler.close()
     assert status.nodes.desired == 1 and status == again
     assert cluster.status()["readyNodes"] == "0/1"
-    assert sorted(t.type for t in posted) == ["Degraded", "Progressing", "Ready"]  # once, not per reconcile
+    posted = [e["message"].split("=")[0] for e in cluster.events()]
+    assert sorted(posted) == ["Degraded", "Progressing", "Ready"]  # once, not per reconcile
     assert metrics.reconciles.labels(result="ok")._value.get() == 2
     assert 'edge_inference_operator_jobs{phase="Pending"} 1.0' in metrics.exposition().decode()

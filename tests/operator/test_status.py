@@ -205,7 +205,7 @@ def test_last_transition_time_is_kept_while_status_holds(make_body) -> None:
     assert ready[2].last_transition_time == "2026-11-26T06:09:00Z"
     assert transitions(first, later) == []
     (changed,) = [t for t in transitions(later, flipped) if t.type == c.READY]
-    assert (changed.status, changed.reason, changed.warning) == ("False", c.SOME_NODES_NOT_READY, True)
+    assert (changed.status, changed.reason, changed.warning) == ("False", c.SOME_NODES_NOT_READY, False)  # a node joining
     assert {t.type for t in transitions(InferenceJobStatus(), first)} == {c.READY, c.PROGRESSING, c.DEGRADED}
 
 
@@ -305,3 +305,13 @@ def test_a_batch_is_never_ready_while_every_pod_is_pending(make_body) -> None:
     status = status_of(spec(make_body, mode="Batch"), desired_nodes=["a", "b"],
                        children=[batch_job("a", None), batch_job("b", None)], pods=pending)
     assert condition(status, c.READY) == ("False", c.WAITING_FOR_NODES) and status.phase.value == "Pending"
+
+
+def test_a_normal_start_is_no_warning_and_every_condition_says_something(make_body) -> None:
+    job = spec(make_body)
+    starting = status_of(job, desired_nodes=["a"], pods=[pod("a", phase="Pending", ready=False)])
+    running = status_of(job, previous=starting, desired_nodes=["a"], pods=[pod("a")])
+    changes = transitions(InferenceJobStatus(), starting) + transitions(starting, running)
+    assert changes and not [t for t in changes if t.warning]
+    assert all(cond.message for status in (starting, running) for cond in status.conditions)
+    assert all(cond.message for cond in invalid_status(InferenceJobStatus(), 1, c.INVALID_SPEC, "x", T0).conditions)
