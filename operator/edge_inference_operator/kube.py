@@ -45,6 +45,12 @@ class KubeError(Exception):
         self.message = status_message(body)
 
 
+def namespace_terminating(error: KubeError) -> bool:
+    """The API server's refusal to create anything in a namespace that is being deleted: not an error
+    of ours, the job is about to go with its namespace."""
+    return error.status == 403 and "because it is being terminated" in error.message
+
+
 def status_message(body: str) -> str:
     """The `message` of a metav1.Status answer, or the body itself when it is not one."""
     try:

@@ -219,6 +219,9 @@ class Reconciler:
                 self.kube, namespace, name, uid, build_children(job, self.settings, targets), create_missing=create_missing
             )
         except k.KubeError as error:
+            if k.namespace_terminating(error):
+                logger.debug("%s/%s: its namespace is being deleted; nothing to do", namespace, name)
+                return previous, "terminating"
             if error.status != k.INVALID:
                 raise
             # What the schema could not catch: the API server's own words, as a condition and an Event.
@@ -280,4 +283,5 @@ class Reconciler:
         try:
             await k.post_event(self.kube, body, kind, transition.reason, message, c.rfc3339(self.clock()))
         except k.KubeError as error:
-            logger.warning("could not post the %s Event of %s: %s", transition.reason, body["metadata"]["name"], error)
+            level = logging.DEBUG if k.namespace_terminating(error) else logging.WARNING
+            logger.log(level, "could not post the %s Event of %s: %s", transition.reason, body["metadata"]["name"], error)

@@ -46,3 +46,26 @@ async def test_a_reconcile_returns_and_records_the_status(cluster, make_body, se
     assert sorted(posted) == ["Degraded", "Progressing", "Ready"]  # once, not per reconcile
     assert metrics.reconciles.labels(result="ok")._value.get() == 2
     assert 'edge_inference_operator_jobs{phase="Pending"} 1.0' in metrics.exposition().decode()
+
+
+async def test_a_job_in_a_terminating_namespace_is_left_quietly(cluster, make_body, settings, caplog) -> None:
+    cluster.core.create_namespace({"metadata": {"name": "going"}})
+    held = make_body(namespace="going")
+    held["metadata"]["finalizers"] = ["test.edgeinference.io/hold"]  # keeps the namespace Terminating
+    cluster.apply(held)
+    body = cluster.job(namespace="going")
+    cluster.core.delete_namespace("going")
+    await cluster.wait(lambda: cluster.core.read_namespace("going").status.phase == "Terminating", what="Terminating")
+    metrics = OperatorMetrics()
+    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
+    try:
+        with caplog.at_level("INFO", logger="edge_inference_operator"):
+            await reconciler.reconcile(body, CPU_NODE, [])
+    finally:
+        await reconciler.close()
+        cluster.custom.patch_namespaced_custom_object(
+            "edgeinference.io", "v1alpha1", "going", "inferencejobs", "lobby", {"metadata": {"finalizers": None}}
+        )
+    assert metrics.reconciles.labels(result="terminating")._value.get() == 1
+    assert metrics.errors.labels(kind="api")._value.get() == 0
+    assert [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
