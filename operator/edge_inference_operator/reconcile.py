@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from edge_inference_operator import kube as k
 from edge_inference_operator.builders import NVIDIA, ParsedJob, build_children
 from edge_inference_operator.metrics import OperatorMetrics
-from edge_inference_operator.placement import NodeInfo, matching_nodes
+from edge_inference_operator.placement import InputClaim, NodeInfo, matching_nodes, shared_inputs
 from edge_inference_operator.scrape import ScrapeMemory, scrape_pods
 from edge_inference_operator.settings import OperatorSettings
 from edge_inference_operator.status import (
@@ -136,6 +136,7 @@ class Reconciler:
         self.memory = ScrapeMemory()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._written: dict[tuple[str, str, str], InferenceJobStatus] = {}  # (namespace, name, uid) -> status
+        self._inputs: dict[str, InputClaim] = {}  # "namespace/name" -> what each job reads, as last reconciled
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -155,6 +156,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The job is gone: drop its lock, scrape memory and phase."""
         self._locks.pop((namespace, name), None)
+        self._inputs.pop(f"{namespace}/{name}", None)
         for key in [key for key in self._written if key[:2] == (namespace, name)]:
             del self._written[key]
         self.memory.forget(f"{namespace}/{name}")
@@ -194,6 +196,7 @@ class Reconciler:
         checked = check_job(body, self.settings)
         if isinstance(checked, Refusal):
             # Nothing may run for a refused spec: children of an earlier, valid spec go too.
+            self._inputs.pop(f"{namespace}/{name}", None)
             await k.converge_children(self.kube, namespace, name, uid, [])
             status = invalid_status(previous, generation, checked.reason, checked.message, now)
             await self._write(body, previous, status)
@@ -234,6 +237,9 @@ class Reconciler:
             # The outcome is recorded in the status; finished Jobs may be cleaned up without changing it.
             return previous, "ok"
 
+        key = f"{namespace}/{name}"
+        self._inputs[key] = InputClaim(job.spec.input.host_path, frozenset(placed))
+        others = {job_key: claim for job_key, claim in self._inputs.items() if job_key != key}
         types = {a.type for a in job.spec.accelerators}
         job_pods = [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(LABEL_ACCELERATOR) in types]
         reports = await scrape_pods(
@@ -261,6 +267,7 @@ class Reconciler:
                 batch_start_deadline=datetime.timedelta(seconds=self.settings.batch_start_deadline_seconds),
             ),
             live_nodes=set(nodes) if job.spec.mode == Mode.BATCH else None,
+            shared_with=shared_inputs(self._inputs[key], others),
             idle_accelerators=[a.type for a in job.spec.accelerators if a.type not in set(placed.values())],
             taken_names=convergence.taken,
         )

@@ -327,6 +327,7 @@ def compute_status(
     idle_accelerators: Sequence[str] = (),
     taken_names: Sequence[str] = (),
     live_nodes: Collection[str] | None = None,
+    shared_with: Mapping[str, Sequence[str]] | None = None,
 ) -> InferenceJobStatus:
     """The status of a valid job.
 
@@ -334,7 +335,8 @@ def compute_status(
     `children`: the job's DaemonSets or batch Jobs; `pods`: its worker pods; `reports`: scrape results by node;
     `idle_accelerators`: accepted accelerator kinds that no node matches (named in the Ready message);
     `taken_names`: children ("Kind/name") that could not be made because another object has the name;
-    `live_nodes`: Batch, the camera nodes that exist now (a target node not among them has gone).
+    `live_nodes`: Batch, the camera nodes that exist now (a target node not among them has gone);
+    `shared_with`: other jobs ("namespace/name" -> nodes) reading the same host folder on our nodes.
     """
     batch = spec.mode == Mode.BATCH
     nodes = sorted(set(desired_nodes))
@@ -383,6 +385,10 @@ def compute_status(
             c.OUTBOX_BACKLOG,
             f"events waiting to upload on {len(backlogged)} node(s): {_named(backlogged)}",
         )
+    elif shared_with:
+        others = "; ".join(f"{job} on {_named(list(nodes))}" for job, nodes in sorted(shared_with.items()))
+        message = f"other jobs read the same host folder on the same nodes ({others}): each file is processed twice"
+        degraded = (c.DEGRADED, T, c.SHARED_INPUT, message)
     else:
         degraded = (c.DEGRADED, F, c.AS_EXPECTED, NOTHING_WRONG)
 

@@ -551,3 +551,18 @@ async def test_a_normal_create_posts_no_warning_and_no_empty_event(
     await cluster.wait(lambda: {c.WAITING_FOR_NODES, c.ALL_NODES_READY} <= {e["reason"] for e in posted()}, what="Events")
     assert [e for e in posted() if e["type"] == "Warning"] == []
     assert all(e.get("message", "").strip() for e in posted()), posted()
+
+
+async def test_two_jobs_over_the_same_node_and_folder_get_a_warning(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body("lobby"))
+    cluster.apply(make_body("lobby-copy"))
+    cluster.apply(make_body("parking", input={"hostPath": "/srv/video/parking"}))
+    await start_operator()
+    for name, other in (("lobby", "default/lobby-copy"), ("lobby-copy", "default/lobby")):
+        await cluster.wait(lambda n=name: cluster.condition(c.DEGRADED, n) == ("True", c.SHARED_INPUT), what=name)
+        degraded = next(x for x in cluster.status(name)["conditions"] if x["type"] == c.DEGRADED)
+        assert f"{other} on edge-1" in degraded["message"]
+    assert cluster.condition(c.DEGRADED, "parking") == ("False", c.AS_EXPECTED)
+    assert cluster.api.kubectl("delete", "ij", "lobby-copy").returncode == 0
+    await cluster.wait(lambda: cluster.condition(c.DEGRADED) == ("False", c.AS_EXPECTED), what="the warning cleared")

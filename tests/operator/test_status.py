@@ -315,3 +315,11 @@ def test_a_normal_start_is_no_warning_and_every_condition_says_something(make_bo
     assert changes and not [t for t in changes if t.warning]
     assert all(cond.message for status in (starting, running) for cond in status.conditions)
     assert all(cond.message for cond in invalid_status(InferenceJobStatus(), 1, c.INVALID_SPEC, "x", T0).conditions)
+
+
+def test_a_shared_input_is_a_warning_condition(make_body) -> None:
+    status = status_of(spec(make_body), desired_nodes=["a"], pods=[pod("a")], shared_with={"team-b/lobby": ["a"]})
+    assert condition(status, c.DEGRADED) == ("True", c.SHARED_INPUT)
+    assert "team-b/lobby on a" in c.find_condition(status.conditions, c.DEGRADED).message
+    (warning,) = [t for t in transitions(InferenceJobStatus(), status) if t.warning]
+    assert warning.reason == c.SHARED_INPUT
