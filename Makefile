@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test e2e images crd lint
+.PHONY: setup controlplane demo test e2e images crd lint
 
 setup: $(VENV)/.installed
 
@@ -18,7 +18,12 @@ $(VENV)/.installed: pyproject.toml
 demo: setup  ## the main job: kind cluster where Docker exists, else this machine as one edge node
 	$(BIN)/python scripts/demo.py
 
-test: setup  ## every test that can run on this machine
+# The real Kubernetes control plane the operator, chart and admission tests run against
+# (tools/controlplane: Kubernetes v1.36.1, etcd, kwok), built with Go into .work/controlplane/.
+controlplane:  ## build the test control plane; skipped when its sources have not changed
+	bash tools/controlplane/build.sh
+
+test: setup controlplane  ## every test that can run on this machine
 	$(BIN)/python -m pytest
 
 e2e: setup  ## the end-to-end suite against a kind cluster (needs Docker and kind)

@@ -17,16 +17,16 @@ from edge_inference_operator.builders import pod_tolerations
 
 # Taints that only block scheduling or evict (PreferNoSchedule merely discourages).
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
-# Tolerated by every DaemonSet pod (added by the DaemonSet controller): a node with only these taints
-# still runs Continuous workers.
+# (key, effect) of the taints every DaemonSet pod tolerates (the DaemonSet controller adds these
+# tolerations; network-unavailable only for host-network pods, which workers are not). A node that
+# is already NotReady also carries not-ready:NoSchedule, which they do not tolerate: no new worker.
 DAEMONSET_TOLERATED = {
-    "node.kubernetes.io/not-ready",
-    "node.kubernetes.io/unreachable",
-    "node.kubernetes.io/disk-pressure",
-    "node.kubernetes.io/memory-pressure",
-    "node.kubernetes.io/pid-pressure",
-    "node.kubernetes.io/unschedulable",
-    "node.kubernetes.io/network-unavailable",
+    ("node.kubernetes.io/not-ready", "NoExecute"),
+    ("node.kubernetes.io/unreachable", "NoExecute"),
+    ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+    ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+    ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+    ("node.kubernetes.io/unschedulable", "NoSchedule"),
 }
 
 
@@ -62,7 +62,7 @@ def blocking_taints(
         taint
         for taint in taints
         if taint.get("effect") in BLOCKING_EFFECTS
-        and not (daemonset and taint.get("key") in DAEMONSET_TOLERATED)
+        and not (daemonset and (taint.get("key"), taint.get("effect")) in DAEMONSET_TOLERATED)
         and not any(tolerates(t, taint) for t in tolerations)
     ]
 

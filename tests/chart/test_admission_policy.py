@@ -1,21 +1,23 @@
-"""The host-path allow-list at admission: the chart's ValidatingAdmissionPolicy, evaluated with real CEL.
+"""The host-path allow-list at admission: the chart, installed by Helm into a real control plane,
+refuses at `kubectl apply` every hostile path of the table.
 
-The policy's CEL runs here in cel-expr-python (Google's C++ CEL runtime, with the strings extension
-that Kubernetes also enables), the way the API server runs it: matchConditions first, then the
-variables, then each validation and, on refusal, its messageExpression. Every verdict is compared
+The API server runs the CRD's schema and CEL rules (what is wrong with the path itself), then the
+chart's ValidatingAdmissionPolicy (which names the allowed prefixes). Every verdict is compared
 with the operator's own check, edge_inference_api.hostpaths.host_path_refusal.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import json
+import subprocess
+from collections.abc import Iterator
 
 import pytest
-from cel_expr_python import cel
-from cel_expr_python.ext.ext_strings import ExtStrings
 from edge_inference_api.hostpaths import host_path_refusal
-from support.helm import find_objects, render_chart
+from edge_inference_api.models import host_path_problem
+from support.admission import POLICY_REFUSAL, apply_job, chart_cluster, job_manifest, wait_for_policy
+from support.controlplane import ControlPlane
+from support.helm import find_objects, render_chart, upgrade_chart
 
 ALLOWED = ["/var/lib/edge-video", "/srv/nvr"]
 
@@ -48,6 +50,7 @@ HOSTILE_PATHS = [
     " /var/lib/edge-video",
     "",
     "/var/lib/edge-video%2F..%2Fetc",
+    "/var/lib/edge-video/cam1\x00",  # NUL: refused by the policy (the CRD has no rule for it)
 ]
 
 ALLOWED_PATHS = [
@@ -63,116 +66,71 @@ ALLOWED_PATHS = [
 ]
 
 
-@dataclass(frozen=True)
-class Verdict:
-    evaluated: bool  # false when the matchConditions skip the request
-    allowed: bool
-    message: str
-
-
-class AdmissionPolicy:
-    """One rendered ValidatingAdmissionPolicy, compiled with real CEL."""
-
-    def __init__(self, policy: dict[str, Any]) -> None:
-        self.env = cel.NewEnv(
-            variables={name: cel.Type.DYN for name in ("object", "oldObject", "request", "variables")},
-            extensions=[ExtStrings()],
-        )
-        spec = policy["spec"]
-        self.conditions = [self.env.compile(c["expression"]) for c in spec.get("matchConditions", [])]
-        self.variables = [(v["name"], self.env.compile(v["expression"])) for v in spec.get("variables", [])]
-        self.validations = [
-            (self.env.compile(v["expression"]), self.env.compile(v["messageExpression"])) for v in spec["validations"]
-        ]
-
-    def review(self, operation: str, obj: dict, old: dict | None = None) -> Verdict:
-        data: dict[str, Any] = {"object": obj, "oldObject": old, "request": {"operation": operation}}
-        if not all(c.eval(data=data).plain_value() is True for c in self.conditions):
-            return Verdict(evaluated=False, allowed=True, message="")
-        data["variables"] = {}
-        for name, expression in self.variables:
-            data["variables"] = {**data["variables"], name: expression.eval(data=data).plain_value()}
-        for expression, message in self.validations:
-            if expression.eval(data=data).plain_value() is not True:
-                return Verdict(evaluated=True, allowed=False, message=message.eval(data=data).plain_value())
-        return Verdict(evaluated=True, allowed=True, message="")
-
-
-def _named(objects: list[dict], kind: str, suffix: str) -> dict:
-    (found,) = [o for o in find_objects(objects, kind) if o["metadata"]["name"].endswith(suffix)]
-    return found
-
-
-def _policy(allowed: list[str]) -> AdmissionPolicy:
-    return AdmissionPolicy(_named(render_chart({"allowedHostPaths": allowed}), "ValidatingAdmissionPolicy", "-host-paths"))
-
-
-def _job(host_path: str) -> dict:
-    return {
-        "apiVersion": "edgeinference.io/v1alpha1",
-        "kind": "InferenceJob",
-        "metadata": {"name": "lobby", "namespace": "default"},
-        "spec": {"input": {"hostPath": host_path}, "output": {"endpoint": "minio:9000", "bucket": "events"}},
-    }
-
-
 @pytest.fixture(scope="module")
-def policy() -> AdmissionPolicy:
-    return _policy(ALLOWED)
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane of this module's own, with the chart installed (allowedHostPaths = ALLOWED)."""
+    with chart_cluster(tmp_path_factory.mktemp("admission"), ALLOWED) as plane:
+        yield plane
 
 
 def test_the_table_is_big_enough() -> None:
     assert len(HOSTILE_PATHS) >= 20
 
 
-@pytest.mark.parametrize("path", HOSTILE_PATHS)
-def test_hostile_paths_are_refused_at_admission(policy: AdmissionPolicy, path: str) -> None:
-    verdict = policy.review("CREATE", _job(path))
-    assert verdict.evaluated and not verdict.allowed
-    assert "/var/lib/edge-video, /srv/nvr" in verdict.message
+@pytest.mark.parametrize("index", range(len(HOSTILE_PATHS)))
+def test_hostile_paths_are_refused_at_kubectl_apply(cluster: ControlPlane, index: int) -> None:
+    path = HOSTILE_PATHS[index]
+    result = apply_job(cluster, f"hostile-{index}", path)
+    assert result.returncode != 0, f"{path!r} was admitted"
+    problem = host_path_problem(path)
+    if problem is None or "NUL" in problem:  # clean on its own (or NUL): the policy refuses, naming the prefixes
+        assert POLICY_REFUSAL in result.stderr and "(/var/lib/edge-video, /srv/nvr)" in result.stderr
+    else:  # the CRD's own rules say what is wrong with the path
+        assert problem in result.stderr or ("should be at least 1 chars long" in result.stderr and path == "")
     assert host_path_refusal(path, ALLOWED) is not None  # the operator's re-check agrees
 
 
-@pytest.mark.parametrize("path", ALLOWED_PATHS)
-def test_paths_under_an_allowed_prefix_are_admitted(policy: AdmissionPolicy, path: str) -> None:
-    assert policy.review("CREATE", _job(path)).allowed
+@pytest.mark.parametrize("index", range(len(ALLOWED_PATHS)))
+def test_paths_under_an_allowed_prefix_are_admitted(cluster: ControlPlane, index: int) -> None:
+    path = ALLOWED_PATHS[index]
+    result = apply_job(cluster, f"allowed-{index}", path)
+    assert result.returncode == 0, result.stderr
     assert host_path_refusal(path, ALLOWED) is None
 
 
-def test_nul_bytes_are_refused_by_the_operator() -> None:
-    """Not in the CEL table: cel-expr-python's data binding cuts Python strings at a NUL byte.
-
-    The policy does refuse '\\u0000' (a CEL literal is not cut; checked here), and the operator re-checks.
-    """
-    rendered = _named(render_chart(), "ValidatingAdmissionPolicy", "-host-paths")
-    assert "!variables.path.contains('\\u0000')" in rendered["spec"]["validations"][0]["expression"]
-    env = cel.NewEnv(extensions=[ExtStrings()])
-    assert env.compile(r"'/var/lib/edge-video\u0000/x'.contains('\u0000')").eval().plain_value() is True
-    assert host_path_refusal("/var/lib/edge-video\x00/x", ALLOWED) is not None
+def test_changing_the_path_of_an_existing_job_is_checked(cluster: ControlPlane) -> None:
+    assert apply_job(cluster, "moved", "/var/lib/edge-video/cam1").returncode == 0
+    moved = apply_job(cluster, "moved", "/etc")
+    assert moved.returncode != 0 and POLICY_REFUSAL in moved.stderr
 
 
-def test_changing_the_path_of_an_existing_job_is_checked(policy: AdmissionPolicy) -> None:
-    verdict = policy.review("UPDATE", _job("/etc"), old=_job("/var/lib/edge-video/cam1"))
-    assert verdict.evaluated and not verdict.allowed
-
-
-def test_an_unchanged_path_is_not_rechecked_on_update(policy: AdmissionPolicy) -> None:
-    """After the admin narrows the list, the operator can still patch (finalizers) jobs admitted before."""
-    verdict = policy.review("UPDATE", _job("/mnt/old-cameras"), old=_job("/mnt/old-cameras"))
-    assert not verdict.evaluated and verdict.allowed
-
-
-def test_an_empty_allow_list_refuses_everything_and_says_so() -> None:
-    verdict = _policy([]).review("CREATE", _job("/var/lib/edge-video"))
-    assert not verdict.allowed and "none: the admin allowed no host paths" in verdict.message
-
-
-def test_the_message_names_the_path_and_prefixes(policy: AdmissionPolicy) -> None:
-    verdict = policy.review("CREATE", _job("/var/lib/edge-video2"))
-    assert verdict.message == (
+def test_the_message_names_the_path_and_prefixes(cluster: ControlPlane) -> None:
+    result = apply_job(cluster, "sibling", "/var/lib/edge-video2")
+    assert (
         "spec.input.hostPath /var/lib/edge-video2 is not allowed: it must be a clean absolute path under one of "
         "the allowed prefixes (/var/lib/edge-video, /srv/nvr)"
-    )
+    ) in result.stderr
+
+
+def test_an_unchanged_path_is_not_rechecked_on_update(cluster: ControlPlane) -> None:
+    """After the admin narrows the list, jobs admitted before can still be updated (the operator's
+    patches, a user's label) as long as their path stays; then an empty list refuses everything."""
+    assert apply_job(cluster, "old-cameras", "/srv/nvr/old").returncode == 0
+    try:
+        upgrade_chart(cluster.kubeconfig, {"allowedHostPaths": []})
+        wait_for_policy(cluster, [])
+        relabelled = apply_job(cluster, "old-cameras", "/srv/nvr/old", labels={"team": "a"})
+        assert relabelled.returncode == 0, relabelled.stderr
+        refused = apply_job(cluster, "new-cameras", "/var/lib/edge-video")
+        assert refused.returncode != 0 and "none: the admin allowed no host paths" in refused.stderr
+    finally:
+        upgrade_chart(cluster.kubeconfig, {"allowedHostPaths": ALLOWED})
+        wait_for_policy(cluster, ALLOWED)
+
+
+def _named(objects: list[dict], kind: str, suffix: str) -> dict:
+    (found,) = [o for o in find_objects(objects, kind) if o["metadata"]["name"].endswith(suffix)]
+    return found
 
 
 @pytest.mark.parametrize("suffix", ["-host-paths", "-worker-images"])
@@ -202,40 +160,44 @@ def test_policy_can_be_switched_off() -> None:
 
 # ---------------------------------------------------------------------------------- worker images
 
-IMAGE_VALUES = {"workerImages": {"cpu": {"repository": "registry.local/worker", "tag": "1.0"}, "allowed": ["registry.local/worker:1.1"]}}
+IMAGE_VALUES = {
+    "workerImages": {"cpu": {"repository": "registry.local/worker", "tag": "1.0"}, "allowed": ["registry.local/worker:1.1"]}
+}
+ALLOWED_IMAGES = "ghcr.io/edge-inference/worker-cuda:0.1.0, registry.local/worker:1.0, registry.local/worker:1.1"
 
 
 @pytest.fixture(scope="module")
-def image_policy() -> AdmissionPolicy:
-    return AdmissionPolicy(_named(render_chart(IMAGE_VALUES), "ValidatingAdmissionPolicy", "-worker-images"))
+def image_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane with the chart installed with an image map and allow-list of its own."""
+    with chart_cluster(tmp_path_factory.mktemp("images"), ALLOWED, IMAGE_VALUES) as plane:
+        yield plane
 
 
-def _job_with_images(*images: str | None) -> dict:
-    job = _job("/var/lib/edge-video")
-    job["spec"]["accelerators"] = [
+def apply_with_images(plane: ControlPlane, name: str, *images: str | None) -> subprocess.CompletedProcess[str]:
+    manifest = job_manifest(name, "/var/lib/edge-video/cam1")
+    manifest["spec"]["accelerators"] = [
         {"type": f"kind{i}", **({"image": image} if image else {})} for i, image in enumerate(images)
     ]
-    return job
+    return plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
 
 @pytest.mark.parametrize(
     "images",
     [(None,), ("registry.local/worker:1.0",), ("registry.local/worker:1.1", None), ("ghcr.io/edge-inference/worker-cuda:0.1.0",)],
 )
-def test_the_admins_images_are_admitted(image_policy: AdmissionPolicy, images: tuple) -> None:
-    assert image_policy.review("CREATE", _job_with_images(*images)).allowed
+def test_the_admins_images_are_admitted(image_cluster: ControlPlane, images: tuple) -> None:
+    result = apply_with_images(image_cluster, f"admitted-{len(images)}-{abs(hash(images)) % 10**6}", *images)
+    assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("image", ["attacker/root-shell:1", "registry.local/worker:1.0 ", "registry.local/worker"])
-def test_an_image_the_admin_did_not_allow_is_refused(image_policy: AdmissionPolicy, image: str) -> None:
-    verdict = image_policy.review("CREATE", _job_with_images(None, image))
-    assert verdict.evaluated and not verdict.allowed
-    assert verdict.message == (
-        f"spec.accelerators[].image {image} is not allowed; allowed images: "
-        "ghcr.io/edge-inference/worker-cuda:0.1.0, registry.local/worker:1.0, registry.local/worker:1.1"
-    )
+@pytest.mark.parametrize("image", ["attacker/root-shell:1", "registry.local/worker:2.0", "registry.local/worker"])
+def test_an_image_the_admin_did_not_allow_is_refused_at_kubectl_apply(image_cluster: ControlPlane, image: str) -> None:
+    result = apply_with_images(image_cluster, "refused", None, image)
+    assert result.returncode != 0
+    assert f"spec.accelerators[].image {image} is not allowed; allowed images: {ALLOWED_IMAGES}" in result.stderr
 
 
-def test_changing_the_image_of_an_existing_job_is_checked(image_policy: AdmissionPolicy) -> None:
-    verdict = image_policy.review("UPDATE", _job_with_images("evil:1"), old=_job_with_images(None))
-    assert verdict.evaluated and not verdict.allowed
+def test_changing_the_image_of_an_existing_job_is_checked(image_cluster: ControlPlane) -> None:
+    assert apply_with_images(image_cluster, "changed", None).returncode == 0
+    changed = apply_with_images(image_cluster, "changed", "evil:1")
+    assert changed.returncode != 0 and "evil:1 is not allowed" in changed.stderr

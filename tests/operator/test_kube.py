@@ -1,4 +1,5 @@
-"""The thin I/O layer against the emulator: create/update/delete children, converge on conflicts."""
+"""The thin I/O layer against the real API server, as the chart's ServiceAccount: create, update and
+delete children, converge on conflicts."""
 
 from __future__ import annotations
 
@@ -63,11 +64,12 @@ async def test_converge_is_idempotent(cluster, kube, make_job, make_body, settin
     uid = owner_uid(cluster, make_body)
     job = make_job(uid=uid, accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
     first = await k.converge_children(kube, "default", "lobby", uid, build_children(job, settings))
-    versions = {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.daemonsets()}
+    # generation, not resourceVersion: the DaemonSet controller writes the status meanwhile.
+    versions = {d["metadata"]["name"]: d["metadata"]["generation"] for d in cluster.daemonsets()}
     again = await k.converge_children(kube, "default", "lobby", uid, build_children(job, settings))
     assert sorted(first.created) == ["DaemonSet/lobby-cpu", "DaemonSet/lobby-nvidia"]
     assert (again.created, again.updated, again.deleted) == ([], [], [])
-    assert {d["metadata"]["name"]: d["metadata"]["resourceVersion"] for d in cluster.daemonsets()} == versions
+    assert {d["metadata"]["name"]: d["metadata"]["generation"] for d in cluster.daemonsets()} == versions
 
 
 async def test_changed_batch_job_is_replaced_not_patched(cluster, kube, make_job, make_body, settings) -> None:

@@ -52,8 +52,12 @@ def test_nodes_are_matched_by_labels_selector_and_taints(make_body) -> None:
         "tainted": node(taints=[edge_taint()]),
         "prefer": node(taints=[edge_taint("PreferNoSchedule")]),  # does not block
         "not-ready": node(taints=[{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+        # What the node lifecycle controller puts on a node that is NotReady: no new DaemonSet pod either.
+        "still-not-ready": node(
+            taints=[{"key": "node.kubernetes.io/not-ready", "effect": e} for e in ("NoSchedule", "NoExecute")]
+        ),
     }
-    for name in ("plain", "tainted", "prefer", "not-ready", "gpu"):
+    for name in ("plain", "tainted", "prefer", "not-ready", "still-not-ready", "gpu"):
         nodes[name] = NodeInfo({**nodes[name].labels, "site": "lobby"}, nodes[name].taints)
     job = spec(make_body, accelerators=[{"type": "cpu"}, {"type": "nvidia"}], nodeSelector={"site": "lobby"})
     assert matching_nodes(nodes, job) == {"plain": "cpu", "gpu": "nvidia", "prefer": "cpu", "not-ready": "cpu"}

@@ -1,4 +1,4 @@
-"""The Reconciler without kopf, against the emulator: API errors are counted and raised (kopf retries)."""
+"""The Reconciler without kopf, against the real API server: API errors are counted and raised (kopf retries)."""
 
 from __future__ import annotations
 

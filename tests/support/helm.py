@@ -95,3 +95,24 @@ def cluster_role_rules(values: dict | None = None) -> list[dict]:
     if len(roles) != 1:
         raise AssertionError(f"expected one ClusterRole in the chart, found {len(roles)}")
     return roles[0]["rules"]
+
+
+def install_chart(
+    kubeconfig: Path, values: dict | None = None, release: str = RELEASE_NAME, namespace: str = NAMESPACE
+) -> dict[str, Any]:
+    """`helm install` of the chart into the cluster of `kubeconfig` (namespace created); the release summary."""
+    with helm.Config(kubeconfig_path=str(kubeconfig), namespace=namespace) as config:
+        return config.install(str(CHART_DIR), release, values, namespace=namespace, create_namespace=True, timeout=120)
+
+
+def operator_user(release: str = RELEASE_NAME, namespace: str = NAMESPACE) -> str:
+    """The username the operator has when it runs as the chart's ServiceAccount."""
+    return f"system:serviceaccount:{namespace}:{release}"
+
+
+def upgrade_chart(
+    kubeconfig: Path, values: dict | None = None, release: str = RELEASE_NAME, namespace: str = NAMESPACE
+) -> dict[str, Any]:
+    """`helm upgrade` of the installed chart with `values`; the release summary."""
+    with helm.Config(kubeconfig_path=str(kubeconfig), namespace=namespace) as config:
+        return config.upgrade(str(CHART_DIR), release, values, namespace=namespace, timeout=120)
