@@ -47,7 +47,9 @@ HOST_PATH_RULES = [
     {"rule": "!self.contains('//')", "message": "hostPath must not contain empty segments ('//')"},
     {"rule": "!self.matches('[[:cntrl:]]')", "message": "hostPath must not contain control characters (newline, tab)"},
     {
-        "rule": f"self.split('/').all(s, size(bytes(s)) <= {MAX_PATH_SEGMENT_BYTES})",
+        # Characters, not bytes: a byte count over split() exceeds the API server's CEL cost budget.
+        # The operator counts bytes (host_path_problem), so a long multi-byte segment is refused there.
+        "rule": f"!self.matches('[^/]{{{MAX_PATH_SEGMENT_BYTES + 1},}}')",
         "message": f"hostPath segments must be at most {MAX_PATH_SEGMENT_BYTES} bytes",
     },
 ]
@@ -258,10 +260,12 @@ class Resources(ApiModel):
 
     requests: dict[ResourceName, Quantity] = Field(
         default_factory=lambda: {"cpu": "500m", "memory": "1Gi"},
+        max_length=3,
         description="Minimum resources reserved for the worker (Kubernetes quantities): cpu, memory, ephemeral-storage.",
     )
     limits: dict[ResourceName, Quantity] = Field(
         default_factory=lambda: {"memory": "2Gi"},
+        max_length=3,
         description="Upper bounds for the worker (Kubernetes quantities): cpu, memory, ephemeral-storage.",
     )
 
@@ -461,7 +465,9 @@ class InferenceJobSpec(ApiModel):
     node_selector: dict[QualifiedName, LabelValue] = Field(
         default_factory=dict, max_length=32, description="Extra node labels the nodes must have."
     )
-    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for tainted edge nodes.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Tolerations for tainted edge nodes."
+    )
     resources: Resources = Field(default_factory=Resources, description="Worker container resources.")
     input: InputSpec = Field(..., description="The video on each node.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="The detector.")

@@ -22,6 +22,7 @@ from edge_inference_operator.settings import OperatorSettings
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from support.controlplane import ControlPlane, fake_node, node_ready
 from support.helm import install_chart, operator_user
+from support.refused_specs import PINNED_IMAGE
 
 BASE_SPEC: dict[str, Any] = {
     "input": {"hostPath": "/srv/video/lobby", "include": ["**/*.mp4"]},
@@ -113,7 +114,7 @@ def worker_metrics():
 VALIDATED_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
 # The chart's admission policy allows /srv; the operator tests' own allow-list (/srv/video) is
 # narrower, so that its second check is reachable behind the API server's.
-CHART_VALUES = {"allowedHostPaths": ["/srv"]}
+CHART_VALUES = {"allowedHostPaths": ["/srv"], "workerImages": {"allowed": [PINNED_IMAGE]}}
 OPERATOR_USER = operator_user()
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
 

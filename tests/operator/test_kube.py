@@ -121,7 +121,7 @@ async def test_an_invalid_update_is_reported_at_once_not_retried_as_a_conflict(
 
     assert raised.value.status == 422
     assert "not a label value!" in raised.value.message and "still conflicting" not in str(raised.value)
-    assert cluster.daemonsets()[0]["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]
+    assert "broken" not in cluster.daemonsets()[0]["metadata"]["labels"]
 
 
 async def test_an_invalid_create_carries_the_servers_message(cluster, kube, make_job, make_body, settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from edge_inference_operator import kube as k
+from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, build_children
 from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.placement import NodeInfo
 from edge_inference_operator.reconcile import Reconciler
@@ -69,3 +70,28 @@ async def test_a_job_in_a_terminating_namespace_is_left_quietly(cluster, make_bo
     assert metrics.reconciles.labels(result="terminating")._value.get() == 1
     assert metrics.errors.labels(kind="api")._value.get() == 0
     assert [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
+
+
+async def test_a_child_the_api_server_refuses_is_reported_not_retried(cluster, make_body, make_job, settings) -> None:
+    """A DaemonSet of ours left by an older version with another selector: the update is a 422
+    (spec.selector is immutable), which becomes Ready=False with the server's words and an Event."""
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    body = cluster.job()
+    (old,) = build_children(make_job(uid=body["metadata"]["uid"]), settings)
+    old["spec"]["selector"]["matchLabels"]["generation"] = "old"
+    old["spec"]["template"]["metadata"]["labels"]["generation"] = "old"
+    old["metadata"]["annotations"][ANNOTATION_SPEC_HASH] = "old"
+    cluster.apps.create_namespaced_daemon_set("default", old)
+    metrics = OperatorMetrics()
+    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
+    try:
+        status = await reconciler.reconcile(body, CPU_NODE, [])
+    finally:
+        await reconciler.close()
+    ready = next(x for x in cluster.status()["conditions"] if x["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ChildRejected") and status.phase.value == "Invalid"
+    assert 'DaemonSet.apps "lobby-cpu" is invalid' in ready["message"] and "field is immutable" in ready["message"]
+    (event,) = [e for e in cluster.events() if e["reason"] == "ChildRejected" and e["message"].startswith("Ready=")]
+    assert event["type"] == "Warning" and "field is immutable" in event["message"]
+    assert metrics.reconciles.labels(result="invalid")._value.get() == 1
