@@ -193,10 +193,12 @@ def _batch_node_state(
     """A Batch node ends: as its Job says, or Failed when its node is gone or its pod never started."""
     if child is not None and child.outcome is not None:
         return child.outcome
+    # A worker still running on a node that only lost its labels goes on; a pod of a deleted node
+    # is failed by the pod GC controller, or never bound again.
+    if live_nodes is not None and node not in live_nodes and observed.state in (PENDING, FAILED):
+        return NodeState(FAILED, NODE_GONE)
     if observed.state != PENDING:
         return observed
-    if live_nodes is not None and node not in live_nodes:
-        return NodeState(FAILED, NODE_GONE)
     if child is not None and child.created is not None and now - child.created >= t.batch_start_deadline:
         return NodeState(FAILED, START_DEADLINE_EXCEEDED)
     return observed

@@ -378,7 +378,7 @@ async def test_the_operator_serves_its_own_metrics(cluster, start_operator, make
                 return await response.text()
 
     deadline = asyncio.get_running_loop().time() + 10
-    while 'edge_inference_operator_jobs{phase="Pending"} 1.0' not in (text := await scrape()):
+    while 'edge_inference_operator_jobs{phase="Running"} 1.0' not in (text := await scrape()):
         assert asyncio.get_running_loop().time() < deadline, text  # counted once the reconcile returns
         await asyncio.sleep(0.1)
     assert 'edge_inference_operator_reconciles_total{result="ok"}' in text
@@ -542,7 +542,8 @@ async def test_a_deleted_batch_target_node_ends_failed(cluster, start_operator, 
     cluster.core.delete_node("edge-2")  # its worker goes with it (pod GC); the Job's next pod fits nowhere
     cluster.nodes.remove("edge-2")
     await end_batch_pod(cluster, "edge-1", 0)
-    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed")
+    # The pod GC controller deletes a pod of a deleted node after a 40 s quarantine.
+    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", timeout=120, what="phase Failed")
     gone = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
     assert (gone["state"], gone["reason"]) == ("Failed", "NodeGone")
 
