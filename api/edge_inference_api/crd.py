@@ -132,7 +132,12 @@ def build_crd() -> dict[str, Any]:
     status_schema = model_schema(InferenceJobStatus, keep_defaults=False)
     columns = [
         {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
-        {"name": "Nodes", "type": "string", "jsonPath": ".status.readyNodes", "description": "ready/desired (Batch: succeeded/desired)"},
+        {
+            "name": "Nodes",
+            "type": "string",
+            "jsonPath": ".status.readyNodes",
+            "description": "ready/desired (Batch: succeeded/desired)",
+        },
         {"name": "Events", "type": "integer", "jsonPath": ".status.events"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},

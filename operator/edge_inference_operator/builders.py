@@ -201,7 +201,9 @@ def _resources(job: ParsedJob, accelerator: AcceleratorTarget | None) -> dict[st
     """The job's resources, plus the GPUs of an nvidia workload (None: a container without GPUs)."""
     requests = dict(job.spec.resources.requests)
     limits = dict(job.spec.resources.limits)
-    if accelerator is not None and accelerator.type == NVIDIA:  # gpus >= 1 (the schema): without a limit the pod would see every GPU
+    if (
+        accelerator is not None and accelerator.type == NVIDIA
+    ):  # gpus >= 1 (the schema): without a limit the pod would see every GPU
         limits[GPU_RESOURCE] = str(accelerator.gpus)  # extended resources: requests default to limits
     resources: dict[str, Any] = {}
     if requests:

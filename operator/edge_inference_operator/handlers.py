@@ -96,7 +96,9 @@ def register_handlers(
 
     @kopf.index(API_GROUP, PLURAL, id="inference_jobs", registry=registry)
     def inference_jobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}}
+        return {
+            (namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+        }
 
     @kopf.index("v1", "nodes", labels={LABEL_CAMERA_STORAGE: kopf.PRESENT}, id="camera_nodes", registry=registry)
     def camera_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:

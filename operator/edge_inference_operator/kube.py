@@ -150,8 +150,11 @@ def _same_scalar(desired: Any, live: Any, in_quantities: bool) -> bool:
         return True
     # The API server writes quantities in canonical form ("0.5" comes back as "500m").
     quantities = in_quantities and isinstance(desired, str) and isinstance(live, str)
-    return quantities and bool(re.match(QUANTITY, desired)) and bool(re.match(QUANTITY, live)) and (
-        quantity_value(desired) == quantity_value(live)
+    return (
+        quantities
+        and bool(re.match(QUANTITY, desired))
+        and bool(re.match(QUANTITY, live))
+        and (quantity_value(desired) == quantity_value(live))
     )
 
 
@@ -315,9 +318,7 @@ async def patch_status(kube: Kube, namespace: str, name: str, status: Mapping[st
 MAX_EVENT_MESSAGE = 1024  # what kubectl describe shows in full; the API server allows more
 
 
-async def post_event(
-    kube: Kube, job: Mapping[str, Any], type_: str, reason: str, message: str, timestamp: str
-) -> None:
+async def post_event(kube: Kube, job: Mapping[str, Any], type_: str, reason: str, message: str, timestamp: str) -> None:
     """A core/v1 Event about the job, posted by the operator itself (from any task, timer or handler)."""
     meta = job["metadata"]
     event = {

@@ -219,7 +219,12 @@ class Reconciler:
         placed = targets if job.spec.mode == Mode.BATCH else matched  # node -> accelerator kind
         try:
             convergence = await k.converge_children(
-                self.kube, namespace, name, uid, build_children(job, self.settings, targets), create_missing=create_missing
+                self.kube,
+                namespace,
+                name,
+                uid,
+                build_children(job, self.settings, targets),
+                create_missing=create_missing,
             )
         except k.KubeError as error:
             if k.namespace_terminating(error):
@@ -228,7 +233,9 @@ class Reconciler:
             if error.status != k.INVALID:
                 raise
             # What the schema could not catch: the API server's own words, as a condition and an Event.
-            status = invalid_status(previous, generation, c.CHILD_REJECTED, f"the API server refused a worker: {error.message}", now)
+            status = invalid_status(
+                previous, generation, c.CHILD_REJECTED, f"the API server refused a worker: {error.message}", now
+            )
             await self._write(body, previous, status)
             return status, "invalid"
         for action in ("created", "updated", "deleted"):
@@ -291,4 +298,6 @@ class Reconciler:
             await k.post_event(self.kube, body, kind, transition.reason, message, c.rfc3339(self.clock()))
         except k.KubeError as error:
             level = logging.DEBUG if k.namespace_terminating(error) else logging.WARNING
-            logger.log(level, "could not post the %s Event of %s: %s", transition.reason, body["metadata"]["name"], error)
+            logger.log(
+                level, "could not post the %s Event of %s: %s", transition.reason, body["metadata"]["name"], error
+            )

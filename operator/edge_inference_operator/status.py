@@ -187,8 +187,12 @@ def _node_state(
 
 
 def _batch_node_state(
-    node: str, observed: NodeState, child: BatchChild | None, live_nodes: Collection[str] | None,
-    now: datetime.datetime, t: Thresholds,
+    node: str,
+    observed: NodeState,
+    child: BatchChild | None,
+    live_nodes: Collection[str] | None,
+    now: datetime.datetime,
+    t: Thresholds,
 ) -> NodeState:
     """A Batch node ends: as its Job says, or Failed when its node is gone or its pod never started."""
     if child is not None and child.outcome is not None:

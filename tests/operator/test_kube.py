@@ -141,8 +141,12 @@ LIVE_DEFAULTS = {  # what an API server adds to a child: defaults, its own label
             "metadata": {"labels": {"a": "b"}},
             "spec": {
                 "containers": [
-                    {"name": "w", "image": "w:1", "terminationMessagePath": "/dev/termination-log",
-                     "resources": {"requests": {"cpu": "500m"}, "limits": {"memory": "2Gi"}}}
+                    {
+                        "name": "w",
+                        "image": "w:1",
+                        "terminationMessagePath": "/dev/termination-log",
+                        "resources": {"requests": {"cpu": "500m"}, "limits": {"memory": "2Gi"}},
+                    }
                 ],
                 "dnsPolicy": "ClusterFirst",
                 "volumes": [{"name": "videos", "hostPath": {"path": "/srv/video", "type": "Directory"}}],
@@ -158,7 +162,11 @@ DESIRED = {
             "metadata": {"labels": {"a": "b"}},
             "spec": {
                 "containers": [
-                    {"name": "w", "image": "w:1", "resources": {"requests": {"cpu": "0.5"}, "limits": {"memory": "2Gi"}}}
+                    {
+                        "name": "w",
+                        "image": "w:1",
+                        "resources": {"requests": {"cpu": "0.5"}, "limits": {"memory": "2Gi"}},
+                    }
                 ],
                 "volumes": [{"name": "videos", "hostPath": {"path": "/srv/video", "type": "Directory"}}],
             },

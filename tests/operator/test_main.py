@@ -35,7 +35,9 @@ def test_settings_from_env() -> None:
     assert settings.allowed_host_paths == ("/var/lib/edge-video", "/srv/nvr")
     assert settings.worker_images == {"cpu": "w:2", "nvidia": "wc:2", "intel": "wi:2"}
     assert (settings.export_image, settings.allowed_worker_images, settings.state_host_path) == (
-        "x:2", ("w:3", "w:4"), "/data/ei"
+        "x:2",
+        ("w:3", "w:4"),
+        "/data/ei",
     )
     assert [settings.image_for(kind) for kind in ("intel", "jetson")] == ["wi:2", "w:2"]  # unlisted kinds: cpu's
     assert [settings.image_allowed(i) for i in ("wi:2", "w:4", "x:2", "evil:1")] == [True, True, False, False]
@@ -107,8 +109,10 @@ async def test_console_script_runs_the_operator_until_sigterm(cluster, make_body
         await cluster.wait(lambda: cluster.status().get("readyNodes") == "0/1", what="status")
         # The reconcile is counted once it returns, after the status write and its Events.
         await cluster.wait(
-            lambda: 'edge_inference_operator_reconciles_total{result="ok"}'
-            in http_get(f"http://127.0.0.1:{metrics}/metrics")[1],
+            lambda: (
+                'edge_inference_operator_reconciles_total{result="ok"}'
+                in http_get(f"http://127.0.0.1:{metrics}/metrics")[1]
+            ),
             what="a counted reconcile",
         )
         process.send_signal(signal.SIGTERM)

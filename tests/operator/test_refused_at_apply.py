@@ -30,7 +30,10 @@ def test_the_api_server_refuses_at_apply(control_plane, operator_kubeconfig, row
     result = apply(control_plane, spec_with(row.path, row.value))
     if row.where is None:  # no static rule can say it: the operator refuses it with a condition
         assert result.returncode == 0, result.stderr
-        body = {"metadata": {"namespace": "default", "name": "refused", "uid": "u"}, "spec": spec_with(row.path, row.value)}
+        body = {
+            "metadata": {"namespace": "default", "name": "refused", "uid": "u"},
+            "spec": spec_with(row.path, row.value),
+        }
         refusal = check_job(body, SETTINGS)
         assert isinstance(refusal, Refusal) and row.message in refusal.message
         return

@@ -205,7 +205,11 @@ def test_last_transition_time_is_kept_while_status_holds(make_body) -> None:
     assert ready[2].last_transition_time == "2026-11-26T06:09:00Z"
     assert transitions(first, later) == []
     (changed,) = [t for t in transitions(later, flipped) if t.type == c.READY]
-    assert (changed.status, changed.reason, changed.warning) == ("False", c.SOME_NODES_NOT_READY, False)  # a node joining
+    assert (changed.status, changed.reason, changed.warning) == (
+        "False",
+        c.SOME_NODES_NOT_READY,
+        False,
+    )  # a node joining
     assert {t.type for t in transitions(InferenceJobStatus(), first)} == {c.READY, c.PROGRESSING, c.DEGRADED}
 
 
@@ -268,18 +272,27 @@ def created_at(job: dict[str, Any], when: datetime.datetime) -> dict[str, Any]:
 
 def test_a_batch_node_that_succeeds_after_another_failed_is_counted(make_body) -> None:
     batch = spec(make_body, mode="Batch")
-    one_failed = status_of(batch, desired_nodes=["a", "b"], children=[batch_job("a", "Failed"), batch_job("b", None)],
-                           pods=[pod("b")])
+    one_failed = status_of(
+        batch, desired_nodes=["a", "b"], children=[batch_job("a", "Failed"), batch_job("b", None)], pods=[pod("b")]
+    )
     assert (one_failed.phase.value, one_failed.nodes.failed, one_failed.nodes.succeeded) == ("Running", 1, 0)
-    later = status_of(batch, previous=one_failed, desired_nodes=["a", "b"],
-                      children=[batch_job("a", "Failed"), batch_job("b", "Complete")])
+    later = status_of(
+        batch,
+        previous=one_failed,
+        desired_nodes=["a", "b"],
+        children=[batch_job("a", "Failed"), batch_job("b", "Complete")],
+    )
     assert (later.phase.value, later.nodes.failed, later.nodes.succeeded) == ("Failed", 1, 1)
     assert later.ready_nodes == "1/2"  # the Nodes column of a batch: succeeded/desired
 
 
 def test_a_deleted_target_node_fails_with_a_reason(make_body) -> None:
-    status = status_of(spec(make_body, mode="Batch"), desired_nodes=["a", "gone"],
-                       children=[batch_job("a", "Complete"), batch_job("gone", None)], live_nodes={"a"})
+    status = status_of(
+        spec(make_body, mode="Batch"),
+        desired_nodes=["a", "gone"],
+        children=[batch_job("a", "Complete"), batch_job("gone", None)],
+        live_nodes={"a"},
+    )
     assert status.phase.value == "Failed" and status.nodes.failed == 1
     (gone,) = [p for p in status.node_progress if p.node == "gone"]
     assert (gone.state, gone.reason) == ("Failed", "NodeGone")
@@ -291,19 +304,37 @@ def test_a_target_node_that_never_runs_the_pod_fails_after_the_deadline(make_bod
     job = created_at(batch_job("a", None), T0)
     pending = [pod("a", phase="Pending", ready=False)]
     deadline = Thresholds(batch_start_deadline=datetime.timedelta(minutes=10))
-    waiting = status_of(batch, now=T0 + datetime.timedelta(minutes=9), desired_nodes=["a"], children=[job],
-                        pods=pending, live_nodes={"a"}, thresholds=deadline)
+    waiting = status_of(
+        batch,
+        now=T0 + datetime.timedelta(minutes=9),
+        desired_nodes=["a"],
+        children=[job],
+        pods=pending,
+        live_nodes={"a"},
+        thresholds=deadline,
+    )
     assert waiting.phase.value == "Pending" and condition(waiting, c.READY) == ("False", c.WAITING_FOR_NODES)
-    late = status_of(batch, now=T0 + datetime.timedelta(minutes=10), desired_nodes=["a"], children=[job],
-                     pods=pending, live_nodes={"a"}, thresholds=deadline)
+    late = status_of(
+        batch,
+        now=T0 + datetime.timedelta(minutes=10),
+        desired_nodes=["a"],
+        children=[job],
+        pods=pending,
+        live_nodes={"a"},
+        thresholds=deadline,
+    )
     assert late.phase.value == "Failed"
     assert (late.node_progress[0].state, late.node_progress[0].reason) == ("Failed", "StartDeadlineExceeded")
 
 
 def test_a_batch_is_never_ready_while_every_pod_is_pending(make_body) -> None:
     pending = [pod(n, phase="Pending", ready=False) for n in ("a", "b")]
-    status = status_of(spec(make_body, mode="Batch"), desired_nodes=["a", "b"],
-                       children=[batch_job("a", None), batch_job("b", None)], pods=pending)
+    status = status_of(
+        spec(make_body, mode="Batch"),
+        desired_nodes=["a", "b"],
+        children=[batch_job("a", None), batch_job("b", None)],
+        pods=pending,
+    )
     assert condition(status, c.READY) == ("False", c.WAITING_FOR_NODES) and status.phase.value == "Pending"
 
 
