@@ -4,16 +4,12 @@ behaviour for a few of these paths is in tests/operator/test_operator.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from edge_inference_api.hostpaths import host_path_refusal, normalise_prefixes
 from edge_inference_api.models import InputSpec, host_path_problem
 from pydantic import ValidationError
-from support.admission import CRD, apply_job
+from support.admission import apply_job
 from support.controlplane import ControlPlane
-
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / f"{CRD}.yaml"
 
 ALLOWED = ["/video_dir", "/srv/nvr/"]
 

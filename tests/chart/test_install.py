@@ -1,83 +1,123 @@
-"""`helm install` and `helm uninstall` of the chart, by real Helm, into the API stand-in.
-
-Helm talks to kmock's KubernetesEmulator with our fixes (tests/support/kube_emulator.py) over HTTP.
-Two adjustments, both about the stand-in rather than the chart: releases are stored in memory (the
-emulator does not decode the protobuf bodies Helm's release Secrets are sent as), and the emulator
-reports Kubernetes 1.33 instead of kmock's fixed 1.26 where a test needs a version the chart supports.
-"""
+"""`helm install`, `helm upgrade` and `helm uninstall` of the chart, by real Helm (helm-python-sdk),
+into a real control plane of each test's own (tests/support/controlplane.py)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import helm_python as helm
 import pytest
 import yaml
-from support import kube_emulator
-from support.helm import CHART_DIR, NAMESPACE, RELEASE_NAME, render_chart
+from support.controlplane import EXIT_CODE_ANNOTATION, ControlPlane, fake_node, running_control_plane
+from support.helm import CHART_DIR, EVERYTHING_ON, NAMESPACE, RELEASE_NAME, render_chart
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Optional objects of kinds that need a CRD of another project (the Prometheus operator's).
+OPTIONAL_KINDS = {
+    "ServiceMonitor": ("monitoring.coreos.com", "serviceMonitor"),
+    "PodMonitor": ("monitoring.coreos.com", "podMonitor"),
+    "PrometheusRule": ("monitoring.coreos.com", "prometheusRule"),
+}
 
 
 @pytest.fixture()
-def supported_kubernetes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the stand-in report Kubernetes 1.33 (kmock answers /version with a fixed v1.26.4+k3s1)."""
-    kmock_version = kube_emulator.FaithfulEmulator._serve_server_version
-
-    async def version(self: kube_emulator.FaithfulEmulator, request: object) -> dict:
-        return {**await kmock_version(self, request), "minor": "33", "gitVersion": "v1.33.1"}
-
-    monkeypatch.setattr(kube_emulator.FaithfulEmulator, "_serve_server_version", version)
+def cluster(tmp_path: Path) -> Iterator[ControlPlane]:
+    """An empty cluster of this test's own: no CRD yet (the chart installs it)."""
+    with running_control_plane(tmp_path / "controlplane") as plane:
+        yield plane
 
 
-@pytest.fixture()
-def cluster(tmp_path: Path) -> Iterator[kube_emulator.KubeAPI]:
-    """An empty cluster: no CRD yet (the chart installs it)."""
-    with kube_emulator.serving_emulator(tmp_path, crd_files=()) as api:
-        yield api
+def _helm(plane: ControlPlane) -> helm.Config:
+    return helm.Config(kubeconfig_path=str(plane.kubeconfig), namespace=NAMESPACE)
 
 
-def _helm(api: kube_emulator.KubeAPI) -> helm.Config:
-    return helm.Config(kubeconfig_path=str(api.kubeconfig), namespace=NAMESPACE, storage_driver="memory")
+def _install(plane: ControlPlane, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    with _helm(plane) as config:
+        return config.install(str(CHART_DIR), RELEASE_NAME, values, namespace=NAMESPACE, create_namespace=True,
+                              timeout=120)  # fmt: skip
 
 
-def _objects(api: kube_emulator.KubeAPI, kinds: str) -> set[tuple[str, str]]:
-    """(kind, name) of every object of `kinds` (kubectl's comma-separated resource list) in the cluster."""
-    listed = api.kubectl("get", kinds, "-A", "-o", "json")
-    assert listed.returncode == 0, listed.stderr
-    return {(item["kind"], item["metadata"]["name"]) for item in json.loads(listed.stdout)["items"]}
+def _exists(plane: ControlPlane, obj: dict) -> bool:
+    group = obj["apiVersion"].rpartition("/")[0]
+    resource = f"{obj['kind']}.{group}" if group else obj["kind"]
+    namespace = obj["metadata"].get("namespace", NAMESPACE)  # ignored for cluster-scoped kinds
+    return plane.kubectl("get", resource, obj["metadata"]["name"], "-n", namespace).returncode == 0
 
 
-def test_install_is_refused_below_kubernetes_1_30(cluster: kube_emulator.KubeAPI) -> None:
-    with _helm(cluster) as config, pytest.raises(helm.HelmReleaseError, match="requires kubeVersion: >=1.30"):
-        config.install(str(CHART_DIR), RELEASE_NAME, namespace=NAMESPACE, create_namespace=True, timeout=60)
+def _in_cluster(plane: ControlPlane, objects: list[dict]) -> set[tuple[str, str]]:
+    """(kind, name) of those of `objects` that exist in the cluster (read back by kubectl)."""
+    return {(o["kind"], o["metadata"]["name"]) for o in objects if _exists(plane, o)}
 
 
-@pytest.mark.usefixtures("supported_kubernetes")
-def test_install_creates_every_rendered_object(cluster: kube_emulator.KubeAPI) -> None:
-    with _helm(cluster) as config:
-        release = config.install(str(CHART_DIR), RELEASE_NAME, namespace=NAMESPACE, create_namespace=True, timeout=60)
+def _running_pods(plane: ControlPlane, label: str) -> list[str]:
+    """Names of the Running pods in the release namespace that carry `label`."""
+    pods = plane.get(f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={label}")["items"]
+    return [p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"]
+
+
+def _served_groups(plane: ControlPlane) -> set[str]:
+    return {group["name"] for group in plane.get("/apis")["groups"]}
+
+
+def test_install_with_defaults_creates_every_rendered_object(cluster: ControlPlane) -> None:
+    release = _install(cluster)
     assert release["status"] == "deployed"
-    rendered = {(o["kind"], o["metadata"]["name"]) for o in render_chart()}
-    kinds = (
-        "crd,deploy,sa,clusterrole,clusterrolebinding,svc,validatingadmissionpolicies,validatingadmissionpolicybindings"
-    )
-    assert _objects(cluster, kinds) == rendered
+    rendered = render_chart()
+    assert _in_cluster(cluster, rendered) == {(o["kind"], o["metadata"]["name"]) for o in rendered}
+    cluster.kubectl_ok("wait", "--for=condition=Established", "crd/inferencejobs.edgeinference.io", "--timeout=60s")
 
 
-@pytest.mark.usefixtures("supported_kubernetes")
+def test_install_with_every_option_on(cluster: ControlPlane) -> None:
+    """Every option on; the objects whose CRDs this cluster lacks are switched off, and said so."""
+    values = json.loads(json.dumps(EVERYTHING_ON))
+    served = _served_groups(cluster)
+    skipped = []
+    for kind, (group, key) in OPTIONAL_KINDS.items():
+        if group not in served:
+            values["monitoring"][key]["enabled"] = False
+            skipped.append(kind)
+    print(f"skipped (no CRD in this cluster): {', '.join(skipped) or 'nothing'}")
+    assert skipped == ["ServiceMonitor", "PodMonitor", "PrometheusRule"]  # a bare cluster: no Prometheus operator
+
+    # MinIO's bucket Job is a post-install hook: Helm waits for it, so it needs a node, and its pod
+    # (kwok runs it) must succeed.
+    cluster.kubectl_ok("apply", "-f", "-", input=json.dumps(fake_node("storage-1")))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        installing = pool.submit(_install, cluster, values)
+        hook = cluster.wait(lambda: _running_pods(cluster, "job-name"), "the bucket Job's pod to run")
+        succeed = {"metadata": {"annotations": {EXIT_CODE_ANNOTATION: "0"}}}
+        cluster.request("PATCH", f"/api/v1/namespaces/{NAMESPACE}/pods/{hook[0]}", succeed,
+                        content_type="application/merge-patch+json")  # fmt: skip
+        release = installing.result(timeout=120)
+    assert release["status"] == "deployed"
+    rendered = render_chart(values)
+    kinds = {o["kind"] for o in rendered}
+    assert {"Deployment", "Secret", "PersistentVolumeClaim", "Job", "ConfigMap"} <= kinds  # MinIO and the dashboard
+    # Hooks (the bucket Job) are deleted by Helm once they succeeded, as their delete policy says.
+    kept = [o for o in rendered if "helm.sh/hook" not in o["metadata"].get("annotations", {})]
+    assert len(kept) == len(rendered) - 1
+    assert _in_cluster(cluster, rendered) == {(o["kind"], o["metadata"]["name"]) for o in kept}
+    assert not kinds & set(skipped)
+
+
 @pytest.mark.parametrize("keep", [True, False], ids=["keep", "no-keep"])
-def test_uninstall_keeps_the_crd_and_the_jobs_when_asked(cluster: kube_emulator.KubeAPI, keep: bool) -> None:
-    values = {"crds": {"enabled": True, "keep": keep}}
+def test_uninstall_keeps_the_crd_and_the_jobs_when_asked(cluster: ControlPlane, keep: bool) -> None:
+    _install(cluster, {"crds": {"enabled": True, "keep": keep}, "allowedHostPaths": ["/var/lib/edge-video"]})
+    cluster.kubectl_ok("wait", "--for=condition=Established", "crd/inferencejobs.edgeinference.io", "--timeout=60s")
+    job = yaml.safe_load((REPO_ROOT / "examples" / "jobs" / "lobby-cameras.yaml").read_text())
+    applied = cluster.kubectl("apply", "-n", "default", "-f", "-", input=yaml.safe_dump(job))
+    assert applied.returncode == 0, applied.stderr
     with _helm(cluster) as config:
-        config.install(str(CHART_DIR), RELEASE_NAME, values, namespace=NAMESPACE, create_namespace=True, timeout=60)
-        job = yaml.safe_load((REPO_ROOT / "examples" / "jobs" / "lobby-cameras.yaml").read_text())
-        applied = cluster.kubectl("apply", "-n", "default", "-f", "-", input=yaml.safe_dump(job))
-        assert applied.returncode == 0, applied.stderr
-        config.uninstall(RELEASE_NAME, timeout=60)
-    assert _objects(cluster, "deploy,clusterrole,validatingadmissionpolicies") == set()
-    assert (("CustomResourceDefinition", "inferencejobs.edgeinference.io") in _objects(cluster, "crd")) is keep
+        config.uninstall(RELEASE_NAME, timeout=120)
+    left = cluster.kubectl_ok("get", "deploy,clusterrole,validatingadmissionpolicies", "-A", "-o", "name")
+    assert RELEASE_NAME not in left
+    crds = cluster.kubectl_ok("get", "crd", "-o", "name")
+    assert ("inferencejobs.edgeinference.io" in crds) is keep
     if keep:
-        assert _objects(cluster, "inferencejobs") == {("InferenceJob", "lobby-cameras")}
+        assert cluster.kubectl_ok("get", "inferencejobs", "-A", "-o", "name").split() == [
+            "inferencejob.edgeinference.io/lobby-cameras"
+        ]

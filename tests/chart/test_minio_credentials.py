@@ -1,7 +1,7 @@
 """The demo MinIO's generated credentials survive upgrades: the chart's `lookup` reads the Secret back.
 
 Rendered by real Helm with cluster access (helm_python.Config.render, where `lookup` queries the API
-server), against the API stand-in (kmock's emulator with our fixes) holding the Secret of an earlier install.
+server), against a real control plane (tests/support/controlplane.py) holding the Secret of an earlier install.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import helm_python as helm
 import yaml
+from support.controlplane import running_control_plane
 from support.helm import CHART_DIR, NAMESPACE, RELEASE_NAME
-from support.kube_emulator import serving_emulator
 
 SECRET_NAME = f"{RELEASE_NAME}-minio"
 
@@ -41,7 +41,7 @@ def _rendered_minio_secret(kubeconfig: Path, upgrade: bool) -> dict:
 
 def test_an_upgrade_keeps_the_credentials_of_the_earlier_install(tmp_path: Path) -> None:
     earlier = {"rootUser": _b64("edge-abc123"), "rootPassword": _b64("s" * 40)}
-    with serving_emulator(tmp_path) as api:
+    with running_control_plane(tmp_path) as api:
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
         secret = {
             "apiVersion": "v1",
@@ -53,12 +53,14 @@ def test_an_upgrade_keeps_the_credentials_of_the_earlier_install(tmp_path: Path)
         applied = api.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([namespace, secret]))
         assert applied.returncode == 0, applied.stderr
         data = _rendered_minio_secret(api.kubeconfig, upgrade=True)
-        assert any(r.resource == "secrets" and r.name == SECRET_NAME and r.verb == "get" for r in api.requests)
+        looked_up = [e for e in api.audit_events() if e["verb"] == "get" and "objectRef" in e]
+        assert any(e["objectRef"]["resource"] == "secrets" and e["objectRef"].get("name") == SECRET_NAME
+                   for e in looked_up)  # fmt: skip
     assert data == {**earlier, "accessKey": earlier["rootUser"], "secretKey": earlier["rootPassword"]}
 
 
 def test_a_first_install_generates_fresh_credentials(tmp_path: Path) -> None:
-    with serving_emulator(tmp_path) as api:
+    with running_control_plane(tmp_path) as api:
         first = _rendered_minio_secret(api.kubeconfig, upgrade=False)
         second = _rendered_minio_secret(api.kubeconfig, upgrade=False)
     for data in (first, second):

@@ -1,13 +1,13 @@
-"""The operator's RBAC as rendered: exactly the rules of the brief, each with a why-comment, nothing more."""
+"""The operator's RBAC: exactly the rules of the brief, each with a why-comment, nothing more; what it
+allows and refuses is asked of a real API server's authorizer, with the chart installed by Helm."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
-from support.helm import CHART_DIR, NAMESPACE, cluster_role_rules, find_objects, render_chart
-from support.kube_emulator import ApiRequest
-from support.kube_emulator import rbac_allows as rules_allow
+from support.controlplane import ControlPlane
+from support.helm import CHART_DIR, NAMESPACE, cluster_role_rules, find_objects, operator_user, render_chart
 
 # (apiGroup, resource, verbs): the operator's needs, one line each (see templates/rbac.yaml for why).
 EXPECTED_RULES = [
@@ -24,9 +24,10 @@ EXPECTED_RULES = [
 ]
 
 
-def rbac_allows(rules, **request) -> bool:
-    """The matcher the operator's recorded requests are checked with, called with keywords."""
-    return rules_allow(rules, ApiRequest(**request))
+@pytest.fixture(scope="module")
+def authorizer(control_plane: ControlPlane, operator_kubeconfig) -> ControlPlane:
+    """The session's control plane, with the chart installed (operator_kubeconfig installs it)."""
+    return control_plane
 
 
 def test_cluster_role_has_exactly_the_needed_rules() -> None:
@@ -56,24 +57,17 @@ def test_cluster_role_has_exactly_the_needed_rules() -> None:
         ("impersonate", "", "serviceaccounts", None),
     ],
 )
-def test_the_operator_may_not(verb: str, group: str, resource: str, subresource: str | None) -> None:
-    assert not rbac_allows(cluster_role_rules(), verb=verb, api_group=group, resource=resource, subresource=subresource)
+def test_the_operator_may_not(
+    authorizer: ControlPlane, verb: str, group: str, resource: str, subresource: str | None
+) -> None:
+    assert not authorizer.allows(operator_user(), verb, group, resource, subresource)
 
 
-def test_rbac_allows_matches_like_the_api_server() -> None:
-    rules = cluster_role_rules()
-    assert rbac_allows(
-        rules, verb="patch", api_group="edgeinference.io", resource="inferencejobs", subresource="status"
-    )
-    assert rbac_allows(rules, verb="watch", api_group="", resource="pods")
-    assert not rbac_allows(rules, verb="patch", api_group="", resource="pods", subresource="status")
-    assert not rbac_allows(rules, verb="watch", api_group="edgeinference.io", resource="pods")
-    wildcard = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
-    assert rbac_allows(wildcard, verb="delete", api_group="x", resource="y", subresource="z")
-    named = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["a"]}]
-    assert rbac_allows(named, verb="get", api_group="", resource="configmaps", name="a")
-    assert not rbac_allows(named, verb="get", api_group="", resource="configmaps", name="b")
-    assert not rbac_allows(named, verb="list", api_group="", resource="configmaps")
+@pytest.mark.parametrize(("group", "resource", "verbs"), EXPECTED_RULES)
+def test_the_operator_may(authorizer: ControlPlane, group: str, resource: str, verbs: list[str]) -> None:
+    resource, _, subresource = resource.partition("/")
+    for verb in verbs:
+        assert authorizer.allows(operator_user(), verb, group, resource, subresource or None), verb
 
 
 def test_every_rule_says_why() -> None:

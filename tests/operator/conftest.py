@@ -21,8 +21,7 @@ from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.settings import OperatorSettings
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from support.controlplane import ControlPlane, fake_node, node_ready
-from support.helm import install_chart, operator_user
-from support.refused_specs import PINNED_IMAGE
+from support.helm import operator_user
 
 BASE_SPEC: dict[str, Any] = {
     "input": {"hostPath": "/srv/video/lobby", "include": ["**/*.mp4"]},
@@ -112,11 +111,7 @@ def worker_metrics():
 # chart's ServiceAccount: the API server's RBAC authorizer decides what it may do.
 
 VALIDATED_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
-# The chart's admission policy allows /srv; the operator tests' own allow-list (/srv/video) is
-# narrower, so that its second check is reachable behind the API server's.
-CHART_VALUES = {"allowedHostPaths": ["/srv"], "workerImages": {"allowed": [PINNED_IMAGE]}}
 OPERATOR_USER = operator_user()
-CRD_NAME = f"{PLURAL}.{API_GROUP}"
 
 
 def raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -138,15 +133,6 @@ async def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition
                 return last
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-@pytest.fixture(scope="session")
-def operator_kubeconfig(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The chart installed by Helm (CRD, RBAC, admission policy); a kubeconfig with its ServiceAccount's token."""
-    install_chart(control_plane.kubeconfig, CHART_VALUES)
-    control_plane.kubectl_ok("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    namespace, name = OPERATOR_USER.split(":")[2:]
-    return control_plane.token_kubeconfig(namespace, name, tmp_path_factory.mktemp("operator") / "kubeconfig")
 
 
 class Cluster:
@@ -319,19 +305,27 @@ class OperatorProcess:
         return self.metrics.reconciles.labels(result=result)._value.get()
 
 
-def forbidden_requests(plane: ControlPlane, since: int) -> list[str]:
-    """The operator's requests the API server's authorizer refused (audit events after index `since`)."""
-    events = plane.audit_events(OPERATOR_USER)[since:]
-    return sorted({f"{e['verb']} {e['requestURI']}" for e in events if e.get("responseStatus", {}).get("code") == 403})
+def forbidden_requests(plane: ControlPlane, since: int, known: tuple[str, ...] = ()) -> list[str]:
+    """The operator's requests the API server's authorizer refused (audit events after index `since`),
+    but for those during an API server restart and those `known` (marked on the test; see conftest)."""
+    refused = [
+        f"{e['verb']} {e['requestURI']}"
+        for e in plane.audit_events(OPERATOR_USER)[since:]
+        if e.get("responseStatus", {}).get("code") == 403 and not plane.during_a_restart(e)
+    ]
+    return sorted(set(refused) - set(known))
 
 
 @pytest.fixture
-async def start_operator(cluster: Cluster):
+async def start_operator(cluster: Cluster, request: pytest.FixtureRequest):
     """Start operators (a restart is a second start); stops them, then checks what they did.
 
     Every object they created must pass the real Kubernetes schema (strict), and the API server
-    must have refused none of their requests (403 in its audit log).
+    must have refused none of their requests (403 in its audit log), except those a test names
+    with @pytest.mark.known_forbidden("VERB URI", ...): a known defect, until it is fixed.
     """
+    marker = request.node.get_closest_marker("known_forbidden")
+    known = marker.args if marker else ()
     started: list[OperatorProcess] = []
     audit_start = len(cluster.api.audit_events(OPERATOR_USER))
 
@@ -353,5 +347,5 @@ async def start_operator(cluster: Cluster):
         for version in VALIDATED_VERSIONS:
             kubernetes_validate.validate(obj, version, strict=True)
     assert cluster.api.audit_events(OPERATOR_USER)[audit_start:], "the operator made no requests"
-    forbidden = forbidden_requests(cluster.api, audit_start)
+    forbidden = forbidden_requests(cluster.api, audit_start, known)
     assert not forbidden, f"the API server refused requests of the chart's ServiceAccount: {forbidden}"

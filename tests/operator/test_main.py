@@ -94,7 +94,7 @@ async def test_console_script_runs_the_operator_until_sigterm(cluster, make_body
     liveness, metrics = free_port(), free_port()
     env = {
         **os.environ,
-        "KUBECONFIG": str(cluster.api.kubeconfig),
+        # The chart's ServiceAccount (the cluster fixture's KUBECONFIG), not the admin.
         "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/srv/video",
         "EDGE_INFERENCE_METRICS_PORT": str(metrics),
         "EDGE_INFERENCE_LIVENESS_PORT": str(liveness),
