@@ -128,11 +128,13 @@ class Reconciler:
         kube: k.Kube,
         metrics: OperatorMetrics,
         clock: Clock = utcnow,
+        terminating: Callable[[str], bool] = lambda namespace: False,
     ) -> None:
         self.settings = settings
         self.kube = kube
         self.metrics = metrics
         self.clock = clock
+        self.terminating = terminating  # whether a namespace is being deleted (the operator's namespace watch)
         self.memory = ScrapeMemory()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._written: dict[tuple[str, str, str], InferenceJobStatus] = {}  # (namespace, name, uid) -> status
@@ -292,6 +294,8 @@ class Reconciler:
 
     async def _post(self, body: Mapping[str, Any], transition: Transition) -> None:
         """An Event for one condition transition (Warning when it got worse); a failed post only logs."""
+        if self.terminating(body["metadata"]["namespace"]):
+            return  # the API server would refuse it (403); the job goes with its namespace
         message = f"{transition.type}={transition.status}: {transition.message}"
         kind = "Warning" if transition.warning else "Normal"
         try:
