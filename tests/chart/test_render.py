@@ -232,6 +232,7 @@ def test_operator_settings_come_from_values() -> None:
         "EDGE_INFERENCE_STALE_AFTER_SECONDS": "60",
         "EDGE_INFERENCE_BACKLOG_AGE_SECONDS": "600",
         "EDGE_INFERENCE_BATCH_BACKOFF_LIMIT": "3",
+        "EDGE_INFERENCE_BATCH_START_DEADLINE_SECONDS": "600",
     }
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9090, "health": 9091}
 
@@ -252,11 +253,13 @@ def test_tuning_values_reach_the_operator() -> None:
     from edge_inference_operator.settings import OperatorSettings
 
     tuning = {"reconcileSeconds": 2.5, "staleAfterSeconds": 300, "batchBackoffLimit": 0}
+    tuning["batchStartDeadlineSeconds"] = 60
     (container,) = _operator_deployment(render_chart({"operator": {"tuning": tuning}}))["spec"]["template"]["spec"][
         "containers"
     ]
     settings = OperatorSettings.from_env({e["name"]: e["value"] for e in container["env"]})
     assert (settings.reconcile_seconds, settings.stale_after_seconds, settings.batch_backoff_limit) == (2.5, 300, 0)
+    assert settings.batch_start_deadline_seconds == 60
 
 
 def test_metrics_service_selects_only_the_operator() -> None:
