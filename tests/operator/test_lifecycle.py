@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from edge_inference_api import conditions as c
 from edge_inference_operator.builders import ANNOTATION_SPEC_HASH
 from support.controlplane import free_port
