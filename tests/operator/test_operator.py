@@ -603,3 +603,15 @@ async def test_two_jobs_over_the_same_node_and_folder_get_a_warning(cluster, sta
     assert cluster.condition(c.DEGRADED, "parking") == ("False", c.AS_EXPECTED)
     assert cluster.api.kubectl("delete", "ij", "lobby-copy").returncode == 0
     await cluster.wait(lambda: cluster.condition(c.DEGRADED) == ("False", c.AS_EXPECTED), what="the warning cleared")
+
+
+async def test_a_batch_target_node_that_never_runs_the_pod_ends_failed(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2", capacity={"cpu": "100m"})  # too small for the worker's 500m: it never schedules
+    cluster.apply(make_body(mode="Batch"))
+    await start_operator(BATCH_SETTINGS.model_copy(update={"batch_start_deadline_seconds": 3}))
+    await end_batch_pod(cluster, "edge-1", 0)
+    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed")
+    late = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
+    assert (late["state"], late["reason"]) == ("Failed", "StartDeadlineExceeded")
+    assert cluster.status()["nodes"] == {"desired": 2, "ready": 0, "succeeded": 1, "failed": 1}
