@@ -615,3 +615,13 @@ async def test_a_batch_target_node_that_never_runs_the_pod_ends_failed(cluster, 
     late = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
     assert (late["state"], late["reason"]) == ("Failed", "StartDeadlineExceeded")
     assert cluster.status()["nodes"] == {"desired": 2, "ready": 0, "succeeded": 1, "failed": 1}
+
+
+async def test_the_finalizer_of_an_older_operator_is_removed(cluster, start_operator, make_body) -> None:
+    """Jobs made while the operator still ran a per-object kopf timer carry kopf's finalizer: the
+    operator now lets them go, so that they too are deletable while it is down."""
+    old = make_body()
+    old["metadata"]["finalizers"] = ["kopf.zalando.org/KopfFinalizerMarker"]
+    cluster.apply(old)
+    await start_operator()
+    await cluster.wait(lambda: not cluster.job()["metadata"].get("finalizers"), what="the finalizer removed")
