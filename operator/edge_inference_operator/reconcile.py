@@ -229,17 +229,7 @@ class Reconciler:
                 create_missing=create_missing,
             )
         except k.KubeError as error:
-            if k.namespace_terminating(error):
-                logger.debug("%s/%s: its namespace is being deleted; nothing to do", namespace, name)
-                return previous, "terminating"
-            if error.status != k.INVALID:
-                raise
-            # What the schema could not catch: the API server's own words, as a condition and an Event.
-            status = invalid_status(
-                previous, generation, c.CHILD_REJECTED, f"the API server refused a worker: {error.message}", now
-            )
-            await self._write(body, previous, status)
-            return status, "invalid"
+            return await self._converge_failed(body, previous, error, now)
         for action in ("created", "updated", "deleted"):
             self.metrics.children_changed.labels(action=action).inc(len(getattr(convergence, action)))
         if not create_missing:
@@ -282,6 +272,22 @@ class Reconciler:
         )
         await self._write(body, previous, status)
         return status, "ok"
+
+    async def _converge_failed(
+        self, body: Mapping[str, Any], previous: InferenceJobStatus, error: k.KubeError, now: datetime.datetime
+    ) -> tuple[InferenceJobStatus, str]:
+        """The API server refused a child: said in the status when it is the spec's fault, else raised."""
+        meta = body["metadata"]
+        if k.namespace_terminating(error):
+            logger.debug("%s/%s: its namespace is being deleted; nothing to do", meta["namespace"], meta["name"])
+            return previous, "terminating"
+        if error.status != k.INVALID:
+            raise error
+        # What the schema could not catch: the API server's own words, as a condition and an Event.
+        message = f"the API server refused a worker: {error.message}"
+        status = invalid_status(previous, meta.get("generation"), c.CHILD_REJECTED, message, now)
+        await self._write(body, previous, status)
+        return status, "invalid"
 
     async def _write(self, body: Mapping[str, Any], previous: InferenceJobStatus, status: InferenceJobStatus) -> None:
         meta = body["metadata"]
