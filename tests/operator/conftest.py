@@ -229,8 +229,10 @@ class Cluster:
             name = job["metadata"]["name"]
             patch = {"metadata": {"finalizers": None}}
             self.custom.patch_namespaced_custom_object(API_GROUP, "v1alpha1", "default", PLURAL, name, patch)
-        for kind in (f"{PLURAL}.{API_GROUP}", "daemonsets", "jobs", "pods", "events", "secrets"):
+        for kind in (f"{PLURAL}.{API_GROUP}", "daemonsets", "jobs", "events", "secrets"):
             self.api.kubectl_ok("delete", kind, "--all", "-n", "default", "--wait=false")
+        # Forced: a pod on a node without kwok has no kubelet to confirm its end.
+        self.api.kubectl_ok("delete", "pods", "--all", "-n", "default", "--force", "--grace-period=0")
         if self.nodes:
             self.api.kubectl_ok("delete", "node", *self.nodes, "--wait=false")
 
@@ -305,12 +307,14 @@ class OperatorProcess:
         return self.metrics.reconciles.labels(result=result)._value.get()
 
 
-def forbidden_requests(plane: ControlPlane, since: int, known: tuple[str, ...] = ()) -> list[str]:
-    """The operator's requests the API server's authorizer refused (audit events after index `since`),
-    but for those during an API server restart and those `known` (marked on the test; see conftest)."""
+def forbidden_requests(
+    plane: ControlPlane, since: int, known: tuple[str, ...] = (), user: str = OPERATOR_USER
+) -> list[str]:
+    """The requests of `user` (the operator) the API server's authorizer refused (its audit events
+    after index `since`), but for those during an API server restart and those `known`."""
     refused = [
         f"{e['verb']} {e['requestURI']}"
-        for e in plane.audit_events(OPERATOR_USER)[since:]
+        for e in plane.audit_events(user)[since:]
         if e.get("responseStatus", {}).get("code") == 403 and not plane.during_a_restart(e)
     ]
     return sorted(set(refused) - set(known))

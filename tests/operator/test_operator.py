@@ -18,7 +18,9 @@ from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
 from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, METRICS_PORT, dns_name
 from edge_inference_operator.settings import OperatorSettings
 from support.controlplane import EXIT_CODE_ANNOTATION
-from support.helm import operator_user
+from support.helm import cluster_role_rules, operator_user
+
+from .conftest import OperatorProcess, forbidden_requests
 
 BATCH_JOB = {node: dns_name("lobby", "cpu", node) for node in ("edge-1", "edge-2")}  # the Batch Job of each node
 OPERATOR_USER = operator_user()
@@ -625,3 +627,35 @@ async def test_the_finalizer_of_an_older_operator_is_removed(cluster, start_oper
     cluster.apply(old)
     await start_operator()
     await cluster.wait(lambda: not cluster.job()["metadata"].get("finalizers"), what="the finalizer removed")
+
+
+async def test_a_permission_missing_from_the_role_is_a_real_403(cluster, make_body, tmp_path, monkeypatch) -> None:
+    """The 403 check of start_operator is not vacuous: the operator run as a ServiceAccount whose role
+    is the chart's without the Events rules gets its Event posts refused by the real authorizer."""
+    rules = [r for r in cluster_role_rules() if "events" not in r["resources"]]
+    name = "operator-without-events"
+    objects = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": "default"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+         "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "default"}]},
+    ]  # fmt: skip
+    cluster.apply({"apiVersion": "v1", "kind": "List", "items": objects})
+    user = f"system:serviceaccount:default:{name}"
+    try:
+        await cluster.wait(lambda: cluster.api.allows(user, "list", "", "nodes"), what="the role in force")
+        monkeypatch.setenv("KUBECONFIG", str(cluster.api.token_kubeconfig("default", name, tmp_path / "kubeconfig")))
+        cluster.apply(make_body())
+        operator = await OperatorProcess(OperatorSettings(allowed_host_paths=("/srv/video",), metrics_port=0,
+                                                          reconcile_seconds=0.5)).start()  # fmt: skip
+        try:
+            await cluster.wait(lambda: cluster.condition(c.READY) is not None, what="a status (allowed)")
+            refused = await cluster.wait(lambda: forbidden_requests(cluster.api, 0, user=user), what="a 403")
+        finally:
+            await operator.stop()
+        assert refused == ["create /api/v1/namespaces/default/events"]
+    finally:
+        cluster.api.kubectl_ok("delete", "clusterrolebinding,clusterrole", name)
+        cluster.api.kubectl_ok("delete", "serviceaccount", name, "-n", "default")
