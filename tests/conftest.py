@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 from support.controlplane import ControlPlane, control_plane  # noqa: F401  (a session fixture)
 from support.helm import install_chart, operator_user
+from support.refused_specs import PINNED_IMAGE
 
 # The chart's admission policy allows /srv; the operator tests' own allow-list (/srv/video) is
 # narrower, so that the operator's second check is reachable behind the API server's.
-CHART_VALUES = {"allowedHostPaths": ["/srv"]}
+CHART_VALUES = {"allowedHostPaths": ["/srv"], "workerImages": {"allowed": [PINNED_IMAGE]}}
 
 
 @pytest.fixture(scope="session")

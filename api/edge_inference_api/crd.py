@@ -72,6 +72,8 @@ def _structural(node: Any, defs: dict[str, Any], keep_defaults: bool) -> Any:
             if merged.get("default", 0) is None:
                 del merged["default"]
             return _structural(merged, defs, keep_defaults)
+    if "propertyNames" in node:
+        return _structural(_keys_as_cel(node), defs, keep_defaults)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROPPED_KEYS or (key == "default" and not keep_defaults):
@@ -93,6 +95,31 @@ def _structural(node: Any, defs: dict[str, Any], keep_defaults: bool) -> Any:
     return out
 
 
+def _keys_as_cel(node: dict[str, Any]) -> dict[str, Any]:
+    """A map with constrained keys (pydantic: propertyNames/patternProperties, which structural
+    schemas do not allow) as additionalProperties plus a CEL rule on the keys."""
+    names = node["propertyNames"]
+    out = {k: v for k, v in node.items() if k not in ("propertyNames", "patternProperties")}
+    if "patternProperties" in node:
+        (out["additionalProperties"],) = node["patternProperties"].values()
+    pattern = names.get("pattern") or next(iter(node.get("patternProperties") or {}), None)
+    checks = []
+    if "enum" in names:
+        checks.append(f"k in {sorted(names['enum'])!r}")
+        message = "keys must be one of: " + ", ".join(sorted(names["enum"]))
+    else:
+        message = f"every key must be {names.get('description') or f'match {pattern}'}"
+    if "minLength" in names:
+        checks.append(f"size(k) >= {names['minLength']}")
+    if "maxLength" in names:
+        checks.append(f"size(k) <= {names['maxLength']}")
+    if pattern:
+        checks.append(f"k.matches(r'{pattern}')")
+    rule = {"rule": f"self.all(k, {' && '.join(checks)})", "message": message}
+    out["x-kubernetes-validations"] = [*out.get("x-kubernetes-validations", []), rule]
+    return out
+
+
 def model_schema(model: type[BaseModel], keep_defaults: bool) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation", schema_generator=_FactoryDefaults)
     defs = raw.pop("$defs", {})
@@ -105,7 +132,12 @@ def build_crd() -> dict[str, Any]:
     status_schema = model_schema(InferenceJobStatus, keep_defaults=False)
     columns = [
         {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
-        {"name": "Nodes", "type": "string", "jsonPath": ".status.readyNodes", "description": "ready/desired"},
+        {
+            "name": "Nodes",
+            "type": "string",
+            "jsonPath": ".status.readyNodes",
+            "description": "ready/desired (Batch: succeeded/desired)",
+        },
         {"name": "Events", "type": "integer", "jsonPath": ".status.events"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},

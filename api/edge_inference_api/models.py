@@ -7,10 +7,14 @@ operator hands every pod a `WorkerConfig` as JSON, which the worker parses back.
 
 from __future__ import annotations
 
+import dataclasses
+import decimal
 import enum
-from typing import Annotated, Literal
+import re
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "edgeinference.io"
@@ -33,7 +37,8 @@ ENV_WEBHOOK_HMAC_KEY = "EDGE_INFERENCE_WEBHOOK_HMAC_KEY"
 DEFAULT_MODEL = "yolov5nu"
 DEFAULT_INCLUDE = ["**/*.mp4", "**/*.mkv", "**/*.avi", "**/*.mov"]
 
-# Static rules on a host path, enforced by the API server (CEL) and again by pydantic.
+# Static rules on a host path, enforced by the API server (CEL) and again by pydantic (host_path_problem).
+MAX_PATH_SEGMENT_BYTES = 255  # NAME_MAX of Linux file systems: a longer segment cannot exist
 HOST_PATH_RULES = [
     {"rule": "self.startsWith('/')", "message": "hostPath must be absolute"},
     {
@@ -41,8 +46,65 @@ HOST_PATH_RULES = [
         "message": "hostPath must not contain '.' or '..' segments",
     },
     {"rule": "!self.contains('//')", "message": "hostPath must not contain empty segments ('//')"},
+    {"rule": "!self.matches('[[:cntrl:]]')", "message": "hostPath must not contain control characters (newline, tab)"},
+    {
+        # Characters, not bytes: a byte count over split() exceeds the API server's CEL cost budget.
+        # The operator counts bytes (host_path_problem), so a long multi-byte segment is refused there.
+        "rule": f"!self.matches('[^/]{{{MAX_PATH_SEGMENT_BYTES + 1},}}')",
+        "message": f"hostPath segments must be at most {MAX_PATH_SEGMENT_BYTES} bytes",
+    },
 ]
 
+
+@dataclasses.dataclass(frozen=True)
+class ForbiddenPattern:
+    """A static rule on a string: refused when `regex` matches. One definition serves both checks:
+    the CRD gets it as a CEL rule (the API server refuses at apply) and pydantic applies it again."""
+
+    regex: str
+    message: str
+
+    def cel(self) -> dict[str, str]:
+        return {"rule": f"!self.matches(r'{self.regex}')", "message": self.message}
+
+
+def cel_rules(rules: Sequence[ForbiddenPattern]) -> dict[str, Any]:
+    """The rules as the CRD's `x-kubernetes-validations` (for `json_schema_extra`)."""
+    return {"x-kubernetes-validations": [rule.cel() for rule in rules]}
+
+
+def refuse(rules: Sequence[ForbiddenPattern]) -> Callable[[str], str]:
+    """A pydantic validator applying the same rules."""
+
+    def check(value: str) -> str:
+        for rule in rules:
+            if re.search(rule.regex, value):
+                raise ValueError(rule.message)
+        return value
+
+    return check
+
+
+# S3's bucket naming rules beyond the character set (the pattern): names that S3 refuses or that
+# cannot be a virtual-hosted DNS name.
+BUCKET_RULES = [
+    ForbiddenPattern(r"\.\.|\.-|-\.", "bucket must not contain '..', '.-' or '-.'"),
+    ForbiddenPattern(r"^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$", "bucket must not be formatted as an IP address"),
+    ForbiddenPattern(r"^(xn--|sthree-|amzn-s3-demo-)", "bucket must not start with xn--, sthree- or amzn-s3-demo-"),
+    ForbiddenPattern(r"(-s3alias|--ol-s3|\.mrap|--x-s3|--table-s3)$", "bucket must not end with an S3-reserved suffix"),
+]
+
+# Kubernetes' own syntax for the names that end up in the workers' pods.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+# An image reference: [registry[:port]/]path[:tag][@sha256:digest], no whitespace.
+IMAGE_REFERENCE = (
+    r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 
 class ApiModel(BaseModel):
     """Base of every API object: camelCase on the wire, unknown fields refused."""
@@ -86,50 +148,153 @@ class TaintEffect(enum.StrEnum):
 
 
 LabelValue = Annotated[str, Field(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
-Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")]
+QualifiedName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=317,
+        pattern=QUALIFIED_NAME,
+        description="a label key: [DNS-subdomain prefix/]name, the name at most 63 of A-Z a-z 0-9 - _ .",
+    ),
+]
+DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+BucketName = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
+        json_schema_extra=cel_rules(BUCKET_RULES),
+    ),
+    AfterValidator(refuse(BUCKET_RULES)),
+]
+_QUANTITY_SUFFIXES = {
+    "m": decimal.Decimal("0.001"), "": decimal.Decimal(1),
+    "k": decimal.Decimal(10) ** 3, "M": decimal.Decimal(10) ** 6, "G": decimal.Decimal(10) ** 9,
+    "T": decimal.Decimal(10) ** 12, "P": decimal.Decimal(10) ** 15, "E": decimal.Decimal(10) ** 18,
+    "Ki": decimal.Decimal(2) ** 10, "Mi": decimal.Decimal(2) ** 20, "Gi": decimal.Decimal(2) ** 30,
+    "Ti": decimal.Decimal(2) ** 40, "Pi": decimal.Decimal(2) ** 50, "Ei": decimal.Decimal(2) ** 60,
+}
+QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+Quantity = Annotated[str, Field(max_length=64, pattern=QUANTITY)]
+ResourceName = Literal["cpu", "memory", "ephemeral-storage"]
 ClassName = Annotated[str, Field(min_length=1, max_length=63)]
+
+
+def quantity_value(quantity: str) -> decimal.Decimal:
+    """The value of a Kubernetes quantity (in the form `Quantity` admits), to compare two of them."""
+    number = re.match(r"^[0-9.]+", quantity)
+    assert number is not None, quantity
+    return decimal.Decimal(number.group()) * _QUANTITY_SUFFIXES[quantity[number.end():]]
 
 
 def host_path_problem(path: str) -> str | None:
     """Say what is wrong with a host path on its own (not yet against the allow-list)."""
     if not path.startswith("/"):
         return "hostPath must be absolute"
-    if "\x00" in path:
-        return "hostPath must not contain NUL bytes"
     if "//" in path:
         return "hostPath must not contain empty segments ('//')"
     if any(segment in (".", "..") for segment in path.split("/")):
         return "hostPath must not contain '.' or '..' segments"
+    if re.search(r"[\x00-\x1f\x7f]", path):
+        return "hostPath must not contain control characters (newline, tab)"
+    if any(len(segment.encode()) > MAX_PATH_SEGMENT_BYTES for segment in path.split("/")):
+        return f"hostPath segments must be at most {MAX_PATH_SEGMENT_BYTES} bytes"
     return None
+
+
+# Kubernetes' validation of a Pod's tolerations, as CEL (the CRD) and as Python (pydantic), message shared.
+TOLERATION_RULES = [
+    (
+        "!has(self.value) || self.value == '' || !has(self.operator) || self.operator != 'Exists'",
+        lambda t: not t.value or t.operator != TolerationOperator.EXISTS,
+        "a toleration with operator Exists must not have a value",
+    ),
+    (
+        "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+        lambda t: bool(t.key) or t.operator == TolerationOperator.EXISTS,
+        "a toleration without a key must use operator Exists",
+    ),
+    (
+        "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+        lambda t: t.toleration_seconds is None or t.effect == TaintEffect.NO_EXECUTE,
+        "tolerationSeconds is only allowed with effect NoExecute",
+    ),
+]
 
 
 class Toleration(ApiModel):
     """A toleration for tainted edge nodes, as in a Pod spec."""
 
-    key: str | None = Field(None, description="Taint key to tolerate; empty with Exists tolerates every taint.")
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, _, m in TOLERATION_RULES]}
+    )
+
+    key: QualifiedName | None = Field(
+        None, description="Taint key to tolerate; empty with Exists tolerates every taint."
+    )
     operator: TolerationOperator = Field(TolerationOperator.EQUAL, description="Exists or Equal.")
-    value: str | None = Field(None, description="Taint value to match with Equal.")
+    value: LabelValue | None = Field(None, description="Taint value to match with Equal.")
     effect: TaintEffect | None = Field(None, description="Taint effect to match; empty matches all effects.")
     toleration_seconds: int | None = Field(
         None, ge=0, description="How long a NoExecute taint is tolerated before eviction."
     )
 
+    @model_validator(mode="after")
+    def _check_like_kubernetes(self) -> Toleration:
+        for _, holds, message in TOLERATION_RULES:
+            if not holds(self):
+                raise ValueError(message)
+        return self
+
+
+REQUESTS_WITHIN_LIMITS = {
+    "rule": "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+    "!isQuantity(self.requests[k]) || !isQuantity(self.limits[k]) || "
+    "quantity(self.requests[k]).compareTo(quantity(self.limits[k])) <= 0)",
+    "message": "each resources.requests value must be at most its resources.limits value "
+    "(the defaults are requests cpu 500m, memory 1Gi and limits memory 2Gi)",
+}
+
 
 class Resources(ApiModel):
-    """Compute resources of each worker container."""
+    """Compute resources of each worker container (GPUs come from spec.accelerators)."""
 
-    requests: dict[str, Quantity] = Field(
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [REQUESTS_WITHIN_LIMITS]})
+
+    requests: dict[ResourceName, Quantity] = Field(
         default_factory=lambda: {"cpu": "500m", "memory": "1Gi"},
-        description="Minimum resources reserved for the worker (Kubernetes quantities).",
+        max_length=3,
+        description="Minimum resources reserved for the worker (Kubernetes quantities): "
+        "cpu, memory, ephemeral-storage.",
     )
-    limits: dict[str, Quantity] = Field(
+    limits: dict[ResourceName, Quantity] = Field(
         default_factory=lambda: {"memory": "2Gi"},
-        description="Upper bounds for the worker (Kubernetes quantities).",
+        max_length=3,
+        description="Upper bounds for the worker (Kubernetes quantities): cpu, memory, ephemeral-storage.",
     )
+
+    @model_validator(mode="after")
+    def _check_requests_within_limits(self) -> Resources:
+        limits = self.limits
+        over = [k for k, v in self.requests.items() if k in limits and quantity_value(v) > quantity_value(limits[k])]
+        if over:
+            detail = ", ".join(f"{k} {self.requests[k]} > {self.limits[k]}" for k in over)
+            raise ValueError(f"{REQUESTS_WITHIN_LIMITS['message']}: {detail}")
+        return self
+
+
+GPUS_FOR_NVIDIA = {
+    "rule": "self.type != 'nvidia' || self.gpus >= 1",
+    "message": "gpus must be at least 1 for type nvidia (with 0 the pod would see every GPU of the node)",
+}
 
 
 class AcceleratorTarget(ApiModel):
     """One accelerator kind the job accepts; each gets its own workload."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [GPUS_FOR_NVIDIA]})
 
     type: LabelValue = Field(
         ...,
@@ -139,11 +304,23 @@ class AcceleratorTarget(ApiModel):
             "nvidia requests nvidia.com/gpu and uses the CUDA image."
         ),
     )
-    image: str | None = Field(None, description="Worker image for this kind; defaults to the operator's setting.")
-    runtime_class_name: str | None = Field(
+    image: str | None = Field(
+        None,
+        max_length=512,
+        pattern=IMAGE_REFERENCE,
+        description="Worker image for this kind, one of the images the admin allows (the chart's "
+        "workerImages.allowed); defaults to the chart's image for this accelerator kind.",
+    )
+    runtime_class_name: DnsSubdomain | None = Field(
         None, description="RuntimeClass for the pods, e.g. nvidia on k3s with the NVIDIA container runtime."
     )
-    gpus: int = Field(1, ge=0, le=16, description="nvidia.com/gpu per pod (only for type nvidia).")
+    gpus: int = Field(1, ge=0, le=16, description="nvidia.com/gpu per pod (only for type nvidia, at least 1).")
+
+    @model_validator(mode="after")
+    def _check_gpus(self) -> AcceleratorTarget:
+        if self.type == "nvidia" and self.gpus < 1:
+            raise ValueError(GPUS_FOR_NVIDIA["message"])
+        return self
 
 
 class InputSpec(ApiModel):
@@ -174,7 +351,7 @@ class InputSpec(ApiModel):
 class S3ModelSource(ApiModel):
     """Custom weights fetched from S3/MinIO, verified, then cached on the node."""
 
-    bucket: str = Field(..., min_length=3, max_length=63, description="Bucket holding the weights.")
+    bucket: BucketName = Field(..., description="Bucket holding the weights.")
     key: str = Field(..., min_length=1, description="Object key of the weights (.pt, .onnx or an OpenVINO zip).")
     sha256: str = Field(
         ..., pattern=r"^[0-9a-f]{64}$", description="Expected sha256 of the weights; a mismatch refuses the model."
@@ -236,9 +413,9 @@ class EventsSpec(ApiModel):
 class SecretRef(ApiModel):
     """S3 credentials by reference to a Secret in the job's namespace (never inline)."""
 
-    name: str = Field(..., min_length=1, max_length=253, description="Secret name.")
-    access_key_key: str = Field("accessKey", description="Key in the Secret holding the access key.")
-    secret_key_key: str = Field("secretKey", description="Key in the Secret holding the secret key.")
+    name: DnsSubdomain = Field(..., description="Secret name.")
+    access_key_key: SecretKey = Field("accessKey", description="Key in the Secret holding the access key.")
+    secret_key_key: SecretKey = Field("secretKey", description="Key in the Secret holding the secret key.")
 
 
 class OutputSpec(ApiModel):
@@ -247,12 +424,11 @@ class OutputSpec(ApiModel):
     endpoint: str = Field(
         ...,
         min_length=1,
-        pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
-        description="S3/MinIO endpoint as host[:port], without scheme.",
+        max_length=259,
+        pattern=rf"^[A-Za-z0-9.-]+(:{PORT})?$",
+        description="S3/MinIO endpoint as host[:port], without scheme; the port is 1-65535.",
     )
-    bucket: str = Field(
-        ..., pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket for events."
-    )
+    bucket: BucketName = Field(..., description="Bucket for events (S3's bucket naming rules).")
     prefix: str = Field(
         # 409 keeps the longest event key within S3's 1024 bytes: namespace (63), job name (253) and
         # node name (253) at their Kubernetes maximum, the ids (16, 20), separators and ".json" (46).
@@ -327,10 +503,12 @@ class InferenceJobSpec(ApiModel):
             ]
         },
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Extra node labels the nodes must have."
+    node_selector: dict[QualifiedName, LabelValue] = Field(
+        default_factory=dict, max_length=32, description="Extra node labels the nodes must have."
     )
-    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for tainted edge nodes.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Tolerations for tainted edge nodes."
+    )
     resources: Resources = Field(default_factory=Resources, description="Worker container resources.")
     input: InputSpec = Field(..., description="The video on each node.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="The detector.")
@@ -390,6 +568,12 @@ class NodeProgress(ApiModel):
 
     node: str = Field(..., description="Node name.")
     state: str = Field(..., description="Running, Succeeded, Failed, Pending or Stale.")
+    reason: str | None = Field(
+        None,
+        description="Why the node failed: the Job's reason (e.g. BackoffLimitExceeded), WorkerFailed, "
+        "NodeGone (Batch: the node was deleted or lost its labels) or StartDeadlineExceeded (Batch: "
+        "its pod did not start in time).",
+    )
     files_done: int = Field(0, description="Video files finished on this node.")
     frames_analysed: int = Field(0, description="Frames run through the detector.")
     events_uploaded: int = Field(0, description="Events confirmed by S3.")
@@ -424,7 +608,7 @@ class InferenceJobStatus(ApiModel):
     )
     node_progress_omitted: int = Field(0, description="Nodes left out of nodeProgress to bound the status size.")
     events: int = Field(0, description="Events uploaded, summed over nodes (printer column).")
-    ready_nodes: str = Field("", description="ready/desired, for the printer column.")
+    ready_nodes: str = Field("", description="ready/desired (Batch: succeeded/desired), for the printer column.")
 
 
 # ----------------------------------------------------------------------------- worker

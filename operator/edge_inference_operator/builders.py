@@ -73,13 +73,20 @@ def short_hash(text: str, length: int = 8) -> str:
 
 
 def dns_name(*parts: str) -> str:
-    """A deterministic DNS-1123 label from `parts`: as is when it fits, else cleaned + truncated + hash."""
+    """A deterministic DNS-1123 label from `parts`: joined with '-' when that fits and says which parts
+    they were, else cleaned + truncated + a hash of the parts.
+
+    Only the first part may contain '-' in a plain name: job `a-b` with accelerator `c` and job `a`
+    with accelerator `b-c` would otherwise both be `a-b-c`.
+    """
     raw = "-".join(parts)
     cleaned = _NOT_DNS.sub("-", raw.lower()).strip("-")
-    if cleaned == raw and len(raw) <= MAX_NAME:
+    unambiguous = not any("-" in part for part in parts[1:])
+    if cleaned == raw and len(raw) <= MAX_NAME and unambiguous:
         return raw
     head = cleaned[: MAX_NAME - 9].rstrip("-")
-    return f"{head}-{short_hash(raw)}" if head else short_hash(raw)
+    digest = short_hash("/".join(parts))  # '/' occurs in no part: the hash tells the parts apart
+    return f"{head}-{digest}" if head else digest
 
 
 def label_value(value: str) -> str:
@@ -128,9 +135,13 @@ def state_host_path(job: ParsedJob, settings: OperatorSettings) -> str:
 
 
 def worker_image(accelerator: AcceleratorTarget, settings: OperatorSettings) -> str:
-    if accelerator.image:
-        return accelerator.image
-    return settings.worker_image_cuda if accelerator.type == NVIDIA else settings.worker_image
+    """The job's pick (checked against the allow-list before anything is built), else the admin's image."""
+    return accelerator.image or settings.image_for(accelerator.type)
+
+
+def exports_weights(spec: InferenceJobSpec) -> bool:
+    """Whether the model comes from S3 as PyTorch weights, which an init container exports first."""
+    return spec.model.source is not None and spec.model.source.key.endswith(".pt")
 
 
 def build_worker_config(
@@ -198,10 +209,13 @@ def pod_tolerations(spec: InferenceJobSpec, accelerator: str) -> list[dict[str, 
     return tolerations
 
 
-def _resources(job: ParsedJob, accelerator: AcceleratorTarget) -> dict[str, Any]:
+def _resources(job: ParsedJob, accelerator: AcceleratorTarget | None) -> dict[str, Any]:
+    """The job's resources, plus the GPUs of an nvidia workload (None: a container without GPUs)."""
     requests = dict(job.spec.resources.requests)
     limits = dict(job.spec.resources.limits)
-    if accelerator.type == NVIDIA and accelerator.gpus > 0:
+    if (
+        accelerator is not None and accelerator.type == NVIDIA
+    ):  # gpus >= 1 (the schema): without a limit the pod would see every GPU
         limits[GPU_RESOURCE] = str(accelerator.gpus)  # extended resources: requests default to limits
     resources: dict[str, Any] = {}
     if requests:
@@ -230,7 +244,9 @@ def build_pod_template(
     image = worker_image(accelerator, settings)
     probe = {"port": METRICS_PORT_NAME}
     volume_mounts = [
-        {"name": "videos", "mountPath": VIDEO_MOUNT, "readOnly": True},
+        # Recursively read-only where the kubelet and runtime support it (Kubernetes >= 1.30, Linux >= 5.12):
+        # a mount under the video folder (an NFS share, a USB disk) is then read-only too.
+        {"name": "videos", "mountPath": VIDEO_MOUNT, "readOnly": True, "recursiveReadOnly": "IfPossible"},
         {"name": "state", "mountPath": STATE_MOUNT},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
@@ -270,9 +286,10 @@ def build_pod_template(
         "volumeMounts": volume_mounts,
     }
     # kubelet creates a missing hostPath directory owned by root; only CAP_CHOWN is needed to hand it over.
+    # It runs as root, so it runs the admin's image for this kind, never one the job picked.
     chown_state = {
         "name": "state-permissions",
-        "image": image,
+        "image": settings.image_for(accelerator.type),
         "imagePullPolicy": settings.worker_image_pull_policy,
         "command": ["chown", f"{WORKER_UID}:{WORKER_UID}", STATE_MOUNT],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
@@ -290,7 +307,7 @@ def build_pod_template(
         "enableServiceLinks": False,
         "affinity": {"nodeAffinity": node_affinity(job, accelerator.type, node)},
         "tolerations": pod_tolerations(job.spec, accelerator.type),
-        "initContainers": [chown_state],
+        "initContainers": [chown_state, *_prepare_model(job, settings, worker)],
         "containers": [worker],
         "volumes": [
             {"name": "videos", "hostPath": {"path": job.spec.input.host_path, "type": "Directory"}},
@@ -322,6 +339,25 @@ def with_worker_pod_defaults(template: dict[str, Any], defaults: WorkerPodDefaul
     if defaults.priority_class_name:
         spec["priorityClassName"] = defaults.priority_class_name
     return template
+
+
+def _prepare_model(job: ParsedJob, settings: OperatorSettings, worker: dict[str, Any]) -> list[dict[str, Any]]:
+    """For .pt weights from S3: an init container that fetches, verifies and exports them into the
+    node's model cache (under the state folder, by sha256), with the worker's environment."""
+    if not exports_weights(job.spec):
+        return []
+    return [
+        {
+            "name": "prepare-model",
+            "image": settings.export_image,
+            "imagePullPolicy": settings.worker_image_pull_policy,
+            "command": ["edge-inference", "prepare-model"],
+            "env": worker["env"],
+            "resources": _resources(job, None),
+            "securityContext": _RESTRICTED,
+            "volumeMounts": [m for m in worker["volumeMounts"] if m["name"] in ("state", "tmp")],
+        }
+    ]
 
 
 def spec_hash(manifest: dict[str, Any]) -> str:

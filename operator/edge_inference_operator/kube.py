@@ -12,12 +12,13 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import kubernetes
-from edge_inference_api.models import API_GROUP, API_VERSION, PLURAL
+from edge_inference_api.models import API_GROUP, API_VERSION, KIND, PLURAL, QUANTITY, quantity_value
 
 from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
 
@@ -32,12 +33,31 @@ CHILD_COLLECTIONS = {
 }
 
 
+INVALID = 422  # the API server refuses the object itself: retrying cannot help
+
+
 class KubeError(Exception):
-    """A Kubernetes API answer other than 2xx."""
+    """A Kubernetes API answer other than 2xx; `message` is the server's own (from its Status)."""
 
     def __init__(self, status: int, method: str, path: str, body: str) -> None:
         super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
         self.status = status
+        self.message = status_message(body)
+
+
+def namespace_terminating(error: KubeError) -> bool:
+    """The API server's refusal to create anything in a namespace that is being deleted: not an error
+    of ours, the job is about to go with its namespace."""
+    return error.status == 403 and "because it is being terminated" in error.message
+
+
+def status_message(body: str) -> str:
+    """The `message` of a metav1.Status answer, or the body itself when it is not one."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return body[:1000]
+    return str(answer.get("message") or body)[:1000] if isinstance(answer, dict) else body[:1000]
 
 
 class Kube:
@@ -122,6 +142,47 @@ def _hash(obj: Mapping[str, Any]) -> str | None:
     return (obj.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_SPEC_HASH)
 
 
+_QUANTITY_MAPS = ("requests", "limits")
+
+
+def _same_scalar(desired: Any, live: Any, in_quantities: bool) -> bool:
+    if desired == live:
+        return True
+    # The API server writes quantities in canonical form ("0.5" comes back as "500m").
+    quantities = in_quantities and isinstance(desired, str) and isinstance(live, str)
+    return (
+        quantities
+        and bool(re.match(QUANTITY, desired))
+        and bool(re.match(QUANTITY, live))
+        and (quantity_value(desired) == quantity_value(live))
+    )
+
+
+def contains(live: Any, desired: Any, in_quantities: bool = False) -> bool:
+    """Whether every field the operator sets is in `live` with the same value.
+
+    Fields only the API server adds (defaults, its own labels) are ignored; lists must match item by item.
+    """
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            key in live and contains(live[key], value, in_quantities or key in _QUANTITY_MAPS)
+            for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(one, other) for one, other in zip(live, desired, strict=True))
+        )
+    return _same_scalar(desired, live, in_quantities)
+
+
+def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether the live child differs from the desired one in what the operator decides (e.g. edited by hand)."""
+    labels = live.get("metadata", {}).get("labels") or {}
+    return not (contains(labels, desired["metadata"]["labels"]) and contains(live.get("spec"), desired["spec"]))
+
+
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
@@ -203,7 +264,7 @@ async def ensure_child(
             return "taken", dict(current)  # never take over an object someone else made
         if current.get("metadata", {}).get("deletionTimestamp"):
             return "terminating", None  # created again once it is gone
-        if _hash(current) == _hash(desired):
+        if _hash(current) == _hash(desired) and not drifted(current, desired):
             return "unchanged", dict(current)
         if desired["kind"] == "Job":
             await _delete(kube, current, namespace)
@@ -211,7 +272,7 @@ async def ensure_child(
         try:
             return "updated", await _replace_spec(kube, current, desired, namespace)
         except KubeError as error:
-            if error.status not in (409, 422):
+            if error.status != 409:  # a 422 (invalid) is the object's fault and is reported, never retried
                 raise
             current = await kube.get(path)
     raise KubeError(409, "PATCH", path, f"still conflicting after {CONFLICT_RETRIES} attempts")
@@ -252,6 +313,36 @@ async def patch_status(kube: Kube, namespace: str, name: str, status: Mapping[st
     await kube.request(
         "PATCH", job_path(namespace, name) + "/status", body={"status": status}, content_type=MERGE_PATCH
     )
+
+
+MAX_EVENT_MESSAGE = 1024  # what kubectl describe shows in full; the API server allows more
+
+
+async def post_event(kube: Kube, job: Mapping[str, Any], type_: str, reason: str, message: str, timestamp: str) -> None:
+    """A core/v1 Event about the job, posted by the operator itself (from any task, timer or handler)."""
+    meta = job["metadata"]
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:MAX_EVENT_MESSAGE],
+        "source": {"component": MANAGER},
+        "reportingComponent": MANAGER,
+        "reportingInstance": MANAGER,
+        "firstTimestamp": timestamp,
+        "lastTimestamp": timestamp,
+        "count": 1,
+    }
+    await kube.request("POST", f"/api/v1/namespaces/{quote(meta['namespace'])}/events", body=event)
 
 
 async def read_job(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:

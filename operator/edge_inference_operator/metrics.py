@@ -16,7 +16,7 @@ class OperatorMetrics:
         self.registry = CollectorRegistry()
         self.reconciles = Counter(
             PREFIX + "reconciles",
-            "Reconciles of InferenceJobs by result (ok, invalid, error).",
+            "Reconciles of InferenceJobs by result (ok, invalid, terminating: its namespace is going, error).",
             ["result"],
             registry=self.registry,
         )

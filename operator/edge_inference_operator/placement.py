@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 from edge_inference_api.models import LABEL_ACCELERATOR, LABEL_CAMERA_STORAGE, InferenceJobSpec
@@ -82,3 +83,27 @@ def matching_nodes(nodes: Mapping[str, NodeInfo], spec: InferenceJobSpec, daemon
             continue
         matched[name] = kind
     return matched
+
+
+@dataclasses.dataclass(frozen=True)
+class InputClaim:
+    """The video a job reads: its host folder on its nodes."""
+
+    host_path: str
+    nodes: frozenset[str]
+
+
+def _folders_overlap(one: str, other: str) -> bool:
+    a, b = PurePosixPath(one.rstrip("/") or "/"), PurePosixPath(other.rstrip("/") or "/")
+    return a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def shared_inputs(mine: InputClaim, others: Mapping[str, InputClaim]) -> dict[str, list[str]]:
+    """Other jobs (name -> the shared nodes) that read the same folder, or one inside it, on a node of ours:
+    each file there is processed, and its events uploaded, once per job."""
+    shared = {}
+    for job, claim in sorted(others.items()):
+        nodes = sorted(mine.nodes & claim.nodes)
+        if nodes and _folders_overlap(mine.host_path, claim.host_path):
+            shared[job] = nodes
+    return shared

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 from edge_inference_operator import kube as k
 from edge_inference_operator.builders import NVIDIA, ParsedJob, build_children
 from edge_inference_operator.metrics import OperatorMetrics
-from edge_inference_operator.placement import NodeInfo, matching_nodes
+from edge_inference_operator.placement import InputClaim, NodeInfo, matching_nodes, shared_inputs
 from edge_inference_operator.scrape import ScrapeMemory, scrape_pods
 from edge_inference_operator.settings import OperatorSettings
 from edge_inference_operator.status import (
@@ -40,7 +41,7 @@ from edge_inference_operator.status import (
 )
 
 Clock = Callable[[], datetime.datetime]
-EventPoster = Callable[[Mapping[str, Any], Transition], None]
+logger = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime.datetime:
@@ -78,6 +79,13 @@ def check_job(body: Mapping[str, Any], settings: OperatorSettings) -> ParsedJob 
     refusal = host_path_refusal(spec.input.host_path, settings.allowed_host_paths)
     if refusal is not None:
         return Refusal(c.HOST_PATH_NOT_ALLOWED, refusal)
+    refused_images = [a.image for a in spec.accelerators if a.image and not settings.image_allowed(a.image)]
+    if refused_images:
+        allowed = ", ".join(sorted({*settings.worker_images.values(), *settings.allowed_worker_images}))
+        return Refusal(
+            c.IMAGE_NOT_ALLOWED,
+            f"spec.accelerators[].image {', '.join(refused_images)} is not allowed; allowed images: {allowed}",
+        )
     if spec.model.device == Device.CUDA and any(a.type != NVIDIA for a in spec.accelerators):
         kinds = ", ".join(a.type for a in spec.accelerators if a.type != NVIDIA)
         return Refusal(c.INVALID_SPEC, f"spec.model.device is cuda but accelerators [{kinds}] have no GPU")
@@ -119,17 +127,18 @@ class Reconciler:
         settings: OperatorSettings,
         kube: k.Kube,
         metrics: OperatorMetrics,
-        post_event: EventPoster,
         clock: Clock = utcnow,
+        terminating: Callable[[str], bool] = lambda namespace: False,
     ) -> None:
         self.settings = settings
         self.kube = kube
         self.metrics = metrics
-        self.post_event = post_event
         self.clock = clock
+        self.terminating = terminating  # whether a namespace is being deleted (the operator's namespace watch)
         self.memory = ScrapeMemory()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._written: dict[tuple[str, str, str], InferenceJobStatus] = {}  # (namespace, name, uid) -> status
+        self._inputs: dict[str, InputClaim] = {}  # "namespace/name" -> what each job reads, as last reconciled
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -149,6 +158,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The job is gone: drop its lock, scrape memory and phase."""
         self._locks.pop((namespace, name), None)
+        self._inputs.pop(f"{namespace}/{name}", None)
         for key in [key for key in self._written if key[:2] == (namespace, name)]:
             del self._written[key]
         self.memory.forget(f"{namespace}/{name}")
@@ -188,6 +198,7 @@ class Reconciler:
         checked = check_job(body, self.settings)
         if isinstance(checked, Refusal):
             # Nothing may run for a refused spec: children of an earlier, valid spec go too.
+            self._inputs.pop(f"{namespace}/{name}", None)
             await k.converge_children(self.kube, namespace, name, uid, [])
             status = invalid_status(previous, generation, checked.reason, checked.message, now)
             await self._write(body, previous, status)
@@ -208,15 +219,26 @@ class Reconciler:
         else:
             desired_nodes = list(matched)
         placed = targets if job.spec.mode == Mode.BATCH else matched  # node -> accelerator kind
-        convergence = await k.converge_children(
-            self.kube, namespace, name, uid, build_children(job, self.settings, targets), create_missing=create_missing
-        )
+        try:
+            convergence = await k.converge_children(
+                self.kube,
+                namespace,
+                name,
+                uid,
+                build_children(job, self.settings, targets),
+                create_missing=create_missing,
+            )
+        except k.KubeError as error:
+            return await self._converge_failed(body, previous, error, now)
         for action in ("created", "updated", "deleted"):
             self.metrics.children_changed.labels(action=action).inc(len(getattr(convergence, action)))
         if not create_missing:
             # The outcome is recorded in the status; finished Jobs may be cleaned up without changing it.
             return previous, "ok"
 
+        key = f"{namespace}/{name}"
+        self._inputs[key] = InputClaim(job.spec.input.host_path, frozenset(placed))
+        others = {job_key: claim for job_key, claim in self._inputs.items() if job_key != key}
         types = {a.type for a in job.spec.accelerators}
         job_pods = [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(LABEL_ACCELERATOR) in types]
         reports = await scrape_pods(
@@ -241,12 +263,31 @@ class Reconciler:
             thresholds=Thresholds(
                 stale_after=datetime.timedelta(seconds=self.settings.stale_after_seconds),
                 backlog_age_seconds=self.settings.backlog_age_seconds,
+                batch_start_deadline=datetime.timedelta(seconds=self.settings.batch_start_deadline_seconds),
             ),
+            live_nodes=set(nodes) if job.spec.mode == Mode.BATCH else None,
+            shared_with=shared_inputs(self._inputs[key], others),
             idle_accelerators=[a.type for a in job.spec.accelerators if a.type not in set(placed.values())],
             taken_names=convergence.taken,
         )
         await self._write(body, previous, status)
         return status, "ok"
+
+    async def _converge_failed(
+        self, body: Mapping[str, Any], previous: InferenceJobStatus, error: k.KubeError, now: datetime.datetime
+    ) -> tuple[InferenceJobStatus, str]:
+        """The API server refused a child: said in the status when it is the spec's fault, else raised."""
+        meta = body["metadata"]
+        if k.namespace_terminating(error):
+            logger.debug("%s/%s: its namespace is being deleted; nothing to do", meta["namespace"], meta["name"])
+            return previous, "terminating"
+        if error.status != k.INVALID:
+            raise error
+        # What the schema could not catch: the API server's own words, as a condition and an Event.
+        message = f"the API server refused a worker: {error.message}"
+        status = invalid_status(previous, meta.get("generation"), c.CHILD_REJECTED, message, now)
+        await self._write(body, previous, status)
+        return status, "invalid"
 
     async def _write(self, body: Mapping[str, Any], previous: InferenceJobStatus, status: InferenceJobStatus) -> None:
         meta = body["metadata"]
@@ -255,4 +296,18 @@ class Reconciler:
             await k.patch_status(self.kube, meta["namespace"], meta["name"], wire)
         self._written[(meta["namespace"], meta["name"], meta["uid"])] = status
         for transition in transitions(previous, status):
-            self.post_event(body, transition)
+            await self._post(body, transition)
+
+    async def _post(self, body: Mapping[str, Any], transition: Transition) -> None:
+        """An Event for one condition transition (Warning when it got worse); a failed post only logs."""
+        if self.terminating(body["metadata"]["namespace"]):
+            return  # the API server would refuse it (403); the job goes with its namespace
+        message = f"{transition.type}={transition.status}: {transition.message}"
+        kind = "Warning" if transition.warning else "Normal"
+        try:
+            await k.post_event(self.kube, body, kind, transition.reason, message, c.rfc3339(self.clock()))
+        except k.KubeError as error:
+            level = logging.DEBUG if k.namespace_terminating(error) else logging.WARNING
+            logger.log(
+                level, "could not post the %s Event of %s: %s", transition.reason, body["metadata"]["name"], error
+            )

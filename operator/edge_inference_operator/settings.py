@@ -71,8 +71,21 @@ class OperatorSettings(BaseModel):
     allowed_host_paths: tuple[str, ...] = Field(
         (), description="Absolute host-path prefixes a job may mount; empty allows none (secure default)."
     )
-    worker_image: str = Field("ghcr.io/edge-inference/worker:0.1.0", min_length=1)
-    worker_image_cuda: str = Field("ghcr.io/edge-inference/worker-cuda:0.1.0", min_length=1)
+    worker_images: dict[str, str] = Field(
+        default_factory=lambda: {
+            "cpu": "ghcr.io/edge-inference/worker:0.1.0",
+            "nvidia": "ghcr.io/edge-inference/worker-cuda:0.1.0",
+        },
+        description="Worker image per accelerator kind (the chart's workerImages); kinds not listed use cpu's.",
+    )
+    export_image: str = Field(
+        "ghcr.io/edge-inference/worker-export:0.1.0",
+        min_length=1,
+        description="Image (ultralytics + torch) of the init container that exports .pt weights from S3.",
+    )
+    allowed_worker_images: tuple[str, ...] = Field(
+        (), description="Further images a job may pick in spec.accelerators[].image (the map's are always allowed)."
+    )
     worker_image_pull_policy: str = Field("IfNotPresent", pattern=r"^(Always|IfNotPresent|Never)$")
     state_host_path: str = Field(
         "/var/lib/edge-inference", description="Node folder for outbox/ledger/model cache; per job <root>/<ns>/<job>."
@@ -92,6 +105,9 @@ class OperatorSettings(BaseModel):
     worker_pod: WorkerPodDefaults = Field(
         default_factory=WorkerPodDefaults, description="Admin-set defaults of every worker pod (JSON in the env)."
     )
+    batch_start_deadline_seconds: float = Field(
+        600.0, gt=0, description="A Batch node whose worker has not started this long after its Job was made fails."
+    )
 
     @field_validator("allowed_host_paths")
     @classmethod
@@ -103,6 +119,21 @@ class OperatorSettings(BaseModel):
     def _parse_json(cls, value: Any) -> Any:
         # One environment variable carries the whole object, as JSON (the chart writes it with toJson).
         return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("worker_images")
+    @classmethod
+    def _cpu_image_is_the_fallback(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value.get("cpu"):
+            raise ValueError("worker_images must name the cpu image (the image of every kind not listed)")
+        return value
+
+    def image_for(self, accelerator: str) -> str:
+        """The admin's worker image for an accelerator kind."""
+        return self.worker_images.get(accelerator) or self.worker_images["cpu"]
+
+    def image_allowed(self, image: str) -> bool:
+        """Whether a job may pick `image`: one of the map's images or of the allow-list."""
+        return image in self.worker_images.values() or image in self.allowed_worker_images
 
     @field_validator("state_host_path")
     @classmethod
@@ -117,8 +148,13 @@ class OperatorSettings(BaseModel):
             raw = environ.get(ENV_PREFIX + name.upper())
             if raw is None:
                 continue
-            if name == "allowed_host_paths":
+            if name in ("allowed_host_paths", "allowed_worker_images"):
                 values[name] = tuple(p.strip() for p in raw.split(",") if p.strip())
+            elif name == "worker_images":
+                try:
+                    values[name] = json.loads(raw)
+                except ValueError:
+                    values[name] = raw  # refused by the model with a clear "should be a valid dictionary"
             else:
                 values[name] = raw
         return cls.model_validate(values)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from edge_inference_api import conditions as c
@@ -34,6 +34,11 @@ FAILED = "Failed"
 SUCCEEDED = "Succeeded"
 
 _ATTENTION_ORDER = {FAILED: 0, STALE: 1}
+
+# Every condition has a message, so that every Event made from one says something.
+NOTHING_WRONG = "no worker has failed, gone stale or built an outbox backlog"
+# Ready=False on the way up (pods starting, a rollout): a normal create or update, not a Warning.
+ON_THE_WAY = {c.WAITING_FOR_NODES, c.SOME_NODES_NOT_READY}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +68,30 @@ class NodeReport:
 class Thresholds:
     stale_after: datetime.timedelta = datetime.timedelta(seconds=60)
     backlog_age_seconds: float = 600.0
+    batch_start_deadline: datetime.timedelta = datetime.timedelta(minutes=10)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeState:
+    """The state of one node's worker, and why when it failed."""
+
+    state: str
+    reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchChild:
+    """What a Batch node's Job says: its outcome (if finished) and when it was made."""
+
+    outcome: NodeState | None
+    created: datetime.datetime | None
 
 
 @dataclasses.dataclass(frozen=True)
 class _NodeView:
     node: str
     state: str
+    reason: str | None
     progress: WorkerProgress | None
     heartbeat: str | None
     backlog: bool
@@ -113,41 +136,83 @@ def _pod_ready(pod: Mapping[str, Any]) -> bool:
     return status.get("phase") == "Running" and ready
 
 
-def _job_outcome(job: Mapping[str, Any]) -> str | None:
+def _job_outcome(job: Mapping[str, Any]) -> NodeState | None:
     for cond in job.get("status", {}).get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "SuccessCriteriaMet"):
-            return SUCCEEDED
+            return NodeState(SUCCEEDED)
         if cond.get("status") == "True" and cond.get("type") in ("Failed", "FailureTarget"):
-            return FAILED
+            return NodeState(FAILED, cond.get("reason") or "JobFailed")
     return None
+
+
+def _parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def batch_children(children: Iterable[Mapping[str, Any]]) -> dict[str, BatchChild]:
+    """The Batch Jobs by the node they are pinned to."""
+    found = {}
+    for child in children:
+        node = pinned_node(child)
+        if node is not None:
+            created = _parse_time(child.get("metadata", {}).get("creationTimestamp"))
+            found[node] = BatchChild(_job_outcome(child), created)
+    return found
 
 
 def _rfc3339_unix(seconds: float) -> str:
     return c.rfc3339(datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC))
 
 
+NODE_GONE = "NodeGone"
+START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
+
+
 def _node_state(
-    pod: Mapping[str, Any] | None, report: NodeReport | None, outcome: str | None, now: datetime.datetime, t: Thresholds
-) -> str:
-    if outcome is not None:
-        return outcome
+    pod: Mapping[str, Any] | None, report: NodeReport | None, now: datetime.datetime, t: Thresholds
+) -> NodeState:
     if pod is None:
-        return PENDING
+        return NodeState(PENDING)
     if pod.get("status", {}).get("phase") == "Succeeded":
-        return SUCCEEDED
+        return NodeState(SUCCEEDED)
     if _pod_failed(pod):
-        return FAILED
+        return NodeState(FAILED, "WorkerFailed")
     if not _pod_ready(pod):
-        return PENDING
+        return NodeState(PENDING)
     if report is not None and report.failing_since is not None and now - report.failing_since >= t.stale_after:
-        return STALE
-    return RUNNING
+        return NodeState(STALE)
+    return NodeState(RUNNING)
+
+
+def _batch_node_state(
+    node: str,
+    observed: NodeState,
+    child: BatchChild | None,
+    live_nodes: Collection[str] | None,
+    now: datetime.datetime,
+    t: Thresholds,
+) -> NodeState:
+    """A Batch node ends: as its Job says, or Failed when its node is gone or its pod never started."""
+    if child is not None and child.outcome is not None:
+        return child.outcome
+    # A worker still running on a node that only lost its labels goes on; a pod of a deleted node
+    # is failed by the pod GC controller, or never bound again.
+    if live_nodes is not None and node not in live_nodes and observed.state in (PENDING, FAILED):
+        return NodeState(FAILED, NODE_GONE)
+    if observed.state != PENDING:
+        return observed
+    if child is not None and child.created is not None and now - child.created >= t.batch_start_deadline:
+        return NodeState(FAILED, START_DEADLINE_EXCEEDED)
+    return observed
 
 
 def _views(
     nodes: Sequence[str],
     pods_by_node: Mapping[str, Mapping[str, Any]],
-    outcomes: Mapping[str, str | None],
+    batch: Mapping[str, BatchChild] | None,
+    live_nodes: Collection[str] | None,
     reports: Mapping[str, NodeReport],
     now: datetime.datetime,
     t: Thresholds,
@@ -165,8 +230,10 @@ def _views(
             progress.outbox_full
             or (progress.events_waiting > 0 and progress.outbox_oldest_age >= t.backlog_age_seconds)
         )
-        state = _node_state(pods_by_node.get(node), report, outcomes.get(node), now, t)
-        views.append(_NodeView(node, state, progress, heartbeat, backlog))
+        state = _node_state(pods_by_node.get(node), report, now, t)
+        if batch is not None:
+            state = _batch_node_state(node, state, batch.get(node), live_nodes, now, t)
+        views.append(_NodeView(node, state.state, state.reason, progress, heartbeat, backlog))
     return views
 
 
@@ -182,6 +249,7 @@ def _progress_entry(view: _NodeView) -> NodeProgress:
     return NodeProgress(
         node=view.node,
         state=view.state,
+        reason=view.reason,
         files_done=p.files_done,
         frames_analysed=p.frames_analysed,
         events_uploaded=p.events_uploaded,
@@ -198,6 +266,11 @@ def _totals(views: Sequence[_NodeView]) -> ProgressTotals:
         events_uploaded=sum(p.events_uploaded for p in progresses),
         events_waiting=sum(p.events_waiting for p in progresses),
     )
+
+
+def _failures(views: Sequence[_NodeView]) -> list[str]:
+    """Failed nodes, each with its reason: `edge-1 (NodeGone)`."""
+    return [f"{v.node} ({v.reason})" if v.reason else v.node for v in views if v.state == FAILED]
 
 
 def _named(nodes: Sequence[str], limit: int = 10) -> str:
@@ -233,7 +306,7 @@ def invalid_status(
         [
             (c.READY, F, reason, message),
             (c.PROGRESSING, F, reason, "nothing is scheduled until the spec is fixed"),
-            (c.DEGRADED, F, c.AS_EXPECTED, ""),
+            (c.DEGRADED, F, c.AS_EXPECTED, NOTHING_WRONG),
         ],
     )
     return InferenceJobStatus(
@@ -259,13 +332,17 @@ def compute_status(
     node_progress_limit: int = MAX_NODE_PROGRESS,
     idle_accelerators: Sequence[str] = (),
     taken_names: Sequence[str] = (),
+    live_nodes: Collection[str] | None = None,
+    shared_with: Mapping[str, Sequence[str]] | None = None,
 ) -> InferenceJobStatus:
     """The status of a valid job.
 
     `desired_nodes`: Continuous, the nodes that match now; Batch, the target nodes recorded at start.
     `children`: the job's DaemonSets or batch Jobs; `pods`: its worker pods; `reports`: scrape results by node;
     `idle_accelerators`: accepted accelerator kinds that no node matches (named in the Ready message);
-    `taken_names`: children ("Kind/name") that could not be made because another object has the name.
+    `taken_names`: children ("Kind/name") that could not be made because another object has the name;
+    `live_nodes`: Batch, the camera nodes that exist now (a target node not among them has gone);
+    `shared_with`: other jobs ("namespace/name" -> nodes) reading the same host folder on our nodes.
     """
     batch = spec.mode == Mode.BATCH
     nodes = sorted(set(desired_nodes))
@@ -274,20 +351,15 @@ def compute_status(
         node = pod_node(pod)
         if node is not None:
             pods_by_node[node] = pod  # the newest pod of a node wins
-    outcomes: dict[str, str | None] = {}
-    if batch:
-        for child in children:
-            node = pinned_node(child)
-            if node is not None:
-                outcomes[node] = _job_outcome(child)
-    views = _views(nodes, pods_by_node, outcomes, reports, now, thresholds)
+    per_node = batch_children(children) if batch else None
+    views = _views(nodes, pods_by_node, per_node, live_nodes, reports, now, thresholds)
     counts = NodeCounts(
         desired=len(nodes),
         ready=sum(v.state == RUNNING for v in views),
         succeeded=sum(v.state == SUCCEEDED for v in views),
         failed=sum(v.state == FAILED for v in views),
     )
-    failed = [v.node for v in views if v.state == FAILED]
+    failed = _failures(views)
     stale = [v.node for v in views if v.state == STALE]
     backlogged = [v.node for v in views if v.backlog]
     secret = missing_secret(pods_by_node.values())
@@ -319,8 +391,12 @@ def compute_status(
             c.OUTBOX_BACKLOG,
             f"events waiting to upload on {len(backlogged)} node(s): {_named(backlogged)}",
         )
+    elif shared_with:
+        others = "; ".join(f"{job} on {_named(list(nodes))}" for job, nodes in sorted(shared_with.items()))
+        message = f"other jobs read the same host folder on the same nodes ({others}): each file is processed twice"
+        degraded = (c.DEGRADED, T, c.SHARED_INPUT, message)
     else:
-        degraded = (c.DEGRADED, F, c.AS_EXPECTED, "")
+        degraded = (c.DEGRADED, F, c.AS_EXPECTED, NOTHING_WRONG)
 
     ordered = sorted(views, key=_priority)
     shown = ordered[:node_progress_limit]
@@ -335,7 +411,7 @@ def compute_status(
         node_progress=[_progress_entry(v) for v in shown],
         node_progress_omitted=len(ordered) - len(shown),
         events=totals.events_uploaded,
-        ready_nodes=f"{counts.ready}/{counts.desired}",
+        ready_nodes=f"{counts.succeeded if batch else counts.ready}/{counts.desired}",
     )
 
 
@@ -391,23 +467,24 @@ def _batch_conditions(
             (c.READY, F, c.NO_MATCHING_NODES, message),
             (c.PROGRESSING, T, c.WAITING_FOR_NODES, message),
         )
-    finished = counts.succeeded + counts.failed
     summary = f"{counts.succeeded}/{counts.desired} nodes succeeded, {counts.failed} failed"
-    if failed:
-        message = f"batch failed on {len(failed)} node(s): {_named(failed)}"
-        progressing = (
-            (c.PROGRESSING, F, c.BATCH_FAILED, summary)
-            if finished == counts.desired
-            else (c.PROGRESSING, T, c.BATCH_RUNNING, summary)
-        )
-        return Phase.FAILED, (c.READY, F, c.BATCH_FAILED, message), progressing
-    if counts.succeeded == counts.desired:
+    if counts.succeeded + counts.failed == counts.desired:  # every node has its outcome: the batch is over
+        if failed:
+            message = f"batch failed on {len(failed)} node(s): {_named(failed)}"
+            return Phase.FAILED, (c.READY, F, c.BATCH_FAILED, message), (c.PROGRESSING, F, c.BATCH_FAILED, summary)
         return (
             Phase.SUCCEEDED,
             (c.READY, T, c.BATCH_SUCCEEDED, summary),
             (c.PROGRESSING, F, c.BATCH_SUCCEEDED, summary),
         )
-    return Phase.RUNNING, (c.READY, T, c.BATCH_RUNNING, summary), (c.PROGRESSING, T, c.BATCH_RUNNING, summary)
+    running = (c.PROGRESSING, T, c.BATCH_RUNNING, summary)
+    if failed:  # the other nodes go on; the outcome is decided when all have finished
+        message = f"batch failed on {len(failed)} node(s): {_named(failed)}; the other nodes go on"
+        return Phase.RUNNING, (c.READY, F, c.BATCH_FAILED, message), running
+    if counts.ready + counts.succeeded == 0:
+        message = f"no worker has started yet on the {counts.desired} target node(s)"
+        return Phase.PENDING, (c.READY, F, c.WAITING_FOR_NODES, message), running
+    return Phase.RUNNING, (c.READY, T, c.BATCH_RUNNING, summary), running
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,6 +506,8 @@ def transitions(previous: InferenceJobStatus, current: InferenceJobStatus) -> li
         old = before.get(cond.type)
         if old is not None and old.status == cond.status and old.reason == cond.reason:
             continue
-        bad = (cond.type == c.DEGRADED and cond.status == T) or (cond.type == c.READY and cond.status == F)
+        bad = (cond.type == c.DEGRADED and cond.status == T) or (
+            cond.type == c.READY and cond.status == F and cond.reason not in ON_THE_WAY
+        )
         changed.append(Transition(cond.type, cond.status.value, cond.reason, cond.message, bad))
     return changed

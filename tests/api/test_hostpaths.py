@@ -96,12 +96,11 @@ TABLE = HOSTILE + ALLOWED_PATHS
 @pytest.mark.parametrize("index", range(len(TABLE)))
 def test_the_api_server_refuses_what_the_model_refuses(crd_cluster: ControlPlane, index: int) -> None:
     """The CRD's static rules, run by the API server at `kubectl apply`, refuse exactly what
-    host_path_problem refuses, with its words, but for NUL bytes: the CRD has no rule for them (the
-    chart's admission policy refuses them, see tests/chart), so here a path is judged without them.
+    host_path_problem refuses, with its words (NUL bytes too: control characters).
     """
     path = TABLE[index]
     result = apply_job(crd_cluster, f"path-{index}", path)
-    problem = host_path_problem(path.replace("\x00", ""))
+    problem = host_path_problem(path)
     if problem is None:
         assert result.returncode == 0, result.stderr
     else:

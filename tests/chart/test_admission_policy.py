@@ -8,12 +8,14 @@ with the operator's own check, edge_inference_api.hostpaths.host_path_refusal.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 from edge_inference_api.hostpaths import host_path_refusal
 from edge_inference_api.models import host_path_problem
-from support.admission import POLICY_REFUSAL, apply_job, chart_cluster, wait_for_policy
+from support.admission import POLICY_REFUSAL, apply_job, chart_cluster, job_manifest, wait_for_policy
 from support.controlplane import ControlPlane
 from support.helm import find_objects, render_chart, upgrade_chart
 
@@ -48,7 +50,7 @@ HOSTILE_PATHS = [
     " /var/lib/edge-video",
     "",
     "/var/lib/edge-video%2F..%2Fetc",
-    "/var/lib/edge-video/cam1\x00",  # NUL: refused by the policy (the CRD has no rule for it)
+    "/var/lib/edge-video/cam1\x00",  # NUL: a control character, refused by the CRD's own rule
 ]
 
 ALLOWED_PATHS = [
@@ -81,7 +83,7 @@ def test_hostile_paths_are_refused_at_kubectl_apply(cluster: ControlPlane, index
     result = apply_job(cluster, f"hostile-{index}", path)
     assert result.returncode != 0, f"{path!r} was admitted"
     problem = host_path_problem(path)
-    if problem is None or "NUL" in problem:  # clean on its own (or NUL): the policy refuses, naming the prefixes
+    if problem is None:  # clean on its own: the policy refuses, naming the prefixes
         assert POLICY_REFUSAL in result.stderr and "(/var/lib/edge-video, /srv/nvr)" in result.stderr
     else:  # the CRD's own rules say what is wrong with the path
         assert problem in result.stderr or ("should be at least 1 chars long" in result.stderr and path == "")
@@ -126,10 +128,16 @@ def test_an_unchanged_path_is_not_rechecked_on_update(cluster: ControlPlane) -> 
         wait_for_policy(cluster, ALLOWED)
 
 
-def test_policy_matches_inference_jobs_and_is_bound() -> None:
+def _named(objects: list[dict], kind: str, suffix: str) -> dict:
+    (found,) = [o for o in find_objects(objects, kind) if o["metadata"]["name"].endswith(suffix)]
+    return found
+
+
+@pytest.mark.parametrize("suffix", ["-host-paths", "-worker-images"])
+def test_policy_matches_inference_jobs_and_is_bound(suffix: str) -> None:
     objects = render_chart()
-    (policy,) = find_objects(objects, "ValidatingAdmissionPolicy")
-    (binding,) = find_objects(objects, "ValidatingAdmissionPolicyBinding")
+    policy = _named(objects, "ValidatingAdmissionPolicy", suffix)
+    binding = _named(objects, "ValidatingAdmissionPolicyBinding", suffix)
     assert policy["spec"]["matchConstraints"]["resourceRules"] == [
         {
             "apiGroups": ["edgeinference.io"],
@@ -148,3 +156,56 @@ def test_policy_can_be_switched_off() -> None:
     )
     assert not find_objects(objects, "ValidatingAdmissionPolicy")
     assert not find_objects(objects, "ValidatingAdmissionPolicyBinding")
+
+
+# ---------------------------------------------------------------------------------- worker images
+
+IMAGE_VALUES = {
+    "workerImages": {
+        "cpu": {"repository": "registry.local/worker", "tag": "1.0"},
+        "allowed": ["registry.local/worker:1.1"],
+    }
+}
+ALLOWED_IMAGES = "ghcr.io/edge-inference/worker-cuda:0.1.0, registry.local/worker:1.0, registry.local/worker:1.1"
+
+
+@pytest.fixture(scope="module")
+def image_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane with the chart installed with an image map and allow-list of its own."""
+    with chart_cluster(tmp_path_factory.mktemp("images"), ALLOWED, IMAGE_VALUES) as plane:
+        yield plane
+
+
+def apply_with_images(plane: ControlPlane, name: str, *images: str | None) -> subprocess.CompletedProcess[str]:
+    manifest = job_manifest(name, "/var/lib/edge-video/cam1")
+    manifest["spec"]["accelerators"] = [
+        {"type": f"kind{i}", **({"image": image} if image else {})} for i, image in enumerate(images)
+    ]
+    return plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        (None,),
+        ("registry.local/worker:1.0",),
+        ("registry.local/worker:1.1", None),
+        ("ghcr.io/edge-inference/worker-cuda:0.1.0",),
+    ],
+)
+def test_the_admins_images_are_admitted(image_cluster: ControlPlane, images: tuple) -> None:
+    result = apply_with_images(image_cluster, f"admitted-{len(images)}-{abs(hash(images)) % 10**6}", *images)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("image", ["attacker/root-shell:1", "registry.local/worker:2.0", "registry.local/worker"])
+def test_an_image_the_admin_did_not_allow_is_refused_at_kubectl_apply(image_cluster: ControlPlane, image: str) -> None:
+    result = apply_with_images(image_cluster, "refused", None, image)
+    assert result.returncode != 0
+    assert f"spec.accelerators[].image {image} is not allowed; allowed images: {ALLOWED_IMAGES}" in result.stderr
+
+
+def test_changing_the_image_of_an_existing_job_is_checked(image_cluster: ControlPlane) -> None:
+    assert apply_with_images(image_cluster, "changed", None).returncode == 0
+    changed = apply_with_images(image_cluster, "changed", "evil:1")
+    assert changed.returncode != 0 and "evil:1 is not allowed" in changed.stderr

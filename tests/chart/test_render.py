@@ -202,14 +202,27 @@ def test_operator_settings_come_from_values() -> None:
         "allowedHostPaths": ["/srv/cameras", "/mnt/nvr"],
         "stateHostPath": "/data/edge-state",
         "operator": {"metricsPort": 9090, "healthPort": 9091},
-        "workerImages": {"cpu": {"tag": "1.2.3"}, "cuda": {"repository": "registry.local/worker-gpu"}},
+        "workerImages": {
+            "cpu": {"tag": "1.2.3"},
+            "nvidia": {"repository": "registry.local/worker-gpu"},
+            "intel": {"repository": "registry.local/worker-openvino", "tag": "1"},
+            "allowed": ["registry.local/worker:2"],
+        },
     }
     (container,) = _operator_deployment(render_chart(values))["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
         "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/srv/cameras,/mnt/nvr",
-        "EDGE_INFERENCE_WORKER_IMAGE": "ghcr.io/edge-inference/worker:1.2.3",
-        "EDGE_INFERENCE_WORKER_IMAGE_CUDA": "registry.local/worker-gpu:0.1.0",
+        "EDGE_INFERENCE_WORKER_IMAGES": json.dumps(
+            {
+                "cpu": "ghcr.io/edge-inference/worker:1.2.3",
+                "intel": "registry.local/worker-openvino:1",
+                "nvidia": "registry.local/worker-gpu:0.1.0",
+            },
+            separators=(",", ":"),
+        ),
+        "EDGE_INFERENCE_EXPORT_IMAGE": "ghcr.io/edge-inference/worker-export:0.1.0",
+        "EDGE_INFERENCE_ALLOWED_WORKER_IMAGES": "registry.local/worker:2",
         "EDGE_INFERENCE_WORKER_IMAGE_PULL_POLICY": "IfNotPresent",
         "EDGE_INFERENCE_WORKER_POD": json.dumps(
             {
@@ -230,6 +243,7 @@ def test_operator_settings_come_from_values() -> None:
         "EDGE_INFERENCE_STALE_AFTER_SECONDS": "60",
         "EDGE_INFERENCE_BACKLOG_AGE_SECONDS": "600",
         "EDGE_INFERENCE_BATCH_BACKOFF_LIMIT": "3",
+        "EDGE_INFERENCE_BATCH_START_DEADLINE_SECONDS": "600",
     }
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9090, "health": 9091}
 
@@ -250,11 +264,13 @@ def test_tuning_values_reach_the_operator() -> None:
     from edge_inference_operator.settings import OperatorSettings
 
     tuning = {"reconcileSeconds": 2.5, "staleAfterSeconds": 300, "batchBackoffLimit": 0}
+    tuning["batchStartDeadlineSeconds"] = 60
     (container,) = _operator_deployment(render_chart({"operator": {"tuning": tuning}}))["spec"]["template"]["spec"][
         "containers"
     ]
     settings = OperatorSettings.from_env({e["name"]: e["value"] for e in container["env"]})
     assert (settings.reconcile_seconds, settings.stale_after_seconds, settings.batch_backoff_limit) == (2.5, 300, 0)
+    assert settings.batch_start_deadline_seconds == 60
 
 
 def test_metrics_service_selects_only_the_operator() -> None:
@@ -312,8 +328,11 @@ def test_images_are_pinned_and_match_the_project_version() -> None:
     assert any(i.startswith("quay.io/minio/minio:RELEASE.") for i in images)
     (container,) = _operator_deployment(objects)["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["EDGE_INFERENCE_WORKER_IMAGE"] == f"ghcr.io/edge-inference/worker:{version}"
-    assert env["EDGE_INFERENCE_WORKER_IMAGE_CUDA"] == f"ghcr.io/edge-inference/worker-cuda:{version}"
+    assert json.loads(env["EDGE_INFERENCE_WORKER_IMAGES"]) == {
+        "cpu": f"ghcr.io/edge-inference/worker:{version}",
+        "nvidia": f"ghcr.io/edge-inference/worker-cuda:{version}",
+    }
+    assert env["EDGE_INFERENCE_EXPORT_IMAGE"] == f"ghcr.io/edge-inference/worker:{version}"
 
 
 def test_minio_secret_carries_root_and_job_credential_keys() -> None:

@@ -71,7 +71,7 @@ BAD_VALUES = [
         {"minio": {"enabled": True, "persistence": {"size": "big"}}}, "/minio/persistence/size", id="bad-pvc-size"
     ),
     pytest.param(
-        {"workerImages": {"gpu": {"repository": "x"}}}, "additional properties 'gpu'", id="unknown-accelerator-image"
+        {"workerImages": {"intel": {"repo": "x", "tag": ""}}}, "additional properties 'repo'", id="misspelt-kind-image"
     ),
     pytest.param({"imagePullSecrets": ["regcred"]}, "/imagePullSecrets/0", id="pull-secret-as-bare-name"),
     pytest.param(
@@ -91,6 +91,7 @@ BAD_VALUES = [
     pytest.param(
         {"rbac": {"userRoles": {"aggregateToEdit": "yes"}}}, "/rbac/userRoles/aggregateToEdit", id="bool-string"
     ),
+    pytest.param({"workerImages": {"allowed": [" worker:1"]}}, "/workerImages/allowed/0", id="bad-allowed-image"),
     pytest.param(
         {"operator": {"tolerations": [{"key": "edge", "operator": "Exist"}]}},
         "/operator/tolerations/0/operator",
@@ -139,10 +140,12 @@ CONDITIONAL_KEYWORDS = {"if", "then", "else"}
 
 
 def _closed_objects(node: object, where: str = "") -> list[str]:
-    """Paths of object schemas with properties that do not close additionalProperties."""
+    """Paths of object schemas with properties that do not close additionalProperties (false, or a schema
+    that every further key must match, itself closed: workerImages' further accelerator kinds)."""
     problems = []
     if isinstance(node, dict):
-        if "properties" in node and node.get("additionalProperties") is not False:
+        extra = node.get("additionalProperties")
+        if "properties" in node and extra is not False and not isinstance(extra, dict):
             problems.append(where or "/")
         for key, value in node.items():
             if key not in CONDITIONAL_KEYWORDS:

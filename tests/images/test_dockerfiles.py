@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -194,7 +195,8 @@ def test_build_script_tags_images_with_the_version_the_chart_uses() -> None:
     objects = render_chart()
     (container,) = find_objects(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert {container["image"], env["EDGE_INFERENCE_WORKER_IMAGE"], env["EDGE_INFERENCE_WORKER_IMAGE_CUDA"]} == set(
+    workers = json.loads(env["EDGE_INFERENCE_WORKER_IMAGES"])
+    assert {container["image"], workers["cpu"], workers["nvidia"], env["EDGE_INFERENCE_EXPORT_IMAGE"]} == set(
         built.values()
     )
 

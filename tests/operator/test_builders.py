@@ -37,6 +37,9 @@ SPECS: dict[str, dict[str, Any]] = {
         "model": {"name": "custom.pt", "source": {"bucket": "models", "key": "custom.pt", "sha256": "a" * 64}},
         "resources": {"requests": {"cpu": "2"}, "limits": {"memory": "4Gi"}},
     },
+    "own-image": {
+        "accelerators": [{"type": "cpu", "image": "ghcr.io/edge-inference/worker-cuda:0.1.0"}],
+    },
 }
 
 
@@ -67,7 +70,8 @@ def test_worker_pod_is_locked_down(case: str, settings, make_job) -> None:
         ctx = worker["securityContext"]
         assert (ctx["runAsUser"], ctx["runAsNonRoot"], ctx["readOnlyRootFilesystem"]) == (10001, True, True)
         assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"] == {"drop": ["ALL"]}
-        (chown,) = containers(pod, init=True)
+        chown = containers(pod, init=True)[0]
+        assert chown["image"] == settings.image_for(accelerator.type)  # root runs only the admin's image
         assert chown["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
         assert chown["securityContext"]["runAsUser"] == 0
         assert chown["command"] == ["chown", "10001:10001", "/var/lib/edge-inference"]
@@ -79,7 +83,12 @@ def test_worker_pod_is_locked_down(case: str, settings, make_job) -> None:
         }
         assert "emptyDir" in volumes["tmp"]
         mounts = {m["name"]: m for m in worker["volumeMounts"]}
-        assert mounts["videos"] == {"name": "videos", "mountPath": "/videos", "readOnly": True}
+        assert mounts["videos"] == {
+            "name": "videos",
+            "mountPath": "/videos",
+            "readOnly": True,
+            "recursiveReadOnly": "IfPossible",
+        }
         assert not mounts["state"].get("readOnly") and mounts["tmp"]["mountPath"] == "/tmp"
         assert worker["args"] == ["run"] and "command" not in worker  # the image's entrypoint, `edge-inference`
         assert worker["ports"] == [{"name": "metrics", "containerPort": 9108, "protocol": "TCP"}]
@@ -102,7 +111,6 @@ def test_worker_pod_is_locked_down(case: str, settings, make_job) -> None:
             "nvidia",
             True,
         ),
-        ({"type": "nvidia", "gpus": 0}, "ghcr.io/edge-inference/worker-cuda:0.1.0", None, None, True),
         ({"type": "cpu", "image": "registry.local/w:dev"}, "registry.local/w:dev", None, None, False),
     ],
 )
@@ -211,7 +219,7 @@ def test_spec_change_changes_hash_on_child_and_template(settings, make_job) -> N
 
 def test_settings_images_and_state_root_are_used(make_job) -> None:
     custom = OperatorSettings(
-        allowed_host_paths=("/srv/video",), worker_image="w:1", worker_image_cuda="wc:1", state_host_path="/data/ei/"
+        allowed_host_paths=("/srv/video",), worker_images={"cpu": "w:1", "nvidia": "wc:1"}, state_host_path="/data/ei/"
     )
     job = make_job(accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
     cpu, gpu = build_children(job, custom)
@@ -223,7 +231,9 @@ def test_settings_images_and_state_root_are_used(make_job) -> None:
 
 NAME_CASES = [
     (("lobby", "cpu"), "lobby-cpu"),
-    (("lobby", "cpu", "edge-1"), "lobby-cpu-edge-1"),
+    (("lobby", "cpu", "edge1"), "lobby-cpu-edge1"),
+    (("lobby-cams", "cpu", "edge1"), "lobby-cams-cpu-edge1"),
+    (("lobby", "cpu", "edge-1"), None),  # a '-' after the first part: plain joining would be ambiguous
     (("lobby", "cpu", "edge-1.example.com"), None),  # dots are not allowed in a DNS label
     (("Lobby", "GPU_x"), None),
     (("a" * 60, "cpu"), None),
@@ -242,6 +252,20 @@ def test_child_names_are_deterministic_dns_labels(parts: tuple[str, ...], expect
         assert name == expected
     else:
         assert name != "-".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (("a-b", "c"), ("a", "b-c")),
+        (("a-b", "c", "n"), ("a", "b-c", "n")),
+        (("a", "cpu", "b-c"), ("a-cpu", "b", "c")),
+        (("a", "b-c-d"), ("a-b", "c-d")),
+        (("x" * 70, "b-c"), ("x" * 70 + "-b", "c")),
+    ],
+)
+def test_child_names_of_different_parts_never_collide(one: tuple[str, ...], other: tuple[str, ...]) -> None:
+    assert dns_name(*one) != dns_name(*other)
 
 
 def test_long_names_that_share_a_prefix_stay_distinct(settings, make_job) -> None:
@@ -327,3 +351,37 @@ def test_bad_worker_pod_settings_are_refused_by_name(value: object, named: str) 
     with pytest.raises(ValidationError) as refused:
         OperatorSettings.from_env({"EDGE_INFERENCE_WORKER_POD": raw})
     assert named in str(refused.value)
+
+
+def test_the_root_init_container_never_runs_the_image_the_job_picked(settings, make_job) -> None:
+    job = make_job(accelerators=[{"type": "nvidia", "image": "ghcr.io/edge-inference/worker:0.1.0"}])
+    pod = build_daemonset(job, job.spec.accelerators[0], settings)["spec"]["template"]["spec"]
+    assert containers(pod)[0]["image"] == "ghcr.io/edge-inference/worker:0.1.0"
+    (chown,) = containers(pod, init=True)
+    assert chown["image"] == "ghcr.io/edge-inference/worker-cuda:0.1.0"
+
+
+WEIGHTS = {"bucket": "models", "sha256": "b" * 64}
+
+
+@pytest.mark.parametrize(("key", "exported"), [("site/custom.pt", True), ("custom.onnx", False), ("ov.zip", False)])
+def test_pt_weights_from_s3_get_an_export_init_container(key: str, exported: bool, settings, make_job) -> None:
+    job = make_job(model={"name": "custom", "source": {**WEIGHTS, "key": key}}, accelerators=[{"type": "nvidia"}])
+    pod = build_daemonset(job, job.spec.accelerators[0], settings)["spec"]["template"]["spec"]
+    (worker,) = containers(pod)
+    init = {c["name"]: c for c in containers(pod, init=True)}
+    assert ("prepare-model" in init) is exported
+    if not exported:
+        return
+    prepare = init["prepare-model"]
+    assert prepare["image"] == settings.export_image and prepare["command"] == ["edge-inference", "prepare-model"]
+    assert prepare["env"] == worker["env"]  # the same configuration and S3 credentials (by reference)
+    assert {m["name"]: m["mountPath"] for m in prepare["volumeMounts"]} == {
+        "state": "/var/lib/edge-inference",
+        "tmp": "/tmp",
+    }
+    ctx = prepare["securityContext"]
+    assert (ctx["runAsUser"], ctx["runAsNonRoot"], ctx["readOnlyRootFilesystem"]) == (10001, True, True)
+    assert ctx["capabilities"] == {"drop": ["ALL"]} and ctx["allowPrivilegeEscalation"] is False
+    assert "nvidia.com/gpu" not in prepare["resources"].get("limits", {})
+    assert list(init) == ["state-permissions", "prepare-model"]  # after the state folder is handed over

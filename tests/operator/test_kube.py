@@ -109,3 +109,102 @@ async def test_an_object_of_someone_else_with_our_name_is_not_taken_over(
     assert result.taken == ["DaemonSet/lobby-cpu"] and result.created == [] and result.children == []
     (untouched,) = cluster.daemonsets()
     assert untouched["metadata"]["ownerReferences"][0]["uid"] == cluster.job("elsewhere")["metadata"]["uid"]
+
+
+async def test_an_invalid_update_is_reported_at_once_not_retried_as_a_conflict(
+    cluster, kube, make_job, make_body, settings
+) -> None:
+    uid = owner_uid(cluster, make_body)
+    (desired,) = build_children(make_job(uid=uid), settings)
+    await k.ensure_child(kube, desired, None, "default")
+    current = cluster.daemonsets()[0]
+    refused = copy.deepcopy(desired)
+    refused["metadata"]["labels"]["broken"] = "not a label value!"
+    refused["metadata"]["annotations"][ANNOTATION_SPEC_HASH] = "changed"
+
+    with pytest.raises(k.KubeError) as raised:
+        await k.ensure_child(kube, refused, current, "default")
+
+    assert raised.value.status == 422
+    assert "not a label value!" in raised.value.message and "still conflicting" not in str(raised.value)
+    assert "broken" not in cluster.daemonsets()[0]["metadata"]["labels"]
+
+
+async def test_an_invalid_create_carries_the_servers_message(cluster, kube, make_job, make_body, settings) -> None:
+    uid = owner_uid(cluster, make_body)
+    (desired,) = build_children(make_job(uid=uid), settings)
+    desired["metadata"]["labels"]["broken"] = "not a label value!"
+    with pytest.raises(k.KubeError) as raised:
+        await k.ensure_child(kube, desired, None, "default")
+    assert raised.value.status == 422 and 'DaemonSet.apps "lobby-cpu" is invalid' in raised.value.message
+
+
+LIVE_DEFAULTS = {  # what an API server adds to a child: defaults, its own labels, canonical quantities
+    "metadata": {"labels": {"app.kubernetes.io/name": "w", "controller-uid": "x"}},
+    "spec": {
+        "revisionHistoryLimit": 3,
+        "template": {
+            "metadata": {"labels": {"a": "b"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "w",
+                        "image": "w:1",
+                        "terminationMessagePath": "/dev/termination-log",
+                        "resources": {"requests": {"cpu": "500m"}, "limits": {"memory": "2Gi"}},
+                    }
+                ],
+                "dnsPolicy": "ClusterFirst",
+                "volumes": [{"name": "videos", "hostPath": {"path": "/srv/video", "type": "Directory"}}],
+            },
+        },
+    },
+}
+DESIRED = {
+    "metadata": {"labels": {"app.kubernetes.io/name": "w"}},
+    "spec": {
+        "revisionHistoryLimit": 3,
+        "template": {
+            "metadata": {"labels": {"a": "b"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "w",
+                        "image": "w:1",
+                        "resources": {"requests": {"cpu": "0.5"}, "limits": {"memory": "2Gi"}},
+                    }
+                ],
+                "volumes": [{"name": "videos", "hostPath": {"path": "/srv/video", "type": "Directory"}}],
+            },
+        },
+    },
+}
+
+
+def edited(path: str, value) -> dict:
+    live = copy.deepcopy(LIVE_DEFAULTS)
+    *parents, last = path.split(".")
+    node = live
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[last] = value
+    return live
+
+
+def test_server_defaults_and_canonical_quantities_are_not_drift() -> None:
+    assert not k.drifted(LIVE_DEFAULTS, DESIRED)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("spec.template.spec.containers.0.image", "evil:1"),
+        ("spec.template.spec.volumes.0.hostPath.path", "/etc"),
+        ("spec.template.spec.containers.0.resources", {}),
+        ("spec.template.spec.volumes", []),
+        ("metadata.labels", {}),
+        ("spec.revisionHistoryLimit", 10),
+    ],
+)
+def test_a_field_edited_by_hand_is_drift(path: str, value) -> None:
+    assert k.drifted(edited(path, value), DESIRED)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from edge_inference_api import conditions as c
 from edge_inference_operator.builders import ANNOTATION_SPEC_HASH
 from support.controlplane import free_port
@@ -26,11 +25,6 @@ def template_hash(daemonset: dict) -> str:
     return daemonset["spec"]["template"]["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
 
 
-# Issue 9, part 3 ("no 403 noise while a namespace terminates"): kopf posts Events into the namespace
-# being deleted, and the API server refuses them. Remove this mark with the fix.
-@pytest.mark.known_forbidden(
-    "create /api/v1/namespaces/doomed/events", "create /apis/apps/v1/namespaces/doomed/daemonsets"
-)
 async def test_deleting_the_namespace_removes_the_job_and_its_children(cluster, start_operator, make_body) -> None:
     cluster.add_node("edge-1")
     cluster.api.kubectl_ok("create", "namespace", "doomed")

@@ -23,8 +23,9 @@ def test_settings_from_env() -> None:
     settings = OperatorSettings.from_env(
         {
             "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/var/lib/edge-video/, /srv/nvr ,",
-            "EDGE_INFERENCE_WORKER_IMAGE": "w:2",
-            "EDGE_INFERENCE_WORKER_IMAGE_CUDA": "wc:2",
+            "EDGE_INFERENCE_WORKER_IMAGES": '{"cpu": "w:2", "nvidia": "wc:2", "intel": "wi:2"}',
+            "EDGE_INFERENCE_EXPORT_IMAGE": "x:2",
+            "EDGE_INFERENCE_ALLOWED_WORKER_IMAGES": "w:3, w:4",
             "EDGE_INFERENCE_STATE_HOST_PATH": "/data/ei",
             "EDGE_INFERENCE_METRICS_PORT": "9090",
             "EDGE_INFERENCE_RECONCILE_SECONDS": "2.5",
@@ -32,15 +33,25 @@ def test_settings_from_env() -> None:
         }
     )
     assert settings.allowed_host_paths == ("/var/lib/edge-video", "/srv/nvr")
-    assert (settings.worker_image, settings.worker_image_cuda, settings.state_host_path) == ("w:2", "wc:2", "/data/ei")
+    assert settings.worker_images == {"cpu": "w:2", "nvidia": "wc:2", "intel": "wi:2"}
+    assert (settings.export_image, settings.allowed_worker_images, settings.state_host_path) == (
+        "x:2",
+        ("w:3", "w:4"),
+        "/data/ei",
+    )
+    assert [settings.image_for(kind) for kind in ("intel", "jetson")] == ["wi:2", "w:2"]  # unlisted kinds: cpu's
+    assert [settings.image_allowed(i) for i in ("wi:2", "w:4", "x:2", "evil:1")] == [True, True, False, False]
     assert (settings.metrics_port, settings.reconcile_seconds, settings.liveness_port) == (9090, 2.5, 8081)
 
 
 def test_defaults_are_the_cross_piece_decisions() -> None:
     settings = OperatorSettings.from_env({})
     assert settings.allowed_host_paths == ()  # nothing allowed until the admin says so
-    assert settings.worker_image == "ghcr.io/edge-inference/worker:0.1.0"
-    assert settings.worker_image_cuda == "ghcr.io/edge-inference/worker-cuda:0.1.0"
+    assert settings.worker_images == {
+        "cpu": "ghcr.io/edge-inference/worker:0.1.0",
+        "nvidia": "ghcr.io/edge-inference/worker-cuda:0.1.0",
+    }
+    assert settings.allowed_worker_images == ()
     assert (settings.state_host_path, settings.metrics_port) == ("/var/lib/edge-inference", 8080)
 
 
@@ -52,6 +63,8 @@ def test_defaults_are_the_cross_piece_decisions() -> None:
         {"EDGE_INFERENCE_METRICS_PORT": "eighty"},
         {"EDGE_INFERENCE_STATE_HOST_PATH": "var/lib"},
         {"EDGE_INFERENCE_WORKER_IMAGE_PULL_POLICY": "Sometimes"},
+        {"EDGE_INFERENCE_WORKER_IMAGES": "cpu=w:1"},
+        {"EDGE_INFERENCE_WORKER_IMAGES": '{"nvidia": "wc:1"}'},  # no cpu image for the other kinds
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
@@ -94,8 +107,14 @@ async def test_console_script_runs_the_operator_until_sigterm(cluster, make_body
         await cluster.wait(lambda: http_get(f"http://127.0.0.1:{liveness}/healthz")[0] == 200, what="/healthz")
         await cluster.wait(lambda: [d["metadata"]["name"] for d in cluster.daemonsets()] == ["lobby-cpu"], what="DS")
         await cluster.wait(lambda: cluster.status().get("readyNodes") == "0/1", what="status")
-        status, text = http_get(f"http://127.0.0.1:{metrics}/metrics")
-        assert status == 200 and 'edge_inference_operator_reconciles_total{result="ok"}' in text
+        # The reconcile is counted once it returns, after the status write and its Events.
+        await cluster.wait(
+            lambda: (
+                'edge_inference_operator_reconciles_total{result="ok"}'
+                in http_get(f"http://127.0.0.1:{metrics}/metrics")[1]
+            ),
+            what="a counted reconcile",
+        )
         process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
         while process.poll() is None and time.monotonic() < deadline:

@@ -9,18 +9,20 @@ created against the strict Kubernetes schema, and that the API server refused no
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 from edge_inference_api import conditions as c
 from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, METRICS_PORT
+from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, METRICS_PORT, dns_name
 from edge_inference_operator.settings import OperatorSettings
 from support.controlplane import EXIT_CODE_ANNOTATION
 from support.helm import cluster_role_rules, operator_user
 
 from .conftest import OperatorProcess, forbidden_requests
 
+BATCH_JOB = {node: dns_name("lobby", "cpu", node) for node in ("edge-1", "edge-2")}  # the Batch Job of each node
 OPERATOR_USER = operator_user()
 
 # Batch tests: one failed pod fails its node (the Job controller's retries back off for minutes).
@@ -213,20 +215,21 @@ async def test_batch_targets_the_nodes_that_matched_at_start(cluster, start_oper
     cluster.apply(make_body(mode="Batch"))
     operator = await start_operator(BATCH_SETTINGS)
     await cluster.wait(lambda: cluster.status().get("targetNodes") == ["edge-1", "edge-2"], what="targetNodes")
-    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"], what="Jobs")
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]], what="Jobs")
     assert cluster.daemonsets() == []
     for job in cluster.batch_jobs():
         (term,) = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
             "requiredDuringSchedulingIgnoredDuringExecution"
         ]["nodeSelectorTerms"]
-        assert term["matchFields"][0]["values"] == [job["metadata"]["name"].removeprefix("lobby-cpu-")]
+        node = next(n for n, name in BATCH_JOB.items() if name == job["metadata"]["name"])
+        assert term["matchFields"][0]["values"] == [node]
 
     cluster.add_node("edge-3")  # too late for this batch
     seen = operator.reconciles()
     await cluster.wait(lambda: operator.reconciles() >= seen + 3, what="more reconciles")
     await cluster.wait(lambda: cluster.condition(c.PROGRESSING) == ("True", c.BATCH_RUNNING), what="BatchRunning")
     assert cluster.status()["targetNodes"] == ["edge-1", "edge-2"]
-    assert names(cluster.batch_jobs()) == ["lobby-cpu-edge-1", "lobby-cpu-edge-2"]
+    assert names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]]
 
     # The workers end: the one on edge-1 succeeds, the one on edge-2 fails; the Job controller says so.
     await end_batch_pod(cluster, "edge-1", 0)
@@ -234,7 +237,7 @@ async def test_batch_targets_the_nodes_that_matched_at_start(cluster, start_oper
     await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed")
     outcomes = {j["metadata"]["name"]: [x["type"] for x in j["status"]["conditions"] if x["status"] == "True"]
                 for j in cluster.batch_jobs()}  # fmt: skip
-    assert "Complete" in outcomes["lobby-cpu-edge-1"] and "Failed" in outcomes["lobby-cpu-edge-2"]
+    assert "Complete" in outcomes[BATCH_JOB["edge-1"]] and "Failed" in outcomes[BATCH_JOB["edge-2"]]
     ready = next(x for x in cluster.status()["conditions"] if x["type"] == c.READY)
     assert ready["reason"] == c.BATCH_FAILED and "edge-2" in ready["message"] and "edge-1" not in ready["message"]
     assert cluster.status()["nodes"] == {"desired": 2, "ready": 0, "succeeded": 1, "failed": 1}
@@ -244,12 +247,12 @@ async def test_batch_succeeds_when_every_target_node_succeeded(cluster, start_op
     cluster.add_node("edge-1")
     cluster.apply(make_body(mode="Batch"))
     first = await start_operator(BATCH_SETTINGS)
-    await cluster.wait(lambda: names(cluster.batch_jobs()) == ["lobby-cpu-edge-1"], what="the Job")
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"]], what="the Job")
     await end_batch_pod(cluster, "edge-1", 0)
     await cluster.wait(lambda: cluster.status().get("phase") == "Succeeded", what="Succeeded")
     assert cluster.condition(c.READY) == ("True", c.BATCH_SUCCEEDED)
     # A finished batch is not re-run when its finished Job is cleaned up by hand (nor after a restart).
-    assert cluster.api.kubectl("delete", "job", "lobby-cpu-edge-1").returncode == 0
+    assert cluster.api.kubectl("delete", "job", BATCH_JOB["edge-1"]).returncode == 0
     await cluster.wait(lambda: first.reconciles() >= 3, what="reconciles")
     await first.stop()
     operator = await start_operator(BATCH_SETTINGS)
@@ -371,9 +374,15 @@ async def test_the_operator_serves_its_own_metrics(cluster, start_operator, make
     await start_operator(settings)
     await cluster.wait(lambda: cluster.status().get("phase") == "Running", what="a reconciled job")
 
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as response:
-            text = await response.text()
+    async def scrape() -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as response:
+                return await response.text()
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while 'edge_inference_operator_jobs{phase="Running"} 1.0' not in (text := await scrape()):
+        assert asyncio.get_running_loop().time() < deadline, text  # counted once the reconcile returns
+        await asyncio.sleep(0.1)
     assert 'edge_inference_operator_reconciles_total{result="ok"}' in text
     assert "edge_inference_operator_reconcile_duration_seconds_bucket" in text
     assert 'edge_inference_operator_jobs{phase="Running"} 1.0' in text
@@ -494,6 +503,130 @@ async def test_a_name_taken_by_someone_else_is_reported_not_hijacked(cluster, st
     assert cluster.api.kubectl("delete", "daemonset", "lobby-cpu").returncode == 0
     await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.WAITING_FOR_NODES), what="ours now")
     assert cluster.daemonsets()[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "edge-inference-operator"
+
+
+async def test_a_job_is_deletable_while_the_operator_is_down(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    operator = await start_operator()
+    await cluster.wait(lambda: cluster.daemonsets(), what="the DaemonSet")
+    seen = operator.reconciles()
+    await cluster.wait(lambda: operator.reconciles() >= seen + 3, what="periodic resyncs")
+    assert not cluster.job()["metadata"].get("finalizers")  # the resync needs none
+    await operator.stop()
+    deleted = cluster.api.kubectl("delete", "inferencejob", "lobby", "--timeout=20s")
+    assert deleted.returncode == 0, deleted.stderr
+    assert cluster.api.kubectl("get", "inferencejob", "lobby").returncode != 0
+
+
+async def test_batch_status_keeps_updating_after_one_node_failed(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2")
+    cluster.apply(make_body(mode="Batch"))
+    operator = await start_operator(BATCH_SETTINGS)
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]], what="Jobs")
+    await end_batch_pod(cluster, "edge-1", 1)
+    await cluster.wait(lambda: cluster.status()["nodes"]["failed"] == 1, what="the failed node counted")
+    seen = operator.reconciles()
+    await cluster.wait(lambda: operator.reconciles() >= seen + 2, what="more reconciles")
+    await end_batch_pod(cluster, "edge-2", 0)
+    await cluster.wait(lambda: cluster.status()["nodes"]["succeeded"] == 1, what="the later success counted")
+    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed once all finished")
+    assert cluster.status()["readyNodes"] == "1/2"
+
+
+async def test_a_deleted_batch_target_node_ends_failed(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2")
+    cluster.apply(make_body(mode="Batch"))
+    await start_operator(BATCH_SETTINGS)
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]], what="Jobs")
+    cluster.core.delete_node("edge-2")  # its worker goes with it (pod GC); the Job's next pod fits nowhere
+    cluster.nodes.remove("edge-2")
+    await end_batch_pod(cluster, "edge-1", 0)
+    # The pod GC controller deletes a pod of a deleted node after a 40 s quarantine.
+    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", timeout=120, what="phase Failed")
+    gone = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
+    assert (gone["state"], gone["reason"]) == ("Failed", "NodeGone")
+
+
+async def test_a_child_edited_by_hand_with_its_hash_intact_is_put_back(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    ds = await cluster.wait(lambda: cluster.daemonsets()[0], what="the DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    videos = next(i for i, v in enumerate(pod["volumes"]) if v["name"] == "videos")
+    cluster.apps.patch_namespaced_daemon_set(
+        "lobby-cpu",
+        "default",
+        [  # the spec-hash annotations stay as they were: only the fields say what happened
+            {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:1"},
+            {"op": "replace", "path": f"/spec/template/spec/volumes/{videos}/hostPath/path", "value": "/etc"},
+        ],
+    )
+
+    def put_back() -> dict | None:
+        spec = cluster.daemonsets()[0]["spec"]["template"]["spec"]
+        image = spec["containers"][0]["image"]
+        path = spec["volumes"][videos]["hostPath"]["path"]
+        return spec if (image, path) == ("ghcr.io/edge-inference/worker:0.1.0", "/srv/video/lobby") else None
+
+    await cluster.wait(put_back, what="the image and hostPath put back")
+
+
+async def test_a_normal_create_posts_no_warning_and_no_empty_event(
+    cluster, start_operator, make_body, worker_metrics
+) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    await start_operator()
+    await serve_worker_metrics(cluster, worker_metrics, "edge-1")
+    await cluster.wait(lambda: cluster.condition(c.READY) == ("True", c.ALL_NODES_READY), what="AllNodesReady")
+
+    def posted() -> list[dict]:
+        return [e for e in cluster.events() if e["involvedObject"]["name"] == "lobby"]
+
+    await cluster.wait(lambda: c.ALL_NODES_READY in {e["reason"] for e in posted()}, what="the AllNodesReady Event")
+    assert [e for e in posted() if e["type"] == "Warning"] == []
+    assert all(e.get("message", "").strip() for e in posted()), posted()
+
+
+async def test_two_jobs_over_the_same_node_and_folder_get_a_warning(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.apply(make_body("lobby"))
+    cluster.apply(make_body("lobby-copy"))
+    cluster.apply(make_body("parking", input={"hostPath": "/srv/video/parking"}))
+    await start_operator()
+    for name, other in (("lobby", "default/lobby-copy"), ("lobby-copy", "default/lobby")):
+        await cluster.wait(lambda n=name: cluster.condition(c.DEGRADED, n) == ("True", c.SHARED_INPUT), what=name)
+        degraded = next(x for x in cluster.status(name)["conditions"] if x["type"] == c.DEGRADED)
+        assert f"{other} on edge-1" in degraded["message"]
+    assert cluster.condition(c.DEGRADED, "parking") == ("False", c.AS_EXPECTED)
+    assert cluster.api.kubectl("delete", "ij", "lobby-copy").returncode == 0
+    await cluster.wait(lambda: cluster.condition(c.DEGRADED) == ("False", c.AS_EXPECTED), what="the warning cleared")
+
+
+async def test_a_batch_target_node_that_never_runs_the_pod_ends_failed(cluster, start_operator, make_body) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2", capacity={"cpu": "100m"})  # too small for the worker's 500m: it never schedules
+    cluster.apply(make_body(mode="Batch"))
+    await start_operator(BATCH_SETTINGS.model_copy(update={"batch_start_deadline_seconds": 3}))
+    await end_batch_pod(cluster, "edge-1", 0)
+    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed")
+    late = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
+    assert (late["state"], late["reason"]) == ("Failed", "StartDeadlineExceeded")
+    assert cluster.status()["nodes"] == {"desired": 2, "ready": 0, "succeeded": 1, "failed": 1}
+
+
+async def test_the_finalizer_of_an_older_operator_is_removed(cluster, start_operator, make_body) -> None:
+    """Jobs made while the operator still ran a per-object kopf timer carry kopf's finalizer: the
+    operator now lets them go, so that they too are deletable while it is down."""
+    old = make_body()
+    old["metadata"]["finalizers"] = ["kopf.zalando.org/KopfFinalizerMarker"]
+    cluster.apply(old)
+    await start_operator()
+    await cluster.wait(lambda: not cluster.job()["metadata"].get("finalizers"), what="the finalizer removed")
 
 
 async def test_a_permission_missing_from_the_role_is_a_real_403(cluster, make_body, tmp_path, monkeypatch) -> None:

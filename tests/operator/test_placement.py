@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from edge_inference_api.models import InferenceJobSpec
-from edge_inference_operator.placement import NodeInfo, matching_nodes, tolerates
+from edge_inference_operator.placement import InputClaim, NodeInfo, matching_nodes, shared_inputs, tolerates
 
 CAMERA = {"edgeinference.io/camera-storage": "true"}
 
@@ -65,3 +65,24 @@ def test_nodes_are_matched_by_labels_selector_and_taints(make_body) -> None:
     assert "not-ready" not in matching_nodes(nodes, job, daemonset=False)
     tolerant = spec(make_body, nodeSelector={"site": "lobby"}, tolerations=[{"key": "edge", "operator": "Exists"}])
     assert "tainted" in matching_nodes(nodes, tolerant)
+
+
+def claim(path: str, *nodes: str) -> InputClaim:
+    return InputClaim(path, frozenset(nodes))
+
+
+@pytest.mark.parametrize(
+    ("other", "shared"),
+    [
+        (claim("/srv/video/lobby", "a", "b"), ["a"]),  # same folder, one node in common
+        (claim("/srv/video/lobby/", "a"), ["a"]),
+        (claim("/srv/video", "a"), ["a"]),  # a folder around ours
+        (claim("/srv/video/lobby/cam1", "a"), ["a"]),  # a folder inside ours
+        (claim("/srv/video/lobby", "b"), None),  # no node in common
+        (claim("/srv/video/lobby2", "a"), None),  # a sibling, not inside
+        (claim("/srv/video/parking", "a"), None),
+    ],
+)
+def test_jobs_reading_the_same_folder_on_the_same_node_are_found(other: InputClaim, shared: list | None) -> None:
+    found = shared_inputs(claim("/srv/video/lobby", "a", "c"), {"default/other": other})
+    assert found == ({"default/other": shared} if shared else {})

@@ -11,7 +11,7 @@ from edge_inference_operator.builders import ParsedJob
 from edge_inference_operator.reconcile import Refusal, batch_targets, check_job, previous_status
 from edge_inference_operator.settings import OperatorSettings
 
-SETTINGS = OperatorSettings(allowed_host_paths=("/srv/video",))
+SETTINGS = OperatorSettings(allowed_host_paths=("/srv/video",), allowed_worker_images=("registry.local/worker:2",))
 
 
 def body(make_body, **spec) -> dict:
@@ -26,7 +26,7 @@ def body(make_body, **spec) -> dict:
         ({"input": {"hostPath": "/srv/video/../../etc"}}, c.HOST_PATH_NOT_ALLOWED, "'..' segments"),
         ({"input": {"hostPath": "/srv/video//x"}}, c.HOST_PATH_NOT_ALLOWED, "empty segments"),
         ({"input": {"hostPath": "srv/video"}}, c.HOST_PATH_NOT_ALLOWED, "absolute"),
-        ({"input": {"hostPath": "/srv/video\x00/x"}}, c.HOST_PATH_NOT_ALLOWED, "NUL"),
+        ({"input": {"hostPath": "/srv/video\x00/x"}}, c.HOST_PATH_NOT_ALLOWED, "control characters"),
         ({"input": {"hostPath": "/srv/video2"}}, c.HOST_PATH_NOT_ALLOWED, "allowed prefixes: /srv/video"),
         ({"input": {"hostPath": "/srv"}}, c.HOST_PATH_NOT_ALLOWED, "allowed prefixes: /srv/video"),
         ({"accelerators": [{"type": "cpu"}, {"type": "cpu"}]}, c.INVALID_SPEC, "accelerator types must be unique"),
@@ -34,12 +34,24 @@ def body(make_body, **spec) -> dict:
         ({"sampling": {"fps": 0}}, c.INVALID_SPEC, "spec.sampling.fps"),
         ({"output": {"endpoint": "s3", "bucket": "b"}}, c.INVALID_SPEC, "spec.output"),
         ({"surprise": True}, c.INVALID_SPEC, "spec.surprise"),
+        (
+            {"accelerators": [{"type": "cpu", "image": "attacker/root-shell:1"}]},
+            c.IMAGE_NOT_ALLOWED,
+            "attacker/root-shell:1 is not allowed; allowed images: ghcr.io/edge-inference/worker-cuda:0.1.0, "
+            "ghcr.io/edge-inference/worker:0.1.0, registry.local/worker:2",
+        ),
     ],
 )
 def test_refusals_have_specific_reasons(make_body, spec: dict, reason: str, fragment: str) -> None:
     refusal = check_job(body(make_body, **spec), SETTINGS)
     assert isinstance(refusal, Refusal)
     assert refusal.reason == reason and fragment in refusal.message, refusal
+
+
+@pytest.mark.parametrize("image", [None, "ghcr.io/edge-inference/worker-cuda:0.1.0", "registry.local/worker:2"])
+def test_the_admins_images_may_be_picked(make_body, image: str | None) -> None:
+    accelerator = {"type": "cpu", **({"image": image} if image else {})}
+    assert isinstance(check_job(body(make_body, accelerators=[accelerator]), SETTINGS), ParsedJob)
 
 
 def test_a_valid_job_parses(make_body) -> None:

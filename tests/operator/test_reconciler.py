@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from edge_inference_operator import kube as k
+from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, build_children
 from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.placement import NodeInfo
 from edge_inference_operator.reconcile import Reconciler
@@ -14,9 +15,8 @@ CPU_NODE = {
 
 
 async def test_api_errors_are_counted_and_raised(cluster, make_body, settings) -> None:
-    posted = []
     metrics = OperatorMetrics()
-    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics, lambda body, t: posted.append(t))
+    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
     body = make_body(namespace="does-not-exist")
     body["metadata"] |= {"uid": "u-1", "generation": 1}
     try:
@@ -28,15 +28,14 @@ async def test_api_errors_are_counted_and_raised(cluster, make_body, settings) -
     assert metrics.reconciles.labels(result="error")._value.get() == 1
     assert metrics.errors.labels(kind="api")._value.get() == 1
     assert metrics.duration._sum.get() > 0
-    assert posted == []  # nothing was decided, so no Event
+    assert cluster.events("does-not-exist") == []  # nothing was decided, so no Event
 
 
 async def test_a_reconcile_returns_and_records_the_status(cluster, make_body, settings) -> None:
     cluster.apply(make_body())
     body = cluster.job()
-    posted = []
     metrics = OperatorMetrics()
-    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics, lambda body, t: posted.append(t))
+    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
     try:
         status = await reconciler.reconcile(body, CPU_NODE, [])
         again = await reconciler.reconcile(cluster.job(), CPU_NODE, [])
@@ -44,6 +43,55 @@ async def test_a_reconcile_returns_and_records_the_status(cluster, make_body, se
         await reconciler.close()
     assert status.nodes.desired == 1 and status == again
     assert cluster.status()["readyNodes"] == "0/1"
-    assert sorted(t.type for t in posted) == ["Degraded", "Progressing", "Ready"]  # once, not per reconcile
+    posted = [e["message"].split("=")[0] for e in cluster.events()]
+    assert sorted(posted) == ["Degraded", "Progressing", "Ready"]  # once, not per reconcile
     assert metrics.reconciles.labels(result="ok")._value.get() == 2
     assert 'edge_inference_operator_jobs{phase="Pending"} 1.0' in metrics.exposition().decode()
+
+
+async def test_a_job_in_a_terminating_namespace_is_left_quietly(cluster, make_body, settings, caplog) -> None:
+    cluster.core.create_namespace({"metadata": {"name": "going"}})
+    held = make_body(namespace="going")
+    held["metadata"]["finalizers"] = ["test.edgeinference.io/hold"]  # keeps the namespace Terminating
+    cluster.apply(held)
+    body = cluster.job(namespace="going")
+    cluster.core.delete_namespace("going")
+    await cluster.wait(lambda: cluster.core.read_namespace("going").status.phase == "Terminating", what="Terminating")
+    metrics = OperatorMetrics()
+    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
+    try:
+        with caplog.at_level("INFO", logger="edge_inference_operator"):
+            await reconciler.reconcile(body, CPU_NODE, [])
+    finally:
+        await reconciler.close()
+        cluster.custom.patch_namespaced_custom_object(
+            "edgeinference.io", "v1alpha1", "going", "inferencejobs", "lobby", {"metadata": {"finalizers": None}}
+        )
+    assert metrics.reconciles.labels(result="terminating")._value.get() == 1
+    assert metrics.errors.labels(kind="api")._value.get() == 0
+    assert [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
+
+
+async def test_a_child_the_api_server_refuses_is_reported_not_retried(cluster, make_body, make_job, settings) -> None:
+    """A DaemonSet of ours left by an older version with another selector: the update is a 422
+    (spec.selector is immutable), which becomes Ready=False with the server's words and an Event."""
+    cluster.add_node("edge-1")
+    cluster.apply(make_body())
+    body = cluster.job()
+    (old,) = build_children(make_job(uid=body["metadata"]["uid"]), settings)
+    old["spec"]["selector"]["matchLabels"]["generation"] = "old"
+    old["spec"]["template"]["metadata"]["labels"]["generation"] = "old"
+    old["metadata"]["annotations"][ANNOTATION_SPEC_HASH] = "old"
+    cluster.apps.create_namespaced_daemon_set("default", old)
+    metrics = OperatorMetrics()
+    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
+    try:
+        status = await reconciler.reconcile(body, CPU_NODE, [])
+    finally:
+        await reconciler.close()
+    ready = next(x for x in cluster.status()["conditions"] if x["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ChildRejected") and status.phase.value == "Invalid"
+    assert 'DaemonSet.apps "lobby-cpu" is invalid' in ready["message"] and "field is immutable" in ready["message"]
+    (event,) = [e for e in cluster.events() if e["reason"] == "ChildRejected" and e["message"].startswith("Ready=")]
+    assert event["type"] == "Warning" and "field is immutable" in event["message"]
+    assert metrics.reconciles.labels(result="invalid")._value.get() == 1

@@ -113,7 +113,7 @@ def test_missing_secret_message_is_the_kubelets(make_body) -> None:
 BATCH_CASES = [
     # (targets, outcomes, phase, Ready, Progressing, message fragment)
     ([], {}, "Pending", ("False", c.NO_MATCHING_NODES), ("True", c.WAITING_FOR_NODES), ""),
-    (["a", "b"], {"a": None, "b": None}, "Running", ("True", c.BATCH_RUNNING), ("True", c.BATCH_RUNNING), ""),
+    (["a", "b"], {"a": None, "b": None}, "Pending", ("False", c.WAITING_FOR_NODES), ("True", c.BATCH_RUNNING), ""),
     (["a", "b"], {"a": "Complete", "b": None}, "Running", ("True", c.BATCH_RUNNING), ("True", c.BATCH_RUNNING), ""),
     (
         ["a", "b"],
@@ -123,14 +123,21 @@ BATCH_CASES = [
         ("False", c.BATCH_SUCCEEDED),
         "",
     ),
-    (["a", "b"], {"a": "Complete", "b": "Failed"}, "Failed", ("False", c.BATCH_FAILED), ("False", c.BATCH_FAILED), "b"),
     (
-        ["a", "b", "c"],
-        {"a": "Failed", "b": None, "c": "Failed"},
+        ["a", "b"],
+        {"a": "Complete", "b": "Failed"},
         "Failed",
         ("False", c.BATCH_FAILED),
+        ("False", c.BATCH_FAILED),
+        "b (JobFailed)",
+    ),
+    (  # b still runs: the batch is not over, so the phase is not Failed yet
+        ["a", "b", "c"],
+        {"a": "Failed", "b": None, "c": "Failed"},
+        "Running",
+        ("False", c.BATCH_FAILED),
         ("True", c.BATCH_RUNNING),
-        "a, c",
+        "a (JobFailed), c (JobFailed)",
     ),
 ]
 
@@ -198,7 +205,11 @@ def test_last_transition_time_is_kept_while_status_holds(make_body) -> None:
     assert ready[2].last_transition_time == "2026-11-26T06:09:00Z"
     assert transitions(first, later) == []
     (changed,) = [t for t in transitions(later, flipped) if t.type == c.READY]
-    assert (changed.status, changed.reason, changed.warning) == ("False", c.SOME_NODES_NOT_READY, True)
+    assert (changed.status, changed.reason, changed.warning) == (
+        "False",
+        c.SOME_NODES_NOT_READY,
+        False,
+    )  # a node joining
     assert {t.type for t in transitions(InferenceJobStatus(), first)} == {c.READY, c.PROGRESSING, c.DEGRADED}
 
 
@@ -252,3 +263,94 @@ def test_accelerator_kinds_without_nodes_are_named(make_body) -> None:
     ready = c.find_condition(status.conditions, c.READY)
     assert (ready.status.value, ready.reason) == ("True", c.ALL_NODES_READY)
     assert ready.message == "1/1 nodes ready; no matching node for accelerator(s): nvidia"
+
+
+def created_at(job: dict[str, Any], when: datetime.datetime) -> dict[str, Any]:
+    job["metadata"]["creationTimestamp"] = c.rfc3339(when)
+    return job
+
+
+def test_a_batch_node_that_succeeds_after_another_failed_is_counted(make_body) -> None:
+    batch = spec(make_body, mode="Batch")
+    one_failed = status_of(
+        batch, desired_nodes=["a", "b"], children=[batch_job("a", "Failed"), batch_job("b", None)], pods=[pod("b")]
+    )
+    assert (one_failed.phase.value, one_failed.nodes.failed, one_failed.nodes.succeeded) == ("Running", 1, 0)
+    later = status_of(
+        batch,
+        previous=one_failed,
+        desired_nodes=["a", "b"],
+        children=[batch_job("a", "Failed"), batch_job("b", "Complete")],
+    )
+    assert (later.phase.value, later.nodes.failed, later.nodes.succeeded) == ("Failed", 1, 1)
+    assert later.ready_nodes == "1/2"  # the Nodes column of a batch: succeeded/desired
+
+
+def test_a_deleted_target_node_fails_with_a_reason(make_body) -> None:
+    status = status_of(
+        spec(make_body, mode="Batch"),
+        desired_nodes=["a", "gone"],
+        children=[batch_job("a", "Complete"), batch_job("gone", None)],
+        live_nodes={"a"},
+    )
+    assert status.phase.value == "Failed" and status.nodes.failed == 1
+    (gone,) = [p for p in status.node_progress if p.node == "gone"]
+    assert (gone.state, gone.reason) == ("Failed", "NodeGone")
+    assert "gone (NodeGone)" in c.find_condition(status.conditions, c.READY).message
+
+
+def test_a_target_node_that_never_runs_the_pod_fails_after_the_deadline(make_body) -> None:
+    batch = spec(make_body, mode="Batch")
+    job = created_at(batch_job("a", None), T0)
+    pending = [pod("a", phase="Pending", ready=False)]
+    deadline = Thresholds(batch_start_deadline=datetime.timedelta(minutes=10))
+    waiting = status_of(
+        batch,
+        now=T0 + datetime.timedelta(minutes=9),
+        desired_nodes=["a"],
+        children=[job],
+        pods=pending,
+        live_nodes={"a"},
+        thresholds=deadline,
+    )
+    assert waiting.phase.value == "Pending" and condition(waiting, c.READY) == ("False", c.WAITING_FOR_NODES)
+    late = status_of(
+        batch,
+        now=T0 + datetime.timedelta(minutes=10),
+        desired_nodes=["a"],
+        children=[job],
+        pods=pending,
+        live_nodes={"a"},
+        thresholds=deadline,
+    )
+    assert late.phase.value == "Failed"
+    assert (late.node_progress[0].state, late.node_progress[0].reason) == ("Failed", "StartDeadlineExceeded")
+
+
+def test_a_batch_is_never_ready_while_every_pod_is_pending(make_body) -> None:
+    pending = [pod(n, phase="Pending", ready=False) for n in ("a", "b")]
+    status = status_of(
+        spec(make_body, mode="Batch"),
+        desired_nodes=["a", "b"],
+        children=[batch_job("a", None), batch_job("b", None)],
+        pods=pending,
+    )
+    assert condition(status, c.READY) == ("False", c.WAITING_FOR_NODES) and status.phase.value == "Pending"
+
+
+def test_a_normal_start_is_no_warning_and_every_condition_says_something(make_body) -> None:
+    job = spec(make_body)
+    starting = status_of(job, desired_nodes=["a"], pods=[pod("a", phase="Pending", ready=False)])
+    running = status_of(job, previous=starting, desired_nodes=["a"], pods=[pod("a")])
+    changes = transitions(InferenceJobStatus(), starting) + transitions(starting, running)
+    assert changes and not [t for t in changes if t.warning]
+    assert all(cond.message for status in (starting, running) for cond in status.conditions)
+    assert all(cond.message for cond in invalid_status(InferenceJobStatus(), 1, c.INVALID_SPEC, "x", T0).conditions)
+
+
+def test_a_shared_input_is_a_warning_condition(make_body) -> None:
+    status = status_of(spec(make_body), desired_nodes=["a"], pods=[pod("a")], shared_with={"team-b/lobby": ["a"]})
+    assert condition(status, c.DEGRADED) == ("True", c.SHARED_INPUT)
+    assert "team-b/lobby on a" in c.find_condition(status.conditions, c.DEGRADED).message
+    (warning,) = [t for t in transitions(InferenceJobStatus(), status) if t.warning]
+    assert warning.reason == c.SHARED_INPUT

@@ -56,3 +56,19 @@ repository:tag@digest (the runtime pulls by digest, the tag stays for people rea
 {{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
 {{- with .image.digest }}@{{ . }}{{ end }}
 {{- end }}
+
+{{/* The worker image of each accelerator kind, as JSON {"cpu": "repo:tag", ...} (the operator's
+EDGE_INFERENCE_WORKER_IMAGES). Every key of workerImages but pullPolicy, allowed and export is a kind. */}}
+{{- define "edge-inference.workerImagesByKind" -}}
+{{- $images := dict }}
+{{- range $kind, $image := omit .Values.workerImages "pullPolicy" "allowed" "export" }}
+{{- $_ := set $images $kind (include "edge-inference.image" (dict "image" $image "root" $)) }}
+{{- end }}
+{{- toJson $images }}
+{{- end }}
+
+{{/* Every image a job may name in spec.accelerators[].image, as a JSON list. */}}
+{{- define "edge-inference.allowedWorkerImages" -}}
+{{- $images := values (fromJson (include "edge-inference.workerImagesByKind" .)) }}
+{{- toJson (concat $images .Values.workerImages.allowed | uniq | sortAlpha) }}
+{{- end }}
