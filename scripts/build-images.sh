@@ -3,7 +3,7 @@
 # pyproject.toml (the chart's default tags are the same version). Releases are built by docker-bake.hcl
 # instead (every platform, SBOM, provenance); a test checks that both name the same images and Dockerfiles.
 #
-#   scripts/build-images.sh                        # operator, worker (CPU), worker-cuda
+#   scripts/build-images.sh                        # operator, worker (CPU), worker-cuda, worker-export
 #   scripts/build-images.sh --dry-run              # print "<tag> <Dockerfile>" per image, build nothing
 #   IMAGES="operator worker" scripts/build-images.sh
 #   FETCH_YOLOV5NU=false scripts/build-images.sh   # builder without internet: only the bundled model
@@ -25,7 +25,7 @@ if [ -z "${VERSION}" ]; then
     exit 1
 fi
 REGISTRY="${REGISTRY:-ghcr.io/edge-inference}"
-IMAGES="${IMAGES:-operator worker worker-cuda}"
+IMAGES="${IMAGES:-operator worker worker-cuda worker-export}"
 FETCH_YOLOV5NU="${FETCH_YOLOV5NU:-true}"
 
 dockerfile_of() {

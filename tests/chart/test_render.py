@@ -332,7 +332,7 @@ def test_images_are_pinned_and_match_the_project_version() -> None:
         "cpu": f"ghcr.io/edge-inference/worker:{version}",
         "nvidia": f"ghcr.io/edge-inference/worker-cuda:{version}",
     }
-    assert env["EDGE_INFERENCE_EXPORT_IMAGE"] == f"ghcr.io/edge-inference/worker:{version}"
+    assert env["EDGE_INFERENCE_EXPORT_IMAGE"] == f"ghcr.io/edge-inference/worker-export:{version}"
 
 
 def test_minio_secret_carries_root_and_job_credential_keys() -> None:

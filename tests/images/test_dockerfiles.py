@@ -191,6 +191,7 @@ def test_build_script_tags_images_with_the_version_the_chart_uses() -> None:
         "operator/Dockerfile": f"ghcr.io/edge-inference/operator:{version}",
         "inference-image/Dockerfile": f"ghcr.io/edge-inference/worker:{version}",
         "inference-image/Dockerfile.cuda": f"ghcr.io/edge-inference/worker-cuda:{version}",
+        "inference-image/Dockerfile.export": f"ghcr.io/edge-inference/worker-export:{version}",
     }
     objects = render_chart()
     (container,) = find_objects(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"]

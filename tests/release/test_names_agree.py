@@ -3,6 +3,7 @@ defaults, the Argo CD examples and the README name the same images, tags, regist
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ from support.release import REPO_ROOT, bake_groups, bake_targets, bake_variables
 REGISTRY = "ghcr.io/edge-inference"
 CHART_REPOSITORY = f"oci://{REGISTRY}/charts"
 # Which image the chart's defaults run, per place in the chart.
-CHART_IMAGES = {"operator", "worker", "worker-cuda"}
+CHART_IMAGES = {"operator", "worker", "worker-cuda", "worker-export"}
 
 
 def _release_env() -> dict[str, str]:
@@ -39,9 +40,8 @@ def _chart_image_refs() -> set[str]:
     objects = render_chart()
     (container,) = find_objects(objects, "Deployment", RELEASE_NAME)[0]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    return {container["image"]} | {v for k, v in env.items() if k.startswith("EDGE_INFERENCE_WORKER_IMAGE")} - {
-        env["EDGE_INFERENCE_WORKER_IMAGE_PULL_POLICY"]
-    }
+    worker_images = set(json.loads(env["EDGE_INFERENCE_WORKER_IMAGES"]).values())
+    return {container["image"], env["EDGE_INFERENCE_EXPORT_IMAGE"]} | worker_images
 
 
 def test_bake_tags_every_image_registry_slash_target_colon_version() -> None:
