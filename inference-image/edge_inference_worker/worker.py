@@ -19,17 +19,18 @@ from prometheus_client import CollectorRegistry
 
 from .allocator import tune_malloc
 from .config import S3Credentials
-from .detector import ModelError, UltralyticsDetector, model_dir, resolve_model
+from .detector import Detector, ModelError, load_detector
 from .files import Refusal, SettleTracker, VideoFile, scan
 from .httpserver import HealthState, serve
 from .ledger import FINISHED, Ledger
 from .metrics import WorkerMetrics
-from .modelstore import ModelFetchError, fetch_model
+from .modelstore import ModelFetchError
 from .outbox import OutboxError, S3Outbox
 from .outcomes import DONE, TERMINAL
 from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done
 from .record import ModelInfo
 from .sinks import SinkError, sink_from_config
+from .weights import locate_weights, model_cache
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class Worker:
                 "worker started",
                 extra={"fields": {"mode": self.config.mode.value, "input": self.config.input_dir,
                                   "sink": repr(sink), "model": detector.name, "device": detector.device,
+                                  "backend": detector.backend,
                                   "node": self.config.node, "job": self.config.job.model_dump(),
                                   "mallocTuned": malloc_tuned}},
             )
@@ -126,25 +128,13 @@ class Worker:
             if server is not None:
                 server.shutdown()
 
-    def _load_detector(self, state: Path) -> UltralyticsDetector:
-        spec = self.config.model
+    def _load_detector(self, state: Path) -> Detector:
         try:
-            if spec.source is not None:
-                endpoint = self.config.model_source_endpoint or (
-                    self.config.sink if isinstance(self.config.sink, S3Sink) else None
-                )
-                if endpoint is None:
-                    raise StartupError("model.source is set but there is no S3 endpoint to fetch it from")
-                weights = fetch_model(
-                    spec.source, endpoint, self.credentials.access_key, self.credentials.secret_key, state / "models"
-                )
-            else:
-                weights = resolve_model(spec.name, model_dir(self.environ))
-            detector = UltralyticsDetector(weights, spec, self.config.events.blur_classes, self.environ)
-            detector.warm_up()
+            weights = locate_weights(self.config, self.credentials, self.environ)
+            return load_detector(weights, self.config.model, self.config.events.blur_classes, self.environ,
+                                 model_cache(self.config))
         except (ModelError, ModelFetchError) as exc:
             raise StartupError(str(exc)) from None
-        return detector
 
     # ------------------------------------------------------------------ modes
 
