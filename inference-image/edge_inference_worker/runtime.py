@@ -19,6 +19,7 @@ import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import cv2
 import numpy as np
@@ -179,8 +180,9 @@ class OpenVinoSession:
         import openvino
 
         xml = path if path.suffix == ".xml" else _single(path.glob("*.xml"), path)
+        _check_ir(xml)
         core = openvino.Core()
-        model = core.read_model(str(xml))
+        model = core.read_model(str(xml), str(xml.with_suffix(".bin")))
         self.input_shape = [d.get_length() if d.is_static else "dynamic" for d in model.input().get_partial_shape()]
         # LATENCY (one request, all threads on it) is what ultralytics compiles with; threads follow the CPU quota.
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
@@ -192,10 +194,21 @@ class OpenVinoSession:
         return self._compiled(blob)[0]
 
 
+def _check_ir(xml: Path) -> None:
+    """Refuse an .xml that is not OpenVINO IR before OpenVINO tries every other format's reader on it
+    (each of which prints its own complaint to stderr)."""
+    try:
+        root = ElementTree.parse(xml).getroot().tag
+    except (ElementTree.ParseError, OSError) as exc:
+        raise ModelError(f"cannot load model {xml}: not an OpenVINO IR file ({one_line(exc)})") from None
+    if root != "net":
+        raise ModelError(f"cannot load model {xml}: not an OpenVINO IR file (its root element is <{root}>, not <net>)")
+
+
 def _single(found, folder: Path) -> Path:
     files = sorted(found)
     if len(files) != 1:
-        raise ModelError(f"{folder} should hold exactly one OpenVINO .xml model, found {len(files)}")
+        raise ModelError(f"cannot load model {folder}: it should hold one OpenVINO .xml model, it holds {len(files)}")
     return files[0]
 
 
