@@ -77,16 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _prepare_model(config, environ)
         return Worker(config, credentials_from_env(environ), environ, stop).run()
     except StartupError as exc:
-        return _cannot_start(str(exc))
+        print(f"edge-inference: cannot start: {exc}", file=sys.stderr)
+        write_termination_message(environ, f"cannot start: {exc}")
+        return EXIT_STARTUP
 
 
 def _prepare_model(config: WorkerConfig, environ: dict[str, str]) -> int:
+    """The export image's init container: the job's .pt weights exported into the node's cache, once."""
     from .weights import prepare_model
 
     try:
         prepare_model(config, credentials_from_env(environ), environ)
     except (ModelError, ModelFetchError) as exc:
-        return _cannot_start(str(exc))
+        raise StartupError(str(exc)) from None
     return EXIT_OK
 
 
@@ -98,18 +101,12 @@ def _export_model(weights: Path, folder: Path, name: str) -> int:
     try:
         export_weights(weights, made, name)
     except ModelError as exc:
-        return _cannot_start(str(exc))
+        print(f"edge-inference: cannot export: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
     for export in sorted(made.iterdir()):
         export.rename(folder / export.name)
     made.rmdir()
     return EXIT_OK
-
-
-def _cannot_start(reason: str) -> int:
-    """One line on stderr, and in the pod's termination message (the operator shows it), then exit 3."""
-    print(f"edge-inference: cannot start: {reason}", file=sys.stderr)
-    write_termination_message(f"cannot start: {reason}")
-    return EXIT_STARTUP
 
 
 if __name__ == "__main__":

@@ -156,6 +156,8 @@ class OnnxRuntimeSession:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        if cuda:  # CUDA and cuDNN come from NVIDIA's wheels (Dockerfile.cuda), not from the system's library path
+            onnxruntime.preload_dlls()
         self._session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         if cuda and self._session.get_providers()[0] != CUDA_PROVIDER:
             # ONNX Runtime falls back to the CPU quietly when the CUDA libraries do not load.

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from edge_inference_api.models import WorkerConfig
 from edge_inference_worker.detector import EXPORT_STEM, PACKAGE_MODEL_DIR, export_folder, weights_sha256
-from edge_inference_worker.termination import write_termination_message
 from support.worker_harness import (
     IMAGE_SIZE,
     MODEL,
@@ -108,20 +107,17 @@ def test_a_gpu_given_to_the_pod_without_working_cuda_fails_loudly(worker_env, tm
     args = detect_args(tmp_path / "videos", str(tmp_path / "events"), tmp_path / "state")
     args[args.index("--device") + 1] = "auto"
     # What NVIDIA's device plugin sets for a pod that holds a GPU; this machine has no working CUDA.
-    env = {**worker_env, "NVIDIA_VISIBLE_DEVICES": "GPU-5c1d0b1e-7a53-4a6e-9f43-0d4b4b6f2a10"}
+    message = tmp_path / "termination-log"  # where the kubelet reads the reason the operator shows
+    env = {**worker_env, "NVIDIA_VISIBLE_DEVICES": "GPU-5c1d0b1e-7a53-4a6e-9f43-0d4b4b6f2a10",
+           "EDGE_INFERENCE_TERMINATION_LOG": str(message)}
     for command in (args, _torch_free(args)):  # the torch path and the torch-free one
+        message.unlink(missing_ok=True)
         result = run_worker(command, env, timeout=120)
         assert result.returncode == 3, result.stderr[-3000:]
         (line,) = result.stderr.strip().splitlines()
         assert "this pod was given a GPU" in line and "CUDA does not work" in line
+        assert message.read_text() == line.removeprefix("edge-inference: ")
     plain = run_worker(args, worker_env, timeout=120)  # no GPU given: auto means the CPU
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert json.loads(plain.stderr.splitlines()[0])["device"] == "cpu"
 
-
-def test_the_reason_goes_into_the_termination_message_in_a_pod(tmp_path):
-    log = tmp_path / "termination-log"
-    assert not write_termination_message("cannot start: x", log)  # not in a pod: nothing written
-    log.touch()  # the kubelet creates it in every container
-    assert write_termination_message("cannot start: " + "é" * 5000, log)
-    assert log.read_bytes().startswith(b"cannot start: \xc3\xa9") and len(log.read_bytes()) == 4096
