@@ -254,13 +254,15 @@ def exports_in(folder: Path, stem: str) -> list[Path]:
 
 
 def export_order(exports: Sequence[Path], device: Device, environ: Mapping[str, str] | None) -> list[Path]:
-    """The exports this image can run, best first: ONNX on a GPU, else the faster backend of this CPU."""
-    from .runtime import ONNX, OPENVINO, backend_of, preferred_backends
+    """The exports this image can run, best first: ONNX on a GPU, else by the faster runtime of this CPU,
+    a model in the runtime's own format before one it converts."""
+    from .runtime import ONNX, backend_of, preferred_backends, runtime_for
 
-    installed = [backend for backend in (ONNX, OPENVINO) if importlib.util.find_spec(backend) is not None]
     gpu = device == Device.CUDA or gpu_requested(environ or {})
-    order = [b for b in ((ONNX,) if gpu else preferred_backends()) if b in installed]
-    return sorted((e for e in exports if backend_of(e) in order), key=lambda e: order.index(backend_of(e)))
+    order = (ONNX,) if gpu else preferred_backends()
+    runnable = [(runtime_for(e, gpu), e) for e in exports]
+    ranked = [(order.index(r), r != backend_of(e), e) for r, e in runnable if r in order]
+    return [e for *_, e in sorted(ranked)]
 
 
 def load_detector(

@@ -14,6 +14,7 @@ Nothing here imports torch or ultralytics: this is what the CPU image runs.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import logging
 import platform
 from collections.abc import Mapping, Sequence
@@ -50,10 +51,10 @@ def backend_of(path: Path) -> str | None:
 
 
 def preferred_backends() -> tuple[str, ...]:
-    """Backends in the order to try for a model that has both exports, on this machine's CPU.
+    """Runtimes in the order to prefer them on this machine's CPU.
 
     On x86 OpenVINO is the faster one (docs/benchmarks.md, "Torch-free runtime"); elsewhere (arm64)
-    ONNX Runtime is what was measured, and OpenVINO's ARM plugin was not.
+    ONNX Runtime is what the images carry, and OpenVINO's ARM plugin was not measured.
     """
     if platform.machine().lower() in ("x86_64", "amd64"):
         return (OPENVINO, ONNX)
@@ -173,7 +174,10 @@ class OnnxRuntimeSession:
 
 
 class OpenVinoSession:
-    """An OpenVINO IR export (the `*_openvino_model` folder ultralytics writes) on the CPU."""
+    """An OpenVINO IR export (the `*_openvino_model` folder ultralytics writes), or an ONNX file, on the CPU.
+
+    OpenVINO reads ONNX itself: the x86 CPU image carries OpenVINO alone (docs/benchmarks.md, closure).
+    """
 
     backend = OPENVINO
     device = "cpu"
@@ -181,16 +185,22 @@ class OpenVinoSession:
     def __init__(self, path: Path, threads: int) -> None:
         import openvino
 
-        xml = path if path.suffix == ".xml" else _single(path.glob("*.xml"), path)
-        _check_ir(xml)
         core = openvino.Core()
-        model = core.read_model(str(xml), str(xml.with_suffix(".bin")))
+        if path.suffix == ".onnx":
+            model = core.read_model(str(path))
+            # ultralytics' metadata_props, which OpenVINO keeps as the model's "framework" information.
+            keys = model.get_rt_info()["framework"] if model.has_rt_info(["framework"]) else {}
+            self.metadata = {key: model.get_rt_info(["framework", key]).astype(str) for key in keys}
+        else:
+            xml = path if path.suffix == ".xml" else _single(path.glob("*.xml"), path)
+            _check_ir(xml)
+            model = core.read_model(str(xml), str(xml.with_suffix(".bin")))
+            metadata = xml.parent / "metadata.yaml"
+            self.metadata = yaml.safe_load(metadata.read_text()) if metadata.is_file() else {}
         self.input_shape = [d.get_length() if d.is_static else "dynamic" for d in model.input().get_partial_shape()]
         # LATENCY (one request, all threads on it) is what ultralytics compiles with; threads follow the CPU quota.
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
         self._compiled = core.compile_model(model, "CPU", config)
-        metadata = xml.parent / "metadata.yaml"
-        self.metadata = yaml.safe_load(metadata.read_text()) if metadata.is_file() else {}
 
     def run(self, blob: np.ndarray) -> np.ndarray:
         return self._compiled(blob)[0]
@@ -265,26 +275,45 @@ class ExportedModelDetector:
         return self._classes.detections(boxes.tolist(), conf.tolist(), classes.tolist())
 
 
+def installed(runtime: str) -> bool:
+    """Whether this image has the runtime (the x86 CPU image has OpenVINO only, the others ONNX Runtime only)."""
+    return importlib.util.find_spec(runtime) is not None
+
+
+def runtime_for(export: Path, gpu: bool = False) -> str | None:
+    """The installed runtime that runs `export`: ONNX Runtime for ONNX where it is installed (always on a GPU),
+    else OpenVINO, which reads ONNX and its own IR; None if none here can."""
+    model_format = backend_of(export)
+    if model_format == ONNX and (gpu or installed(ONNX)):
+        return ONNX if installed(ONNX) else None
+    if model_format in (ONNX, OPENVINO) and installed(OPENVINO):
+        return OPENVINO
+    return None
+
+
 def open_session(export: Path, spec: ModelSpec, environ: Mapping[str, str]) -> OnnxRuntimeSession | OpenVinoSession:
     """The runtime for `export`; any failure to read or compile it is a ModelError (one line, exit 3)."""
-    backend = backend_of(export)
     cuda = use_cuda(spec.device, environ, cuda_works=_onnxruntime_has_cuda)
+    runtime = runtime_for(export, gpu=cuda)
+    if backend_of(export) is None:
+        raise ModelError(f"{export} is not an ONNX file or an OpenVINO model folder")
+    if runtime is None or (cuda and runtime != ONNX):
+        where = "on a GPU (ONNX Runtime's CUDA provider runs ONNX files only)" if cuda else "in this image"
+        raise ModelError(f"no runtime for {export} {where}")
     try:
-        if backend == ONNX:
+        if runtime == ONNX:
             return OnnxRuntimeSession(export, cpu_threads(environ), cuda)
-        if backend == OPENVINO:
-            if cuda:
-                raise ModelError(f"{export} is an OpenVINO model: it runs on CPUs, not CUDA (use the ONNX export)")
-            return OpenVinoSession(export, cpu_threads(environ))
+        return OpenVinoSession(export, cpu_threads(environ))
     except ModelError:
         raise
     except Exception as exc:  # each runtime raises its own kinds for a bad file; all mean "cannot load"
         raise ModelError(f"cannot load model {export}: {one_line(exc)}") from None
-    raise ModelError(f"{export} is not an ONNX file or an OpenVINO model folder")
 
 
 def _onnxruntime_has_cuda() -> bool:
     """ONNX Runtime was built with CUDA (onnxruntime-gpu) and the NVIDIA runtime put a GPU in this container."""
+    if not installed(ONNX):
+        return False
     import onnxruntime
 
     return CUDA_PROVIDER in onnxruntime.get_available_providers() and NVIDIA_CONTROL_DEVICE.exists()

@@ -29,9 +29,11 @@ WORKER_EXPORT = REPO_ROOT / "inference-image" / "Dockerfile.export"
 DOCKERFILES = [OPERATOR, WORKER, WORKER_CUDA, WORKER_JETSON, WORKER_EXPORT]
 # The images that run inference, all without torch; the export image is the one with it.
 WORKER_DOCKERFILES = [WORKER, WORKER_CUDA, WORKER_JETSON]
-# The hashed lock each worker image's runtime installs (requirements/<name>.txt, from <name>.in).
-WORKER_LOCKS = {WORKER: "worker-cpu", WORKER_CUDA: "worker-cuda", WORKER_JETSON: "worker-jetson",
-                WORKER_EXPORT: "worker-export"}
+# The hashed locks each image's runtime installs (requirements/<name>.txt, from <name>.in): the CPU image one
+# per platform (amd64: OpenVINO alone, arm64: ONNX Runtime alone).
+WORKER_LOCKS = {WORKER: ("worker-cpu", "worker-cpu-arm64"), WORKER_CUDA: ("worker-cuda",),
+                WORKER_JETSON: ("worker-jetson",), WORKER_EXPORT: ("worker-export",)}
+LOCKS = sorted(name for names in WORKER_LOCKS.values() for name in names)
 TORCH = {"torch", "torchvision", "ultralytics"}
 PINNED_BASES = [
     r"python:3\.11\.[0-9]+-slim-bookworm",  # an exact patch release, never a floating tag
@@ -151,10 +153,11 @@ def test_worker_images_install_only_their_hashed_lock(path: Path) -> None:
         # Either a hashed lock, or the project's own wheel from the local folder (its dependencies are in the lock).
         assert "--require-hashes" in words or ("--no-index" in words and "--no-deps" in words), install
     locks = {w.split("/")[-1] for i in installs for w in shlex.split(i) if w.startswith("requirements/")}
-    assert f"{WORKER_LOCKS[path]}.txt" in locks and locks <= {"build.txt", "worker-export.txt", f"{WORKER_LOCKS[path]}.txt"}
+    own = {f"{name}.txt" for name in WORKER_LOCKS[path]}
+    assert own <= locks <= {"build.txt", "worker-export.txt", *own}  # the export stage's, for the built-in models
 
 
-@pytest.mark.parametrize("name", sorted(set(WORKER_LOCKS.values())))
+@pytest.mark.parametrize("name", LOCKS)
 def test_locks_are_hashed_and_pin_what_their_inputs_pin(name: str) -> None:
     lock = REQUIREMENTS / f"{name}.txt"
     entries = re.split(r"\n(?=[A-Za-z0-9])", lock.read_text())
@@ -169,7 +172,11 @@ def test_locks_are_hashed_and_pin_what_their_inputs_pin(name: str) -> None:
 
 def test_pyproject_extras_are_what_the_locks_install() -> None:
     extras = _pyproject()["project"]["optional-dependencies"]
-    cpu, export = _pins(REQUIREMENTS / "worker-cpu.txt"), _pins(REQUIREMENTS / "worker-export.txt")
+    # The worker extra (the dev venv) has both runtimes; the CPU image one per platform.
+    cpu = {**_pins(REQUIREMENTS / "worker-cpu.txt"), **_pins(REQUIREMENTS / "worker-cpu-arm64.txt")}
+    export = _pins(REQUIREMENTS / "worker-export.txt")
+    assert "onnxruntime" not in _pins(REQUIREMENTS / "worker-cpu.txt")  # amd64: OpenVINO runs ONNX too
+    assert "openvino" not in _pins(REQUIREMENTS / "worker-cpu-arm64.txt")
     for lock, extra in ((cpu, "worker"), (export, "worker"), (export, "worker-torch")):
         for requirement in map(Requirement, extras[extra]):
             name = requirement.name.lower()
@@ -226,6 +233,16 @@ def test_worker_images_bake_in_the_default_models_exported(path: Path) -> None:
     final = _final_stage(path)
     copied = [i["value"] for i in final if i["instruction"] == "COPY" and "--from=export" in i["value"]]
     assert copied == ["--from=export /opt/edge-inference/models /opt/edge-inference/models"]  # exports, no torch
+
+
+@pytest.mark.parametrize("path", WORKER_DOCKERFILES, ids=_ids(WORKER_DOCKERFILES))
+def test_worker_images_drop_what_the_worker_never_loads(path: Path) -> None:
+    runs = " ".join(_instructions(path, "RUN"))
+    assert runs.index("pip check") < runs.index("slim-venv.sh /opt/venv")  # checked whole, then slimmed
+    script = REPO_ROOT / "inference-image" / "slim-venv.sh"
+    result = subprocess.run([str(Path(sys.executable).parent / "shellcheck"), str(script)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """The torch-free detector (runtime.py) against ultralytics' own predictor, on the same export and frames.
 
 The bundled model, exported to ONNX and to OpenVINO by the image build's step, runs through both on
-every 4th frame of the synthetic test footage, at image sizes 320 and 640. Each box of one side
+every 4th frame of the synthetic test footage, at image sizes 320 and 640: the ONNX file on ONNX Runtime
+and on OpenVINO (the x86 CPU image has OpenVINO alone), the OpenVINO folder on OpenVINO. Each box of one side
 must match one box of the other: IoU >= 0.9, the same class, confidence within 0.03; a box left
 unmatched on either side may not be above 0.3 confidence.
 """
@@ -14,6 +15,7 @@ import av
 import numpy as np
 import pytest
 from edge_inference_api.models import ModelSpec
+from edge_inference_worker import runtime as runtimes
 from edge_inference_worker.runtime import ExportedModelDetector
 from support.worker_harness import MODEL
 
@@ -22,7 +24,12 @@ MIN_IOU = 0.9
 MAX_CONFIDENCE_GAP = 0.03
 UNMATCHED_CONFIDENCE = 0.3
 CONFIDENCE = 0.25  # both sides' threshold: ultralytics' default, and the worker's
-EXPORTS = {"onnxruntime": f"{MODEL}.onnx", "openvino": f"{MODEL}_openvino_model"}
+# case -> (export, the runtime that runs it)
+CASES = {
+    "onnx-on-onnxruntime": (f"{MODEL}.onnx", "onnxruntime"),
+    "onnx-on-openvino": (f"{MODEL}.onnx", "openvino"),
+    "ir-on-openvino": (f"{MODEL}_openvino_model", "openvino"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +66,20 @@ def _match(ours: list[tuple], theirs: list[tuple]) -> tuple[list[tuple], list[tu
 
 
 @pytest.mark.parametrize("image_size", [320, 640])
-@pytest.mark.parametrize("backend", sorted(EXPORTS))
-def test_torch_free_boxes_match_ultralytics_predictions(backend, image_size, frames, built_in_models, offline_env):
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_torch_free_boxes_match_ultralytics_predictions(
+    case, image_size, frames, built_in_models, offline_env, monkeypatch
+):
     os.environ.update({k: offline_env[k] for k in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_CONFIG_DIR")})
     from ultralytics import YOLO
 
-    export = built_in_models / EXPORTS[backend]
+    name, runtime = CASES[case]
+    export = built_in_models / name
+    if runtime == "openvino":  # as in the x86 CPU image, where ONNX Runtime is not installed
+        monkeypatch.setattr(runtimes, "installed", lambda r: r == "openvino")
     spec = ModelSpec(image_size=image_size, confidence=CONFIDENCE, device="cpu")
     detector = ExportedModelDetector(export, spec, [], {"OMP_NUM_THREADS": "1"})
-    assert detector.backend == backend
+    assert detector.backend == runtime
     reference = YOLO(str(export), task="detect")
     matched = 0
     for index, frame in enumerate(frames):
