@@ -88,6 +88,7 @@ def main() -> int:
     parser.add_argument("--lock", type=Path, default=REPO / "requirements" / "worker-cpu.txt")
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args()
+    args.lock = args.lock.resolve()
     work = temp_workdir("closure", args.keep)
     venv = work / "venv"
     shutil.rmtree(venv, ignore_errors=True)

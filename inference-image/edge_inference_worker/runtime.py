@@ -42,7 +42,7 @@ NVIDIA_CONTROL_DEVICE = Path("/dev/nvidiactl")
 
 
 def backend_of(path: Path) -> str | None:
-    """Which runtime loads an export at `path` (None: not an export this module runs)."""
+    """The format of an export at `path`, named by the runtime it is native to; None if not an export."""
     if path.suffix == ".onnx":
         return ONNX
     if path.name.endswith(OPENVINO_SUFFIX) or path.suffix == ".xml":
