@@ -59,7 +59,14 @@ def locate_weights(config: WorkerConfig, credentials: S3Credentials, environ: Ma
 
 
 def prepare_model(config: WorkerConfig, credentials: S3Credentials, environ: Mapping[str, str]) -> Path | None:
-    """Export the job's `.pt` weights into the node's cache unless done before; the export folder, or None."""
+    """Export the job's `.pt` weights into the node's cache unless done before; the export folder, or None.
+
+    A built-in model name needs nothing: the worker image holds its exports (and this image may not
+    hold the model at all).
+    """
+    if config.model.source is None and Path(config.model.name).suffix != ".pt":
+        log.info("built-in model: its exports are in the worker image", extra={"fields": {"model": config.model.name}})
+        return None
     weights = locate_weights(config, credentials, environ)
     if weights.suffix != ".pt":
         log.info("model needs no export", extra={"fields": {"weights": str(weights)}})

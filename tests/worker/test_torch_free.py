@@ -102,6 +102,19 @@ def test_pt_weights_run_torch_free_once_prepare_model_exported_them(short_clip, 
     assert_events_match_truth(documents, short_clip.truth)
 
 
+def test_prepare_model_leaves_built_in_models_to_the_worker_image(worker_env, tmp_path):
+    (tmp_path / "videos").mkdir()
+    env = _pod_env(tmp_path, worker_env, tmp_path / "unused.pt")
+    config = json.loads(env["EDGE_INFERENCE_CONFIG"])
+    config["model"]["name"] = "yolov5nu"  # baked into the worker image, not into the export image
+    env["EDGE_INFERENCE_CONFIG"] = json.dumps(config)
+    prepare = [sys.executable, "-m", "edge_inference_worker.cli", "prepare-model"]
+    result = subprocess.run(prepare, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert any(line["msg"].startswith("built-in model") for line in log_lines(result.stderr))
+    assert not (tmp_path / "state" / "models").exists()
+
+
 def test_a_gpu_given_to_the_pod_without_working_cuda_fails_loudly(worker_env, tmp_path):
     (tmp_path / "videos").mkdir()
     args = detect_args(tmp_path / "videos", str(tmp_path / "events"), tmp_path / "state")
