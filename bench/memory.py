@@ -10,7 +10,8 @@ the child's RSS from /proc every 50 ms, and notes the RSS each time the worker l
 Printed: RSS after the first file and at each quarter, the peak, the slope over the second half of the run
 (least squares, kB per file) and last-tenth vs first-tenth mean. Goal: flat (no growth with files processed).
 
---resolutions: the torch-free worker (the bundled model's exports, the backend the product picks on this CPU)
+--resolutions: the torch-free worker (the bundled model's exports, the backend the product picks on this CPU,
+or with --runtime onnxruntime the ONNX file on ONNX Runtime, as the arm64 image runs it)
 over one synthetic clip per frame size, imgsz 640, the default sampling (2 fps, motion gating); steady RSS is
 the median of the samples over the second half of the file, peak the child's VmHWM. Goals (issue "A small,
 fast worker for every edge device"): steady <= 300 MB at 360p and <= 400 MB at 1080p, peak <= 1.2x steady.
@@ -80,12 +81,14 @@ def main() -> int:
     parser.add_argument("--keep", type=Path)
     parser.add_argument("--resolutions", action="store_true", help="steady and peak RSS per frame size instead")
     parser.add_argument("--seconds", type=float, default=30.0, help="clip length for --resolutions")
+    parser.add_argument("--runtime", choices=["default", "onnxruntime"], default="default",
+                        help="--resolutions: the product's pick on this CPU, or the ONNX file on ONNX Runtime (arm64)")
     args = parser.parse_args()
 
     work = temp_workdir("memory", args.keep)
     offline_ultralytics(work / "ultralytics")
     if args.resolutions:
-        return by_resolution(work, args.seconds, args.threads)
+        return by_resolution(work, args.seconds, args.threads, args.runtime)
     from edge_inference_worker.synthetic import Scenario, crossing
 
     clips = []
@@ -211,7 +214,7 @@ def trace_child(command: list[str], env: dict[str, str]) -> tuple[int, list[tupl
     return code, samples, peak[0], backend
 
 
-def by_resolution(work: Path, seconds: float, threads: int) -> int:
+def by_resolution(work: Path, seconds: float, threads: int, runtime: str) -> int:
     """Steady and peak RSS of the torch-free worker on one clip per frame size, side by side."""
     from edge_inference_worker.synthetic import static_heavy_scenario
 
@@ -231,7 +234,8 @@ def by_resolution(work: Path, seconds: float, threads: int) -> int:
         state = work / f"state-{label}"
         shutil.rmtree(state, ignore_errors=True)
         command = [sys.executable, "-m", "edge_inference_worker.cli", "detect", str(video.parent), "--out",
-                   str(state / "events"), "--state-dir", str(state), "--model", "synthetic-yolov5n",
+                   str(state / "events"), "--state-dir", str(state), "--model",
+                   "synthetic-yolov5n" if runtime == "default" else str(models / "synthetic-yolov5n.onnx"),
                    "--image-size", "640", "--device", "cpu"]
         code, samples, peak_kb, backend = trace_child(command, env)
         if code != 0 or not samples:
