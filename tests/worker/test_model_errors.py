@@ -6,6 +6,10 @@ traceback and exit 1.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 from support.worker_harness import detect_args, run_worker
 
@@ -45,3 +49,20 @@ def test_unusable_weights_give_one_line_and_exit_3(name, worker_env, tmp_path):
     assert result.returncode == 3, result.stderr[-3000:]
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("edge-inference: cannot start:") and str(weights) in line
+
+
+def test_prepare_model_on_unusable_pt_weights_gives_one_line_and_exit_3(worker_env, tmp_path):
+    """The export init container: weights it cannot export are a model error too, never a traceback."""
+    weights = tmp_path / "text.pt"
+    _text_file(weights)
+    (tmp_path / "videos").mkdir()
+    config = {
+        "inputDir": str(tmp_path / "videos"), "stateDir": str(tmp_path / "state"),
+        "model": {"name": str(weights)}, "sink": {"type": "directory", "path": str(tmp_path / "events")},
+    }
+    env = {**worker_env, "EDGE_INFERENCE_CONFIG": json.dumps(config)}
+    prepare = [sys.executable, "-m", "edge_inference_worker.cli", "prepare-model"]
+    result = subprocess.run(prepare, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("edge-inference: cannot start: cannot export") and str(weights) in line
