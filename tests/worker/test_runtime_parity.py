@@ -9,16 +9,16 @@ unmatched on either side may not be above 0.3 confidence.
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 from edge_inference_api.models import ModelSpec
-from edge_inference_worker import runtime as runtimes
-from edge_inference_worker.runtime import ExportedModelDetector
 from support.worker_harness import MODEL
 
+PARITY_RUN = Path(__file__).resolve().parents[1] / "support" / "parity_run.py"
 FRAME_STEP = 4
 MIN_IOU = 0.9
 MAX_CONFIDENCE_GAP = 0.03
@@ -30,14 +30,6 @@ CASES = {
     "onnx-on-openvino": (f"{MODEL}.onnx", "openvino"),
     "ir-on-openvino": (f"{MODEL}_openvino_model", "openvino"),
 }
-
-
-@pytest.fixture(scope="module")
-def frames(short_clip) -> list[np.ndarray]:
-    with av.open(str(short_clip.path)) as container:
-        decoded = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(video=0)) if i % FRAME_STEP == 0]
-    assert len(decoded) >= 50
-    return decoded
 
 
 def _iou(a, b) -> float:
@@ -67,30 +59,17 @@ def _match(ours: list[tuple], theirs: list[tuple]) -> tuple[list[tuple], list[tu
 
 @pytest.mark.parametrize("image_size", [320, 640])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_torch_free_boxes_match_ultralytics_predictions(
-    case, image_size, frames, built_in_models, offline_env, monkeypatch
-):
-    os.environ.update({k: offline_env[k] for k in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_CONFIG_DIR")})
-    from ultralytics import YOLO
-
+def test_torch_free_boxes_match_ultralytics_predictions(case, image_size, short_clip, built_in_models, offline_env):
     name, runtime = CASES[case]
-    export = built_in_models / name
-    if runtime == "openvino":  # as in the x86 CPU image, where ONNX Runtime is not installed
-        monkeypatch.setattr(runtimes, "installed", lambda r: r == "openvino")
-    spec = ModelSpec(image_size=image_size, confidence=CONFIDENCE, device="cpu")
-    detector = ExportedModelDetector(export, spec, [], {"OMP_NUM_THREADS": "1"})
-    assert detector.backend == runtime
-    reference = YOLO(str(export), task="detect")
+    command = [sys.executable, str(PARITY_RUN), str(built_in_models / name), str(image_size), runtime,
+               str(short_clip.path), str(FRAME_STEP), str(CONFIDENCE), str(ModelSpec().iou)]
+    result = subprocess.run(command, env=offline_env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    frames = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("[")]
+    assert len(frames) >= 50
     matched = 0
-    for index, frame in enumerate(frames):
-        ours = [(d.cls, d.confidence, d.box) for d in detector.detect([frame])[0]]
-        result = reference.predict(frame, imgsz=image_size, conf=CONFIDENCE, iou=spec.iou, verbose=False)[0]
-        theirs = [
-            (result.names[int(c)], float(p), tuple(b))
-            for b, p, c in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), result.boxes.cls.tolist(),
-                               strict=True)
-        ]
-        pairs, left_ours, left_theirs = _match(ours, theirs)
+    for index, (ours, theirs) in enumerate(frames):
+        pairs, left_ours, left_theirs = _match([tuple(d) for d in ours], [tuple(d) for d in theirs])
         for a, b, iou in pairs:
             assert iou >= MIN_IOU, f"frame {index}: {a} vs {b}, IoU {iou:.3f}"
             assert abs(a[1] - b[1]) <= MAX_CONFIDENCE_GAP, f"frame {index}: {a} vs {b}"
