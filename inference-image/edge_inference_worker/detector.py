@@ -275,8 +275,9 @@ def load_detector(
 ) -> Detector:
     """The detector for `weights`, warmed up; every way a model fails to load or run is a ModelError.
 
-    Exports run torch-free. PyTorch weights run from their cached export (`edge-inference prepare-model`
-    made it), else on ultralytics where this image has torch, else they are refused with the fix.
+    Exports run torch-free. PyTorch weights run on ultralytics for a GPU where this image has torch, else
+    from their cached export (`edge-inference prepare-model` made it), else on ultralytics where this image
+    has torch, else they are refused with the fix.
     """
     from .runtime import ExportedModelDetector, backend_of
 
@@ -286,7 +287,10 @@ def load_detector(
     elif weights.suffix == ".pt" and weights.is_file():
         sha256 = weights_sha256(weights)
         exports = export_order(exports_in(export_folder(export_cache, sha256), EXPORT_STEM), spec.device, environ)
-        if exports:
+        gpu = spec.device == Device.CUDA or gpu_requested(environ)
+        if gpu and torch_available():  # torch with CUDA: half precision and batches (the dev venv, bench/gpu.py)
+            detector = UltralyticsDetector(weights, spec, blur_classes, environ, name)
+        elif exports:
             detector = ExportedModelDetector(exports[0], spec, blur_classes, environ, name, sha256)
         elif torch_available():
             detector = UltralyticsDetector(weights, spec, blur_classes, environ, name)
