@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[operator,worker,test]'
+	$(BIN)/pip install --quiet -e '.[operator,worker,worker-torch,test]'
 	touch $@
 
 demo: setup  ## the main job: kind cluster where Docker exists, else this machine as one edge node

@@ -2,12 +2,19 @@
 """Peak RSS of the worker over a long run of many files: does memory stay flat as files are processed?
 
     python bench/memory.py [--files 120] [--sink s3|dir]
+    python bench/memory.py --resolutions [--seconds 30]    # steady and peak RSS at 360p, 576p, 720p, 1080p
 
 Runs the real command line (`edge-inference detect`, Batch) as a child process over many short synthetic
 clips (each with one person or car crossing, so every file makes an event, a snapshot and an upload), samples
 the child's RSS from /proc every 50 ms, and notes the RSS each time the worker logs "file done".
 Printed: RSS after the first file and at each quarter, the peak, the slope over the second half of the run
 (least squares, kB per file) and last-tenth vs first-tenth mean. Goal: flat (no growth with files processed).
+
+--resolutions: the torch-free worker (the bundled model's exports, the backend the product picks on this CPU,
+or with --runtime onnxruntime the ONNX file on ONNX Runtime, as the arm64 image runs it)
+over one synthetic clip per frame size, imgsz 640, the default sampling (2 fps, motion gating); steady RSS is
+the median of the samples over the second half of the file, peak the child's VmHWM. Goals (issue "A small,
+fast worker for every edge device"): steady <= 300 MB at 360p and <= 400 MB at 1080p, peak <= 1.2x steady.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -71,10 +79,16 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sink", choices=["s3", "dir"], default="s3")
     parser.add_argument("--keep", type=Path)
+    parser.add_argument("--resolutions", action="store_true", help="steady and peak RSS per frame size instead")
+    parser.add_argument("--seconds", type=float, default=30.0, help="clip length for --resolutions")
+    parser.add_argument("--runtime", choices=["default", "onnxruntime"], default="default",
+                        help="--resolutions: the product's pick on this CPU, or the ONNX file on ONNX Runtime (arm64)")
     args = parser.parse_args()
 
     work = temp_workdir("memory", args.keep)
     offline_ultralytics(work / "ultralytics")
+    if args.resolutions:
+        return by_resolution(work, args.seconds, args.threads, args.runtime)
     from edge_inference_worker.synthetic import Scenario, crossing
 
     clips = []
@@ -153,6 +167,90 @@ def main() -> int:
           f"flat (|slope| < {SLOPE_LIMIT_KB_PER_FILE:g} kB/file): "
           f"{'MET' if abs(growth) < SLOPE_LIMIT_KB_PER_FILE else 'MISSED'}")
     return 0
+
+
+RESOLUTIONS = {"360p": (640, 360), "576p": (768, 576), "720p": (1280, 720), "1080p": (1920, 1080)}
+STEADY_GOAL_MB = {"360p": 300, "1080p": 400}
+PEAK_GOAL = 1.2
+
+
+def status_kb(pid: int, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def trace_child(command: list[str], env: dict[str, str]) -> tuple[int, list[tuple[float, int]], int, str]:
+    """Run a worker child: (exit code, (time, RSS kB) samples once its file started, VmHWM kB, backend)."""
+    child = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    samples: list[tuple[float, int]] = []
+    peak = [0]
+    file_started, done = threading.Event(), threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            rss, hwm = status_kb(child.pid, "VmRSS"), status_kb(child.pid, "VmHWM")
+            if rss and file_started.is_set():
+                samples.append((time.monotonic(), rss))
+            peak[0] = max(peak[0], hwm or 0)
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    backend = "?"
+    for line in child.stderr:
+        entry = json.loads(line) if line.startswith("{") else {}
+        if entry.get("msg") == "worker started":
+            backend = entry.get("backend", "?")
+        if entry.get("msg") == "file started":
+            file_started.set()
+    code = child.wait()
+    done.set()
+    sampler.join()
+    return code, samples, peak[0], backend
+
+
+def by_resolution(work: Path, seconds: float, threads: int, runtime: str) -> int:
+    """Steady and peak RSS of the torch-free worker on one clip per frame size, side by side."""
+    from edge_inference_worker.synthetic import static_heavy_scenario
+
+    models = work / "models"
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1", EDGE_INFERENCE_MODEL_DIR=str(models))
+    if not (models / "synthetic-yolov5n.onnx").exists():
+        subprocess.run([sys.executable, "-m", "edge_inference_worker.cli", "export-model",
+                        str(neutral_weights_link(work)), str(models), "--name", "synthetic-yolov5n"],
+                       env=env, check=True, capture_output=True)
+    print(f"machine: {machine()}")
+    print(f"footage: {seconds:g} s static-heavy synthetic H.264 per size, 10 fps; worker: bundled model's export, "
+          f"imgsz 640, default sampling (2 fps, motion gating), {threads} threads, directory sink")
+    met = True
+    for label, (width, height) in RESOLUTIONS.items():
+        scenario = static_heavy_scenario(seconds, fps=10, width=width, height=height, moving_fraction=0.3, seed=11)
+        (video,) = make_footage(work / f"videos-{label}", [scenario], seed=11)
+        state = work / f"state-{label}"
+        shutil.rmtree(state, ignore_errors=True)
+        command = [sys.executable, "-m", "edge_inference_worker.cli", "detect", str(video.parent), "--out",
+                   str(state / "events"), "--state-dir", str(state), "--model",
+                   "synthetic-yolov5n" if runtime == "default" else str(models / "synthetic-yolov5n.onnx"),
+                   "--image-size", "640", "--device", "cpu"]
+        code, samples, peak_kb, backend = trace_child(command, env)
+        if code != 0 or not samples:
+            print(f"{label}: worker exited {code}", file=sys.stderr)
+            return 1
+        middle = samples[0][0] + (samples[-1][0] - samples[0][0]) / 2
+        steady = statistics.median(rss for t, rss in samples if t >= middle) / 1024
+        peak_mb = peak_kb / 1024
+        goal = STEADY_GOAL_MB.get(label)
+        ok = peak_mb <= PEAK_GOAL * steady and (goal is None or steady <= goal)
+        met &= ok
+        print(f"RESULT memory {label} ({width}x{height}, {backend}): steady {steady:.0f} MB, peak {peak_mb:.0f} MB "
+              f"({peak_mb / steady:.2f}x steady); goals: steady <= {goal or '-'} MB, peak <= {PEAK_GOAL}x: "
+              f"{'MET' if ok else 'MISSED'}")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -32,17 +32,23 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_json_logging(level: int = logging.INFO) -> None:
-    """Route every logger (ours, ultralytics') through one JSON handler on stderr."""
-    import ultralytics  # noqa: F401  (it installs its own plain-text handler on import; replaced below)
-
+    """Route every logger through one JSON handler on stderr (ultralytics' too, once it is imported)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # ultralytics installs its own plain-text handler; make it speak JSON like everything else.
-    for name in ("ultralytics",):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = []
-        logger.propagate = True
-        logger.setLevel(logging.WARNING)
+
+
+def route_ultralytics_logs() -> None:
+    """ultralytics installs its own plain-text handler when imported: make it speak JSON like everything else.
+
+    Called by the code that imports ultralytics (the torch detector, the export), so that the
+    torch-free worker never imports it.
+    """
+    import ultralytics  # noqa: F401  (installs the handler replaced below)
+
+    logger = logging.getLogger("ultralytics")
+    logger.handlers[:] = []
+    logger.propagate = True
+    logger.setLevel(logging.WARNING)

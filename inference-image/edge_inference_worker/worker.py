@@ -29,13 +29,13 @@ from prometheus_client import CollectorRegistry
 
 from .allocator import tune_malloc
 from .config import S3Credentials
-from .detector import ModelError, UltralyticsDetector, model_dir, resolve_model
+from .detector import Detector, ModelError, load_detector
 from .files import Refusal, SettleTracker, VideoFile, fingerprint, scan, shown
 from .httpserver import HealthState, serve
 from .indexer import EventIndexWriter
 from .ledger import FINISHED, FileProgress, Ledger
 from .metrics import WorkerMetrics
-from .modelstore import ModelFetchError, fetch_model
+from .modelstore import ModelFetchError
 from .outbox import OutboxError, S3Outbox
 from .outcomes import DONE, FAILED, SKIPPED, TERMINAL
 from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done, sink_prefix
@@ -43,6 +43,7 @@ from .record import ModelInfo
 from .sinks import Sink, SinkError, sink_from_config
 from .termination import ENV_TERMINATION_LOG, write_termination_message
 from .webhook import Notifier, WebhookSink, stored_check
+from .weights import locate_weights, model_cache
 
 __all__ = ["ENV_TERMINATION_LOG", "Worker", "settings_digest"]
 
@@ -146,6 +147,7 @@ class Worker:
                 "worker started",
                 extra={"fields": {"mode": self.config.mode.value, "input": self.config.input_dir,
                                   "sink": repr(sink), "model": detector.name, "device": detector.device,
+                                  "backend": detector.backend,
                                   "node": self.config.node, "job": self.config.job.model_dump(),
                                   "mallocTuned": malloc_tuned}},
             )
@@ -198,25 +200,13 @@ class Worker:
                 return
             self.health.beat()
 
-    def _load_detector(self, state: Path) -> UltralyticsDetector:
-        spec = self.config.model
+    def _load_detector(self, state: Path) -> Detector:
         try:
-            if spec.source is not None:
-                endpoint = self.config.model_source_endpoint or (
-                    self.config.sink if isinstance(self.config.sink, S3Sink) else None
-                )
-                if endpoint is None:
-                    raise StartupError("model.source is set but there is no S3 endpoint to fetch it from")
-                weights = fetch_model(
-                    spec.source, endpoint, self.credentials.access_key, self.credentials.secret_key, state / "models"
-                )
-            else:
-                weights = resolve_model(spec.name, model_dir(self.environ))
-            detector = UltralyticsDetector(weights, spec, self.config.events.blur_classes, self.environ)
-            detector.warm_up()
+            weights = locate_weights(self.config, self.credentials, self.environ)
+            return load_detector(weights, self.config.model, self.config.events.blur_classes, self.environ,
+                                 model_cache(self.config))
         except (ModelError, ModelFetchError) as exc:
             raise StartupError(str(exc)) from None
-        return detector
 
     # ------------------------------------------------------------------ modes
 

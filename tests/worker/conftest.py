@@ -1,28 +1,58 @@
 """Fixtures for the worker tests: synthetic clips with ground truth (generated once per session,
-PyAV, seconds each) and the environment of a worker subprocess (offline, one torch thread)."""
+PyAV, seconds each), the bundled model exported as the image build exports it, and the environment
+of a worker subprocess (offline, one thread, the exported models as its built-in ones)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from edge_inference_worker.detector import PACKAGE_MODEL_DIR
 from edge_inference_worker.synthetic import make_video, short_scenario, static_heavy_scenario
 from support.s3server import s3_server_module  # noqa: F401  (a fixture, for the S3 tests)
-from support.worker_harness import Clip, detect_args, run_worker
+from support.worker_harness import MODEL, Clip, detect_args, run_worker
 
 
 @pytest.fixture(scope="session")
-def worker_env(tmp_path_factory) -> dict[str, str]:
-    """Environment of a worker subprocess: offline, one thread, settings and state in temp dirs."""
+def offline_env(tmp_path_factory) -> dict[str, str]:
+    """Offline, one thread, ultralytics' settings in a temp dir."""
     return {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "YOLO_OFFLINE": "1",
         "YOLO_AUTOINSTALL": "false",
+        "ORT_DISABLE_TELEMETRY": "1",
         "YOLO_CONFIG_DIR": str(tmp_path_factory.mktemp("ultralytics")),
-        "EDGE_INFERENCE_STATE_HOME": str(tmp_path_factory.mktemp("state-home")),
         "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def built_in_models(tmp_path_factory, offline_env) -> Path:
+    """The image's model folder: the bundled .pt and its ONNX and OpenVINO exports, made by the image
+    build's own step (`edge-inference export-model`)."""
+    folder = tmp_path_factory.mktemp("models")
+    (folder / f"{MODEL}.pt").symlink_to(PACKAGE_MODEL_DIR / f"{MODEL}.pt")
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_inference_worker.cli", "export-model", str(PACKAGE_MODEL_DIR / f"{MODEL}.pt"),
+         str(folder), "--name", MODEL],
+        env=offline_env, capture_output=True, text=True, timeout=300, cwd=folder,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope="session")
+def worker_env(tmp_path_factory, offline_env, built_in_models) -> dict[str, str]:
+    """Environment of a worker subprocess: offline, one thread, state in temp dirs, the exported built-in models."""
+    return {
+        **offline_env,
+        "EDGE_INFERENCE_MODEL_DIR": str(built_in_models),
+        "EDGE_INFERENCE_STATE_HOME": str(tmp_path_factory.mktemp("state-home")),
     }
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import cv2
 import numpy as np
 import pytest
-from edge_inference_worker.detector import PACKAGE_MODEL_DIR
+from edge_inference_api.models import Device
+from edge_inference_worker.detector import resolve_model, weights_sha256
 from edge_inference_worker.files import file_id
 from support.worker_harness import (
+    MODEL,
     assert_events_match_truth,
     detect_args,
     event_documents,
@@ -27,16 +28,17 @@ def test_events_match_the_ground_truth(directory_run, short_clip):
     assert_events_match_truth(list(documents.values()), short_clip.truth)
 
 
-def test_objects_keys_and_metadata(directory_run, short_clip):
+def test_objects_keys_and_metadata(directory_run, short_clip, built_in_models, worker_env):
     base, _, _ = directory_run
     documents = event_documents(base / "events")
     fid = file_id("cam1/short.mp4")
-    weights = PACKAGE_MODEL_DIR / "synthetic-yolov5n.pt"
+    ran = resolve_model(MODEL, built_in_models, Device.CPU, worker_env)
+    assert ran.name in (f"{MODEL}_openvino_model", f"{MODEL}.onnx")  # an export, not the .pt
     for key, doc in documents.items():
         assert key == f"ns/job1/node-a/{fid}/{doc['id']}"
         assert doc["schemaVersion"] == 1 and doc["source"]["path"] == "cam1/short.mp4"
         assert doc["source"]["fileId"] == fid and doc["node"] == "node-a"
-        assert doc["model"] == {"name": "synthetic-yolov5n", "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+        assert doc["model"] == {"name": MODEL, "sha256": weights_sha256(ran)}
         assert doc["wallTime"]["start"] is not None and doc["wallTime"]["start"] <= doc["wallTime"]["end"]
         assert doc["frames"] >= 3 and 0.25 <= doc["confidence"]["mean"] <= doc["confidence"]["peak"] <= 1.0
         assert doc["snapshot"]["redaction"]["applied"] is False

@@ -1,5 +1,6 @@
 """`edge-inference run` as a pod runs it: WorkerConfig JSON in EDGE_INFERENCE_CONFIG, node name and
-S3 credentials from the environment, custom weights fetched from S3 and verified by sha256."""
+S3 credentials from the environment, custom weights fetched from S3 and verified by sha256, and exported
+once by `edge-inference prepare-model` for the torch-free worker."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from edge_inference_api.models import S3ModelSource, WorkerConfig
 from edge_inference_worker.detector import PACKAGE_MODEL_DIR
 from support.worker_harness import IMAGE_SIZE, assert_events_match_truth, event_keys, log_lines
 
 WEIGHTS = PACKAGE_MODEL_DIR / "synthetic-yolov5n.pt"
+TORCH_FREE = Path(__file__).resolve().parents[1] / "support" / "torch_free.py"  # as the CPU image runs it
 
 
 def pod_config(s3, tmp_path, key: str, sha256: str, prefix: str) -> WorkerConfig:
@@ -73,3 +76,29 @@ def test_weights_with_the_wrong_sha256_are_refused(worker_env, s3_server_module,
     assert result.returncode == 3
     assert "cannot start: model s3://events/models/bad/doors-detector.pt" in result.stderr
     assert "expected 0000" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pod_with_pt_weights_runs_torch_free_after_the_export_init_container(
+    short_clip, worker_env, s3_server_module, tmp_path
+):
+    """The operator's pod: `prepare-model` (the export image, init container), then the torch-free worker."""
+    s3 = s3_server_module
+    data = WEIGHTS.read_bytes()
+    s3.client().put_object(s3.bucket, "models/init/doors-detector.pt", io.BytesIO(data), len(data))
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "door.mp4").write_bytes(short_clip.path.read_bytes())
+    sha256 = hashlib.sha256(data).hexdigest()
+    config = pod_config(s3, tmp_path, "models/init/doors-detector.pt", sha256, "init")
+    env = {**worker_env, **s3.credentials_env(), "EDGE_INFERENCE_CONFIG": config.model_dump_json(by_alias=True),
+           "EDGE_INFERENCE_NODE_NAME": "edge-node-7"}
+    init = subprocess.run([sys.executable, "-m", "edge_inference_worker.cli", "prepare-model"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert init.returncode == 0, init.stderr[-3000:]
+    assert (tmp_path / "state" / "models" / sha256 / "export").is_dir()
+    worker = subprocess.run([sys.executable, str(TORCH_FREE)], env=env, capture_output=True, text=True, timeout=240)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    started = [line for line in log_lines(worker.stderr) if line["msg"] == "worker started"]
+    assert started[0]["backend"] in ("openvino", "onnxruntime")
+    documents = [json.loads(s3.get(k)) for k in s3.list_keys("init/") if k.endswith(".json")]
+    assert {d["model"]["sha256"] for d in documents} == {sha256}
+    assert_events_match_truth(documents, short_clip.truth)
