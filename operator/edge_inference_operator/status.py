@@ -136,7 +136,8 @@ def _pod_ready(pod: Mapping[str, Any]) -> bool:
     return status.get("phase") == "Running" and ready
 
 
-def _job_outcome(job: Mapping[str, Any]) -> NodeState | None:
+def job_outcome(job: Mapping[str, Any]) -> NodeState | None:
+    """A batch/v1 Job's outcome once it has finished (succeeded or failed), else None."""
     for cond in job.get("status", {}).get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "SuccessCriteriaMet"):
             return NodeState(SUCCEEDED)
@@ -158,7 +159,7 @@ def batch_children(children: Iterable[Mapping[str, Any]]) -> dict[str, BatchChil
         node = pinned_node(child)
         if node is not None:
             created = _parse_time(child.get("metadata", {}).get("creationTimestamp"))
-            found[node] = BatchChild(_job_outcome(child), created)
+            found[node] = BatchChild(job_outcome(child), created)
     return found
 
 
