@@ -22,10 +22,10 @@ from edge_inference_api.models import API_GROUP, KIND, LABEL_CAMERA_STORAGE, PLU
 from edge_inference_operator import kube as k
 from edge_inference_operator.builders import LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
 from edge_inference_operator.metrics import OperatorMetrics, serve_metrics
+from edge_inference_operator.observed import job_outcome
 from edge_inference_operator.placement import NodeInfo
 from edge_inference_operator.reconcile import Reconciler, utcnow
 from edge_inference_operator.settings import OperatorSettings
-from edge_inference_operator.status import job_outcome
 
 WORKERS = {LABEL_MANAGED_BY: MANAGER}
 WORKERS_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"

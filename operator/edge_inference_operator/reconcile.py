@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from edge_inference_operator import kube as k
 from edge_inference_operator.builders import NVIDIA, ParsedJob, build_children
 from edge_inference_operator.metrics import OperatorMetrics
+from edge_inference_operator.observed import pinned_node
 from edge_inference_operator.placement import InputClaim, NodeInfo, matching_nodes, shared_inputs
 from edge_inference_operator.scrape import ScrapeMemory, scrape_pods
 from edge_inference_operator.settings import OperatorSettings
@@ -36,7 +37,6 @@ from edge_inference_operator.status import (
     Transition,
     compute_status,
     invalid_status,
-    pinned_node,
     transitions,
 )
 

@@ -16,7 +16,7 @@ from edge_inference_api import telemetry
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_inference_operator.builders import METRICS_PORT, METRICS_PORT_NAME
-from edge_inference_operator.status import NodeReport, WorkerProgress, pod_node
+from edge_inference_operator.observed import NodeReport, WorkerProgress, pod_node
 
 
 class ScrapeError(Exception):

@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from edge_inference_api import conditions as c
 from edge_inference_api.models import InferenceJobSpec, InferenceJobStatus
+from edge_inference_operator.observed import NodeReport, WorkerProgress
 from edge_inference_operator.status import (
     MAX_NODE_PROGRESS,
-    NodeReport,
     Thresholds,
-    WorkerProgress,
     compute_status,
     invalid_status,
     transitions,
