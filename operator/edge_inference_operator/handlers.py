@@ -20,15 +20,13 @@ from aiohttp import web
 from edge_inference_api.models import API_GROUP, KIND, LABEL_CAMERA_STORAGE, PLURAL
 
 from edge_inference_operator import kube as k
-from edge_inference_operator.builders import LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
 from edge_inference_operator.metrics import OperatorMetrics, serve_metrics
+from edge_inference_operator.names import LABEL_JOB, MANAGED, MANAGED_SELECTOR, MANAGER, label_value
 from edge_inference_operator.observed import job_outcome
 from edge_inference_operator.placement import NodeInfo
 from edge_inference_operator.reconcile import Reconciler, utcnow
 from edge_inference_operator.settings import OperatorSettings
 
-WORKERS = {LABEL_MANAGED_BY: MANAGER}
-WORKERS_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"
 logger = logging.getLogger(__name__)
 
 
@@ -76,9 +74,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = MANAGER
     # Only our workers and camera nodes stream to us, filtered by the API server.
-    settings.watching.label_selectors["v1", "pods"] = WORKERS_SELECTOR
-    settings.watching.label_selectors["apps", "daemonsets"] = WORKERS_SELECTOR
-    settings.watching.label_selectors["batch", "jobs"] = WORKERS_SELECTOR
+    settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
+    settings.watching.label_selectors["apps", "daemonsets"] = MANAGED_SELECTOR
+    settings.watching.label_selectors["batch", "jobs"] = MANAGED_SELECTOR
     settings.watching.label_selectors["v1", "nodes"] = LABEL_CAMERA_STORAGE
 
 
@@ -238,7 +236,7 @@ def _register_indices(registry: kopf.OperatorRegistry) -> None:
     def camera_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
         return {name: NodeInfo.from_node(body)}
 
-    @kopf.index("v1", "pods", labels=WORKERS, id="worker_pods", registry=registry)
+    @kopf.index("v1", "pods", labels=MANAGED, id="worker_pods", registry=registry)
     def worker_pods(
         namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
     ) -> dict[tuple[str, str], dict[str, Any]]:
@@ -258,7 +256,7 @@ def _register_events(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) 
         if type == "DELETED":
             runtime.reconciler.forget(namespace, name)
 
-    @kopf.on.event("apps", "v1", "daemonsets", labels=WORKERS, registry=registry)
-    @kopf.on.event("batch", "v1", "jobs", labels=WORKERS, registry=registry)
+    @kopf.on.event("apps", "v1", "daemonsets", labels=MANAGED, registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=registry)
     async def child_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         await runtime.child_changed(type, body)

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import kubernetes
 from edge_inference_api.models import API_GROUP, API_VERSION, KIND, PLURAL, QUANTITY, quantity_value
 
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
+from edge_inference_operator.names import ANNOTATION_SPEC_HASH, MANAGER, job_selector
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -185,10 +185,6 @@ def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
 
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
-
-
-def job_selector(job_name: str) -> str:
-    return f"{LABEL_JOB}={label_value(job_name)},{LABEL_MANAGED_BY}={MANAGER}"
 
 
 @dataclasses.dataclass

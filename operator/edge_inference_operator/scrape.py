@@ -15,7 +15,8 @@ import aiohttp
 from edge_inference_api import telemetry
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge_inference_operator.builders import METRICS_PORT, METRICS_PORT_NAME
+from edge_inference_operator.builders import METRICS_PORT
+from edge_inference_operator.names import METRICS_PORT_NAME
 from edge_inference_operator.observed import NodeReport, WorkerProgress, pod_node
 
 

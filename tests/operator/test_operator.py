@@ -15,7 +15,8 @@ import json
 import aiohttp
 from edge_inference_api import conditions as c
 from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, METRICS_PORT, dns_name
+from edge_inference_operator.builders import METRICS_PORT
+from edge_inference_operator.names import ANNOTATION_SPEC_HASH, dns_name
 from edge_inference_operator.settings import OperatorSettings
 from support.controlplane import EXIT_CODE_ANNOTATION
 from support.helm import cluster_role_rules, operator_user
