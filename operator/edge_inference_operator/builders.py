@@ -25,6 +25,9 @@ from edge_inference_api.models import (
     KIND,
     LABEL_ACCELERATOR,
     LABEL_CAMERA_STORAGE,
+    WORKER_INPUT_DIR,
+    WORKER_METRICS_PORT,
+    WORKER_STATE_DIR,
     AcceleratorTarget,
     InferenceJobSpec,
     JobRef,
@@ -47,9 +50,6 @@ from edge_inference_operator.settings import OperatorSettings, WorkerPodDefaults
 NVIDIA = "nvidia"
 GPU_RESOURCE = "nvidia.com/gpu"
 WORKER_UID = 10001
-METRICS_PORT = 9108
-VIDEO_MOUNT = "/videos"
-STATE_MOUNT = "/var/lib/edge-inference"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,16 +108,16 @@ def build_worker_config(
     return WorkerConfig(
         job=JobRef(namespace=job.namespace, name=job.name),
         mode=spec.mode,
-        input_dir=VIDEO_MOUNT,
+        input_dir=WORKER_INPUT_DIR,
         include=list(spec.input.include),
         model=spec.model,
         model_source_endpoint=sink if spec.model.source is not None else None,
         events=spec.events,
         sampling=spec.sampling,
         sink=sink,
-        state_dir=STATE_MOUNT,
+        state_dir=WORKER_STATE_DIR,
         outbox=spec.outbox,
-        metrics_port=METRICS_PORT,
+        metrics_port=WORKER_METRICS_PORT,
         **extra,
     )
 
@@ -242,8 +242,8 @@ def worker_container(
     volume_mounts = [
         # Recursively read-only where the kubelet and runtime support it (Kubernetes >= 1.30, Linux >= 5.12):
         # a mount under the video folder (an NFS share, a USB disk) is then read-only too.
-        {"name": "videos", "mountPath": VIDEO_MOUNT, "readOnly": True, "recursiveReadOnly": "IfPossible"},
-        {"name": "state", "mountPath": STATE_MOUNT},
+        {"name": "videos", "mountPath": WORKER_INPUT_DIR, "readOnly": True, "recursiveReadOnly": "IfPossible"},
+        {"name": "state", "mountPath": WORKER_STATE_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     return {
@@ -252,7 +252,7 @@ def worker_container(
         "imagePullPolicy": settings.worker_image_pull_policy,
         "args": ["run"],  # the image's `edge-inference` runs the configuration in EDGE_INFERENCE_CONFIG
         "env": worker_env(job, config),
-        "ports": [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"}],
         **worker_probes(),
         "resources": _resources(job, accelerator),
         "securityContext": _RESTRICTED,
@@ -276,7 +276,7 @@ def state_permissions_container(accelerator: AcceleratorTarget, settings: Operat
         "name": "state-permissions",
         "image": settings.image_for(accelerator.type),
         "imagePullPolicy": settings.worker_image_pull_policy,
-        "command": ["chown", f"{WORKER_UID}:{WORKER_UID}", STATE_MOUNT],
+        "command": ["chown", f"{WORKER_UID}:{WORKER_UID}", WORKER_STATE_DIR],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": {
             "runAsUser": 0,
@@ -285,7 +285,7 @@ def state_permissions_container(accelerator: AcceleratorTarget, settings: Operat
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
         },
-        "volumeMounts": [{"name": "state", "mountPath": STATE_MOUNT}],
+        "volumeMounts": [{"name": "state", "mountPath": WORKER_STATE_DIR}],
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from edge_inference_api import conditions as c
+from edge_inference_api.errors import dotted, one_line
 from edge_inference_api.hostpaths import host_path_refusal
 from edge_inference_api.models import (
     LABEL_ACCELERATOR,
@@ -55,12 +56,8 @@ class Refusal:
 
 
 def validation_message(error: ValidationError) -> str:
-    """pydantic errors as one line a user can act on: `field.path: problem; ...`."""
-    parts = []
-    for item in error.errors()[:10]:
-        where = ".".join(str(p) for p in item["loc"]) or "spec"
-        parts.append(f"spec.{where}: {item['msg']}" if where != "spec" else f"spec: {item['msg']}")
-    return "; ".join(parts)
+    """A refused spec as one line a user can act on: `spec.field.path: problem; ...` (ten at most)."""
+    return one_line(error, dotted("spec"), limit=10)
 
 
 def check_job(body: Mapping[str, Any], settings: OperatorSettings) -> ParsedJob | Refusal:

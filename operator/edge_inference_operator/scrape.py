@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 from edge_inference_api import telemetry
+from edge_inference_api.models import WORKER_METRICS_PORT
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge_inference_operator.builders import METRICS_PORT
 from edge_inference_operator.names import METRICS_PORT_NAME
 from edge_inference_operator.observed import NodeReport, WorkerProgress, pod_node
 
@@ -57,7 +57,7 @@ def metrics_url(pod: Mapping[str, Any]) -> str | None:
     ip = pod.get("status", {}).get("podIP")
     if not ip:
         return None
-    port = METRICS_PORT
+    port = WORKER_METRICS_PORT
     for container in pod.get("spec", {}).get("containers") or []:
         for declared in container.get("ports") or []:
             if declared.get("name") == METRICS_PORT_NAME:

@@ -17,6 +17,7 @@ from typing import Any
 
 from edge_inference_api import conditions as c
 from edge_inference_api.models import (
+    MAX_NODE_PROGRESS,
     Condition,
     ConditionStatus,
     InferenceJobSpec,
@@ -44,8 +45,6 @@ from edge_inference_operator.observed import (
     pod_failed,
     pod_ready,
 )
-
-MAX_NODE_PROGRESS = 50
 
 _ATTENTION_ORDER = {FAILED: 0, STALE: 1}
 

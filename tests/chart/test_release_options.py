@@ -102,7 +102,8 @@ def test_a_reserved_worker_label_passes_the_schema_but_not_the_operator() -> Non
 
 
 def test_network_policy_lets_the_operator_reach_only_dns_the_api_and_workers() -> None:
-    from edge_inference_operator import builders, names
+    from edge_inference_api.models import WORKER_METRICS_PORT
+    from edge_inference_operator import names
 
     peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
     objects = render_chart({"networkPolicy": {"enabled": True, "metricsFrom": peers}})
@@ -120,7 +121,7 @@ def test_network_policy_lets_the_operator_reach_only_dns_the_api_and_workers() -
         names.LABEL_APP_NAME: names.WORKER_APP_NAME,
         names.LABEL_MANAGED_BY: names.MANAGER,
     }
-    assert workers["ports"] == [{"port": builders.METRICS_PORT, "protocol": "TCP"}]
+    assert workers["ports"] == [{"port": WORKER_METRICS_PORT, "protocol": "TCP"}]
 
 
 @pytest.mark.parametrize(("view", "edit"), [(True, False), (False, True), (True, True)])

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 from edge_inference_api import conditions as c
-from edge_inference_api.models import InferenceJobSpec, InferenceJobStatus
+from edge_inference_api.models import MAX_NODE_PROGRESS, InferenceJobSpec, InferenceJobStatus
 from edge_inference_operator.observed import NodeReport, WorkerProgress
 from edge_inference_operator.status import (
-    MAX_NODE_PROGRESS,
     Thresholds,
     compute_status,
     invalid_status,

@@ -8,9 +8,9 @@ ValidatingAdmissionPolicy and signs service-account tokens with a key made at st
 controller manager runs the controllers the operator relies on (DaemonSet, Job, garbage
 collector, namespace, pod GC; Deployment and ReplicaSet for the chart's own pods; service
 accounts and node lifecycle so pods are admitted and NotReady/cordoned nodes are tainted as in
-a real cluster), each with its own service-account credentials. kwok plays the kubelet of every node annotated `kwok.x-k8s.io/node: fake` (see
-KWOK_STAGES): pods go Running, and a Job's pod ends when a test annotates it with
-EXIT_CODE_ANNOTATION ("0": Succeeded, anything else: Failed).
+a real cluster), each with its own service-account credentials. kwok plays the kubelet of
+every node annotated `kwok.x-k8s.io/node: fake` (see KWOK_STAGES): pods go Running, and a
+Job's pod ends when a test annotates it with EXIT_CODE_ANNOTATION ("0": Succeeded, anything else: Failed).
 
 Everything is stopped at the end; etcd keeps its data across `restart_apiserver()`.
 """
