@@ -14,8 +14,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 API_GROUP = "edgeinference.io"
 API_VERSION = "v1alpha1"
@@ -46,7 +47,7 @@ DEFAULT_INCLUDE = ["**/*.mp4", "**/*.mkv", "**/*.avi", "**/*.mov"]
 
 # Static rules on a host path, enforced by the API server (CEL) and again by pydantic (host_path_problem).
 MAX_PATH_SEGMENT_BYTES = 255  # NAME_MAX of Linux file systems: a longer segment cannot exist
-HOST_PATH_RULES = [
+HOST_PATH_RULES: list[JsonValue] = [
     {"rule": "self.startsWith('/')", "message": "hostPath must be absolute"},
     {
         "rule": "!self.split('/').exists(s, s == '..' || s == '.')",
@@ -256,7 +257,7 @@ class Toleration(ApiModel):
         return self
 
 
-REQUESTS_WITHIN_LIMITS = {
+REQUESTS_WITHIN_LIMITS: JsonDict = {
     "rule": "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
     "!isQuantity(self.requests[k]) || !isQuantity(self.limits[k]) || "
     "quantity(self.requests[k]).compareTo(quantity(self.limits[k])) <= 0)",
@@ -265,19 +266,23 @@ REQUESTS_WITHIN_LIMITS = {
 }
 
 
+DEFAULT_REQUESTS: dict[ResourceName, Quantity] = {"cpu": "500m", "memory": "1Gi"}
+DEFAULT_LIMITS: dict[ResourceName, Quantity] = {"memory": "2Gi"}
+
+
 class Resources(ApiModel):
     """Compute resources of each worker container (GPUs come from spec.accelerators)."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [REQUESTS_WITHIN_LIMITS]})
 
     requests: dict[ResourceName, Quantity] = Field(
-        default_factory=lambda: {"cpu": "500m", "memory": "1Gi"},
+        default_factory=lambda: dict(DEFAULT_REQUESTS),
         max_length=3,
         description="Minimum resources reserved for the worker (Kubernetes quantities): "
         "cpu, memory, ephemeral-storage.",
     )
     limits: dict[ResourceName, Quantity] = Field(
-        default_factory=lambda: {"memory": "2Gi"},
+        default_factory=lambda: dict(DEFAULT_LIMITS),
         max_length=3,
         description="Upper bounds for the worker (Kubernetes quantities): cpu, memory, ephemeral-storage.",
     )
@@ -292,7 +297,7 @@ class Resources(ApiModel):
         return self
 
 
-GPUS_FOR_NVIDIA = {
+GPUS_FOR_NVIDIA: JsonDict = {
     "rule": "self.type != 'nvidia' || self.gpus >= 1",
     "message": "gpus must be at least 1 for type nvidia (with 0 the pod would see every GPU of the node)",
 }

@@ -156,8 +156,8 @@ def pod_tolerations(spec: InferenceJobSpec, accelerator: str) -> list[dict[str, 
 
 def _resources(job: ParsedJob, accelerator: AcceleratorTarget | None) -> dict[str, Any]:
     """The job's resources, plus the GPUs of an nvidia workload (None: a container without GPUs)."""
-    requests = dict(job.spec.resources.requests)
-    limits = dict(job.spec.resources.limits)
+    requests: dict[str, str] = {name: value for name, value in job.spec.resources.requests.items()}
+    limits: dict[str, str] = {name: value for name, value in job.spec.resources.limits.items()}
     if (
         accelerator is not None and accelerator.type == NVIDIA
     ):  # gpus >= 1 (the schema): without a limit the pod would see every GPU

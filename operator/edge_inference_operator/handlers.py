@@ -162,13 +162,17 @@ class OperatorRuntime:
         """
         while True:
             await asyncio.sleep(self.settings.reconcile_seconds)
-            for store in list(jobs.values()):
-                for body in list(store):
-                    try:
-                        await self.converge(body)
-                    except Exception:  # noqa: BLE001 - counted by the reconciler; retried next tick
-                        meta = body.get("metadata", {})
-                        logger.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
+            await self.resync(jobs)
+
+    async def resync(self, jobs: kopf.Index) -> None:
+        """Converge every job once; one job's failure does not stop the others."""
+        for store in list(jobs.values()):
+            for body in list(store):
+                try:
+                    await self.converge(body)
+                except Exception:  # noqa: BLE001 - counted by the reconciler; retried next tick
+                    meta = body.get("metadata", {})
+                    logger.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
 
     async def child_changed(self, event_type: str | None, child: Mapping[str, Any]) -> None:
         """Reconcile the owning job now when a child's event calls for it (see needs_reconcile)."""
@@ -204,7 +208,8 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, runtime: OperatorRuntim
         # In a pod: the service account; elsewhere (tests, `make demo`): KUBECONFIG.
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
-    @kopf.on.startup(registry=registry)
+    # kopf passes indices by their names, which its handler protocols cannot list.
+    @kopf.on.startup(registry=registry)  # type: ignore[arg-type]
     async def configure(
         settings: kopf.OperatorSettings,
         inference_jobs: kopf.Index,
@@ -222,7 +227,8 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, runtime: OperatorRuntim
 
 
 def _register_indices(registry: kopf.OperatorRegistry) -> None:
-    @kopf.index(API_GROUP, PLURAL, id="inference_jobs", registry=registry)
+    # Namespaced resources: kopf's protocols type `namespace` as optional for every resource.
+    @kopf.index(API_GROUP, PLURAL, id="inference_jobs", registry=registry)  # type: ignore[arg-type]
     def inference_jobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
         return {
             (namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
@@ -236,7 +242,7 @@ def _register_indices(registry: kopf.OperatorRegistry) -> None:
     def camera_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
         return {name: NodeInfo.from_node(body)}
 
-    @kopf.index("v1", "pods", labels=MANAGED, id="worker_pods", registry=registry)
+    @kopf.index("v1", "pods", labels=MANAGED, id="worker_pods", registry=registry)  # type: ignore[arg-type]
     def worker_pods(
         namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
     ) -> dict[tuple[str, str], dict[str, Any]]:
@@ -250,7 +256,7 @@ def _register_events(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) 
     async def on_change(body: kopf.Body, **_: Any) -> None:
         await runtime.converge(body)
 
-    @kopf.on.event(API_GROUP, PLURAL, registry=registry)
+    @kopf.on.event(API_GROUP, PLURAL, registry=registry)  # type: ignore[arg-type]
     def forget_job(type: str | None, namespace: str, name: str, **_: Any) -> None:
         # Children go by owner references (garbage collection); only in-memory state is left here.
         if type == "DELETED":

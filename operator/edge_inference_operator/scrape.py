@@ -15,6 +15,7 @@ import aiohttp
 from edge_inference_api import telemetry
 from edge_inference_api.models import WORKER_METRICS_PORT
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from edge_inference_operator.names import METRICS_PORT_NAME
 from edge_inference_operator.observed import NodeReport, WorkerProgress, pod_node
@@ -24,20 +25,23 @@ class ScrapeError(Exception):
     """A worker's metrics could not be read or parsed."""
 
 
+def _samples(text: str) -> list[Sample]:
+    """Every sample of a Prometheus text exposition."""
+    try:
+        return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+    except ValueError as error:
+        raise ScrapeError(f"unparseable metrics: {error}") from error
+
+
 def parse_worker_metrics(text: str) -> WorkerProgress:
     """Read the telemetry names from a Prometheus text exposition into WorkerProgress."""
     values: dict[str, float] = {}
     files_done = 0.0
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == telemetry.FILES + "_total":
-                    if sample.labels.get("outcome") == "done":
-                        files_done += sample.value
-                elif not sample.labels:
-                    values[sample.name] = sample.value
-    except ValueError as error:
-        raise ScrapeError(f"unparseable metrics: {error}") from error
+    for sample in _samples(text):
+        if sample.name == telemetry.FILES + "_total":
+            files_done += sample.value if sample.labels.get("outcome") == "done" else 0.0
+        elif not sample.labels:
+            values[sample.name] = sample.value
     if telemetry.HEARTBEAT not in values and telemetry.FRAMES_ANALYSED + "_total" not in values:
         raise ScrapeError("the endpoint does not expose the worker's metrics")
     return WorkerProgress(
