@@ -309,8 +309,20 @@ def _with_idle_accelerators(ready: ConditionUpdate, idle_accelerators: Sequence[
     return dataclasses.replace(ready, message=f"{ready.message}; no matching node for accelerator(s): {idle}")
 
 
-def _stale_and_backlogged(views: Sequence[_NodeView]) -> tuple[list[str], list[str]]:
-    return [v.node for v in views if v.state == STALE], [v.node for v in views if v.backlog]
+def _problems(
+    views: Sequence[_NodeView],
+    pods_by_node: Mapping[str, Mapping[str, Any]],
+    taken_names: Sequence[str],
+    shared_with: Mapping[str, Sequence[str]],
+) -> _Problems:
+    return _Problems(
+        taken_names=taken_names,
+        secret=missing_secret(pods_by_node.values()),
+        failed=_failures(views),
+        stale=[v.node for v in views if v.state == STALE],
+        backlogged=[v.node for v in views if v.backlog],
+        shared_with=shared_with,
+    )
 
 
 # size: the keyword-only signature (14 named inputs) and its docstring are half of it; the body is steps.
@@ -353,9 +365,7 @@ def compute_status(
         phase, ready, progressing = _continuous_conditions(nodes, counts, spec)
     if idle_accelerators and nodes:
         ready = _with_idle_accelerators(ready, idle_accelerators)
-    problems = _Problems(
-        taken_names, missing_secret(pods_by_node.values()), failed, *_stale_and_backlogged(views), shared_with or {}
-    )
+    problems = _problems(views, pods_by_node, taken_names, shared_with or {})
     ready, degraded = _health(problems, ready)
     shown = sorted(views, key=_priority)[:node_progress_limit]
     totals = _totals(views)
