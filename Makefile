@@ -36,5 +36,7 @@ crd: setup  ## regenerate crds/, the chart's copy and docs/reference.md from the
 	$(BIN)/python -m edge_inference_api.crd
 	$(BIN)/python scripts/gen_reference.py
 
-lint: setup
+lint: setup  ## ruff, the import contracts and mypy (tests/test_lint.py runs the same in `make test`)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m mypy -p edge_inference_api -p edge_inference_operator

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel
@@ -42,7 +43,7 @@ class _FactoryDefaults(GenerateJsonSchema):
         factory = schema.get("default_factory")
         if factory is None or schema.get("default_factory_takes_data"):
             return super().get_default_value(schema)
-        value = factory()
+        value = cast(Callable[[], Any], factory)()  # takes no data: checked just above
         if isinstance(value, BaseModel):
             # An empty object lets the API server apply the nested defaults itself.
             return {}
@@ -60,10 +61,21 @@ def _structural(node: Any, defs: dict[str, Any], keep_defaults: bool) -> Any:
         return [_structural(item, defs, keep_defaults) for item in node]
     if not isinstance(node, dict):
         return node
+    rewritten = _rewritten(node, defs, keep_defaults)
+    if rewritten is not None:
+        return _structural(rewritten, defs, keep_defaults)
+    out = _structural_keys(node, defs, keep_defaults)
+    _openapi_bounds(out)
+    if "properties" in out:
+        out.setdefault("type", "object")
+    return out
+
+
+def _rewritten(node: dict[str, Any], defs: dict[str, Any], keep_defaults: bool) -> dict[str, Any] | None:
+    """A schema node Kubernetes cannot take as it is ($ref, Optional, constrained keys), rewritten; else None."""
     if "$ref" in node:
         target = defs[node["$ref"].split("/")[-1]]
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _structural(merged, defs, keep_defaults)
+        return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         if len(options) == 1 and len(options) != len(node["anyOf"]):
@@ -71,9 +83,14 @@ def _structural(node: Any, defs: dict[str, Any], keep_defaults: bool) -> Any:
             merged = {**_structural(options[0], defs, keep_defaults), **rest, "nullable": True}
             if merged.get("default", 0) is None:
                 del merged["default"]
-            return _structural(merged, defs, keep_defaults)
+            return merged
     if "propertyNames" in node:
-        return _structural(_keys_as_cel(node), defs, keep_defaults)
+        return _keys_as_cel(node)
+    return None
+
+
+def _structural_keys(node: dict[str, Any], defs: dict[str, Any], keep_defaults: bool) -> dict[str, Any]:
+    """Each keyword of a node made structural, those Kubernetes rejects (or that say nothing) dropped."""
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROPPED_KEYS or (key == "default" and not keep_defaults):
@@ -84,15 +101,16 @@ def _structural(node: Any, defs: dict[str, Any], keep_defaults: bool) -> Any:
             continue  # structural schemas prune unknown fields already
         else:
             out[key] = _structural(value, defs, keep_defaults)
+    return out
+
+
+def _openapi_bounds(out: dict[str, Any]) -> None:
+    """JSON Schema 2020 (pydantic) gives an exclusive bound as a number; OpenAPI v3.0 (CRDs) wants the
+    bound in minimum/maximum and a boolean flag, else the API server refuses the CRD."""
     for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-        # JSON Schema 2020 (pydantic) gives the exclusive bound as a number; OpenAPI v3.0 (CRDs)
-        # wants the bound in minimum/maximum and a boolean flag, else the API server refuses the CRD.
         if isinstance(out.get(exclusive), (int, float)) and not isinstance(out[exclusive], bool):
             out[bound] = out[exclusive]
             out[exclusive] = True
-    if "properties" in out:
-        out.setdefault("type", "object")
-    return out
 
 
 def _keys_as_cel(node: dict[str, Any]) -> dict[str, Any]:
@@ -126,29 +144,32 @@ def model_schema(model: type[BaseModel], keep_defaults: bool) -> dict[str, Any]:
     return _structural(raw, defs, keep_defaults)
 
 
+# `kubectl get ij`: Ready at a glance, the reason with -o wide.
+PRINTER_COLUMNS = [
+    {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+    {
+        "name": "Nodes",
+        "type": "string",
+        "jsonPath": ".status.readyNodes",
+        "description": "ready/desired (Batch: succeeded/desired)",
+    },
+    {"name": "Events", "type": "integer", "jsonPath": ".status.events"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {
+        "name": "Reason",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
 def build_crd() -> dict[str, Any]:
     """The CustomResourceDefinition, as a plain dict."""
     spec_schema = model_schema(InferenceJobSpec, keep_defaults=True)
     status_schema = model_schema(InferenceJobStatus, keep_defaults=False)
-    columns = [
-        {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
-        {
-            "name": "Nodes",
-            "type": "string",
-            "jsonPath": ".status.readyNodes",
-            "description": "ready/desired (Batch: succeeded/desired)",
-        },
-        {"name": "Events", "type": "integer", "jsonPath": ".status.events"},
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
-        {
-            "name": "Reason",
-            "type": "string",
-            "priority": 1,
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-        },
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -170,7 +191,7 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": columns,
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",

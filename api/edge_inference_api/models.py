@@ -14,8 +14,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 API_GROUP = "edgeinference.io"
 API_VERSION = "v1alpha1"
@@ -35,11 +36,18 @@ ENV_NODE_NAME = "EDGE_INFERENCE_NODE_NAME"
 ENV_WEBHOOK_HMAC_KEY = "EDGE_INFERENCE_WEBHOOK_HMAC_KEY"
 
 DEFAULT_MODEL = "yolov5nu"
+# Where the operator mounts a worker's folders and where the worker serves /metrics: the
+# WorkerConfig defaults, and what the operator's pod template uses.
+WORKER_INPUT_DIR = "/videos"
+WORKER_STATE_DIR = "/var/lib/edge-inference"
+WORKER_METRICS_PORT = 9108
+# status.nodeProgress lists at most this many nodes, so that a fleet's status stays small.
+MAX_NODE_PROGRESS = 50
 DEFAULT_INCLUDE = ["**/*.mp4", "**/*.mkv", "**/*.avi", "**/*.mov"]
 
 # Static rules on a host path, enforced by the API server (CEL) and again by pydantic (host_path_problem).
 MAX_PATH_SEGMENT_BYTES = 255  # NAME_MAX of Linux file systems: a longer segment cannot exist
-HOST_PATH_RULES = [
+HOST_PATH_RULES: list[JsonValue] = [
     {"rule": "self.startsWith('/')", "message": "hostPath must be absolute"},
     {
         "rule": "!self.split('/').exists(s, s == '..' || s == '.')",
@@ -249,7 +257,7 @@ class Toleration(ApiModel):
         return self
 
 
-REQUESTS_WITHIN_LIMITS = {
+REQUESTS_WITHIN_LIMITS: JsonDict = {
     "rule": "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
     "!isQuantity(self.requests[k]) || !isQuantity(self.limits[k]) || "
     "quantity(self.requests[k]).compareTo(quantity(self.limits[k])) <= 0)",
@@ -258,19 +266,23 @@ REQUESTS_WITHIN_LIMITS = {
 }
 
 
+DEFAULT_REQUESTS: dict[ResourceName, Quantity] = {"cpu": "500m", "memory": "1Gi"}
+DEFAULT_LIMITS: dict[ResourceName, Quantity] = {"memory": "2Gi"}
+
+
 class Resources(ApiModel):
     """Compute resources of each worker container (GPUs come from spec.accelerators)."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [REQUESTS_WITHIN_LIMITS]})
 
     requests: dict[ResourceName, Quantity] = Field(
-        default_factory=lambda: {"cpu": "500m", "memory": "1Gi"},
+        default_factory=lambda: dict(DEFAULT_REQUESTS),
         max_length=3,
         description="Minimum resources reserved for the worker (Kubernetes quantities): "
         "cpu, memory, ephemeral-storage.",
     )
     limits: dict[ResourceName, Quantity] = Field(
-        default_factory=lambda: {"memory": "2Gi"},
+        default_factory=lambda: dict(DEFAULT_LIMITS),
         max_length=3,
         description="Upper bounds for the worker (Kubernetes quantities): cpu, memory, ephemeral-storage.",
     )
@@ -285,7 +297,7 @@ class Resources(ApiModel):
         return self
 
 
-GPUS_FOR_NVIDIA = {
+GPUS_FOR_NVIDIA: JsonDict = {
     "rule": "self.type != 'nvidia' || self.gpus >= 1",
     "message": "gpus must be at least 1 for type nvidia (with 0 the pod would see every GPU of the node)",
 }
@@ -603,7 +615,7 @@ class InferenceJobStatus(ApiModel):
     totals: ProgressTotals = Field(default_factory=ProgressTotals, description="Progress summed over nodes.")
     node_progress: list[NodeProgress] = Field(
         default_factory=list,
-        max_length=50,
+        max_length=MAX_NODE_PROGRESS,
         description="Per-node progress, bounded: nodes needing attention first, then the slowest.",
     )
     node_progress_omitted: int = Field(0, description="Nodes left out of nodeProgress to bound the status size.")
@@ -646,7 +658,7 @@ class WorkerConfig(ApiModel):
     job: JobRef = Field(default_factory=JobRef)
     node: str = Field("local", description="Node name, in object keys and metrics.")
     mode: Mode = Mode.BATCH
-    input_dir: str = Field("/videos", description="Folder with the video inside the container.")
+    input_dir: str = Field(WORKER_INPUT_DIR, description="Folder with the video inside the container.")
     include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE))
     model: ModelSpec = Field(default_factory=ModelSpec)
     model_source_endpoint: S3Sink | None = Field(
@@ -655,9 +667,11 @@ class WorkerConfig(ApiModel):
     events: EventsSpec = Field(default_factory=EventsSpec)
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     sink: Annotated[S3Sink | DirectorySink, Field(discriminator="type")]
-    state_dir: str = Field("/var/lib/edge-inference", description="Writable: outbox, ledger, model cache.")
+    state_dir: str = Field(WORKER_STATE_DIR, description="Writable: outbox, ledger, model cache.")
     outbox: OutboxSpec = Field(default_factory=OutboxSpec)
-    metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus metrics and health; 0 disables.")
+    metrics_port: int = Field(
+        WORKER_METRICS_PORT, ge=0, le=65535, description="Prometheus metrics and health; 0 disables."
+    )
     poll_seconds: float = Field(2.0, gt=0, description="Continuous: how often the folder is rescanned.")
     settle_seconds: float = Field(5.0, ge=0, description="Continuous: a file unchanged this long is complete.")
     webhook: WebhookTarget | None = Field(None, description="Post each confirmed event here, signed.")

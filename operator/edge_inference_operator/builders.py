@@ -10,9 +10,7 @@ the pod template, any spec change rolls the DaemonSet.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import re
 from typing import Any
 
 from edge_inference_api import telemetry
@@ -27,6 +25,9 @@ from edge_inference_api.models import (
     KIND,
     LABEL_ACCELERATOR,
     LABEL_CAMERA_STORAGE,
+    WORKER_INPUT_DIR,
+    WORKER_METRICS_PORT,
+    WORKER_STATE_DIR,
     AcceleratorTarget,
     InferenceJobSpec,
     JobRef,
@@ -36,26 +37,19 @@ from edge_inference_api.models import (
     WorkerConfig,
 )
 
+from edge_inference_operator.names import (
+    ANNOTATION_SPEC_HASH,
+    METRICS_PORT_NAME,
+    child_labels,
+    child_name,
+    selector_labels,
+    short_hash,
+)
 from edge_inference_operator.settings import OperatorSettings, WorkerPodDefaults
-
-LABEL_APP_NAME = "app.kubernetes.io/name"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_JOB = f"{API_GROUP}/job"
-LABEL_NODE = f"{API_GROUP}/node"
-ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
-WORKER_APP_NAME = "edge-inference-worker"
-MANAGER = "edge-inference-operator"
 
 NVIDIA = "nvidia"
 GPU_RESOURCE = "nvidia.com/gpu"
 WORKER_UID = 10001
-METRICS_PORT = 9108
-METRICS_PORT_NAME = "metrics"
-VIDEO_MOUNT = "/videos"
-STATE_MOUNT = "/var/lib/edge-inference"
-MAX_NAME = 63  # DNS-1123 label: Job names become pod labels, DaemonSet names prefix pod names
-
-_NOT_DNS = re.compile(r"[^a-z0-9-]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,55 +60,6 @@ class ParsedJob:
     name: str
     uid: str
     spec: InferenceJobSpec
-
-
-def short_hash(text: str, length: int = 8) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def dns_name(*parts: str) -> str:
-    """A deterministic DNS-1123 label from `parts`: joined with '-' when that fits and says which parts
-    they were, else cleaned + truncated + a hash of the parts.
-
-    Only the first part may contain '-' in a plain name: job `a-b` with accelerator `c` and job `a`
-    with accelerator `b-c` would otherwise both be `a-b-c`.
-    """
-    raw = "-".join(parts)
-    cleaned = _NOT_DNS.sub("-", raw.lower()).strip("-")
-    unambiguous = not any("-" in part for part in parts[1:])
-    if cleaned == raw and len(raw) <= MAX_NAME and unambiguous:
-        return raw
-    head = cleaned[: MAX_NAME - 9].rstrip("-")
-    digest = short_hash("/".join(parts))  # '/' occurs in no part: the hash tells the parts apart
-    return f"{head}-{digest}" if head else digest
-
-
-def label_value(value: str) -> str:
-    """`value` as a label value (<= 63 chars); long or unusual values become a name + hash."""
-    if len(value) <= MAX_NAME and re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", value):
-        return value
-    return dns_name(value)
-
-
-def child_name(job: ParsedJob, accelerator: str, node: str | None = None) -> str:
-    """Name of the DaemonSet (no node) or Batch Job (with node) of `job` for one accelerator kind."""
-    return dns_name(job.name, accelerator) if node is None else dns_name(job.name, accelerator, node)
-
-
-def selector_labels(job: ParsedJob, accelerator: str) -> dict[str, str]:
-    """Labels that select the pods of one workload (immutable once a DaemonSet exists)."""
-    return {
-        LABEL_APP_NAME: WORKER_APP_NAME,
-        LABEL_JOB: label_value(job.name),
-        LABEL_ACCELERATOR: label_value(accelerator),
-    }
-
-
-def child_labels(job: ParsedJob, accelerator: str, node: str | None = None) -> dict[str, str]:
-    labels = {**selector_labels(job, accelerator), LABEL_MANAGED_BY: MANAGER}
-    if node is not None:
-        labels[LABEL_NODE] = label_value(node)
-    return labels
 
 
 def owner_reference(job: ParsedJob) -> dict[str, Any]:
@@ -163,16 +108,16 @@ def build_worker_config(
     return WorkerConfig(
         job=JobRef(namespace=job.namespace, name=job.name),
         mode=spec.mode,
-        input_dir=VIDEO_MOUNT,
+        input_dir=WORKER_INPUT_DIR,
         include=list(spec.input.include),
         model=spec.model,
         model_source_endpoint=sink if spec.model.source is not None else None,
         events=spec.events,
         sampling=spec.sampling,
         sink=sink,
-        state_dir=STATE_MOUNT,
+        state_dir=WORKER_STATE_DIR,
         outbox=spec.outbox,
-        metrics_port=METRICS_PORT,
+        metrics_port=WORKER_METRICS_PORT,
         **extra,
     )
 
@@ -211,8 +156,8 @@ def pod_tolerations(spec: InferenceJobSpec, accelerator: str) -> list[dict[str, 
 
 def _resources(job: ParsedJob, accelerator: AcceleratorTarget | None) -> dict[str, Any]:
     """The job's resources, plus the GPUs of an nvidia workload (None: a container without GPUs)."""
-    requests = dict(job.spec.resources.requests)
-    limits = dict(job.spec.resources.limits)
+    requests: dict[str, str] = {name: value for name, value in job.spec.resources.requests.items()}
+    limits: dict[str, str] = {name: value for name, value in job.spec.resources.limits.items()}
     if (
         accelerator is not None and accelerator.type == NVIDIA
     ):  # gpus >= 1 (the schema): without a limit the pod would see every GPU
@@ -239,36 +184,41 @@ def build_pod_template(
     job: ParsedJob, accelerator: AcceleratorTarget, settings: OperatorSettings, node: str | None = None
 ) -> dict[str, Any]:
     """The worker pod template: locked down, read-only video, writable per-job state, metrics port."""
-    config = build_worker_config(job, accelerator, settings, node)
+    worker = worker_container(job, accelerator, settings, node)
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # workers never talk to the Kubernetes API
+        "enableServiceLinks": False,
+        "affinity": {"nodeAffinity": node_affinity(job, accelerator.type, node)},
+        "tolerations": pod_tolerations(job.spec, accelerator.type),
+        "initContainers": init_containers(job, accelerator, settings, worker),
+        "containers": [worker],
+        "volumes": pod_volumes(job, settings),
+        "restartPolicy": "Always" if node is None else "OnFailure",
+    }
+    if accelerator.runtime_class_name:
+        pod_spec["runtimeClassName"] = accelerator.runtime_class_name
+    if not pod_spec["tolerations"]:
+        del pod_spec["tolerations"]
+    template = {"metadata": {"labels": child_labels(job.name, accelerator.type, node)}, "spec": pod_spec}
+    return with_worker_pod_defaults(template, settings.worker_pod)
+
+
+def worker_env(job: ParsedJob, config: WorkerConfig) -> list[dict[str, Any]]:
+    """The worker's environment: its configuration, and every secret by reference."""
     secret = job.spec.output.credentials_secret_ref
-    image = worker_image(accelerator, settings)
-    probe = {"port": METRICS_PORT_NAME}
-    volume_mounts = [
-        # Recursively read-only where the kubelet and runtime support it (Kubernetes >= 1.30, Linux >= 5.12):
-        # a mount under the video folder (an NFS share, a USB disk) is then read-only too.
-        {"name": "videos", "mountPath": VIDEO_MOUNT, "readOnly": True, "recursiveReadOnly": "IfPossible"},
-        {"name": "state", "mountPath": STATE_MOUNT},
-        {"name": "tmp", "mountPath": "/tmp"},
+    return [
+        {"name": ENV_WORKER_CONFIG, "value": config.model_dump_json(by_alias=True)},
+        {"name": ENV_S3_ACCESS_KEY, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.access_key_key}}},
+        {"name": ENV_S3_SECRET_KEY, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.secret_key_key}}},
+        {"name": ENV_NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        *webhook_key_env(job.spec),
     ]
-    worker = {
-        "name": "worker",
-        "image": image,
-        "imagePullPolicy": settings.worker_image_pull_policy,
-        "args": ["run"],  # the image's `edge-inference` runs the configuration in EDGE_INFERENCE_CONFIG
-        "env": [
-            {"name": ENV_WORKER_CONFIG, "value": config.model_dump_json(by_alias=True)},
-            {
-                "name": ENV_S3_ACCESS_KEY,
-                "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.access_key_key}},
-            },
-            {
-                "name": ENV_S3_SECRET_KEY,
-                "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.secret_key_key}},
-            },
-            {"name": ENV_NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-            *webhook_key_env(job.spec),
-        ],
-        "ports": [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}],
+
+
+def worker_probes() -> dict[str, Any]:
+    """Startup, liveness and readiness probes on the worker's metrics port."""
+    probe = {"port": METRICS_PORT_NAME}
+    return {
         # Loading a model from the node cache can take a while; the startup probe covers it.
         "startupProbe": {
             "httpGet": {"path": telemetry.LIVENESS_PATH, **probe},
@@ -281,17 +231,52 @@ def build_pod_template(
             "failureThreshold": 3,
         },
         "readinessProbe": {"httpGet": {"path": telemetry.READINESS_PATH, **probe}, "periodSeconds": 10},
+    }
+
+
+def worker_container(
+    job: ParsedJob, accelerator: AcceleratorTarget, settings: OperatorSettings, node: str | None = None
+) -> dict[str, Any]:
+    """The worker container: runs the job's WorkerConfig as an unprivileged user on a read-only root."""
+    config = build_worker_config(job, accelerator, settings, node)
+    volume_mounts = [
+        # Recursively read-only where the kubelet and runtime support it (Kubernetes >= 1.30, Linux >= 5.12):
+        # a mount under the video folder (an NFS share, a USB disk) is then read-only too.
+        {"name": "videos", "mountPath": WORKER_INPUT_DIR, "readOnly": True, "recursiveReadOnly": "IfPossible"},
+        {"name": "state", "mountPath": WORKER_STATE_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    return {
+        "name": "worker",
+        "image": worker_image(accelerator, settings),
+        "imagePullPolicy": settings.worker_image_pull_policy,
+        "args": ["run"],  # the image's `edge-inference` runs the configuration in EDGE_INFERENCE_CONFIG
+        "env": worker_env(job, config),
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"}],
+        **worker_probes(),
         "resources": _resources(job, accelerator),
         "securityContext": _RESTRICTED,
         "volumeMounts": volume_mounts,
     }
-    # kubelet creates a missing hostPath directory owned by root; only CAP_CHOWN is needed to hand it over.
-    # It runs as root, so it runs the admin's image for this kind, never one the job picked.
-    chown_state = {
+
+
+def init_containers(
+    job: ParsedJob, accelerator: AcceleratorTarget, settings: OperatorSettings, worker: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """What runs before the worker: the state folder handed to the worker's user, then the model export."""
+    return [state_permissions_container(accelerator, settings), *_prepare_model(job, settings, worker)]
+
+
+def state_permissions_container(accelerator: AcceleratorTarget, settings: OperatorSettings) -> dict[str, Any]:
+    """kubelet creates a missing hostPath directory owned by root; only CAP_CHOWN is needed to hand it over.
+
+    It runs as root, so it runs the admin's image for this kind, never one the job picked.
+    """
+    return {
         "name": "state-permissions",
         "image": settings.image_for(accelerator.type),
         "imagePullPolicy": settings.worker_image_pull_policy,
-        "command": ["chown", f"{WORKER_UID}:{WORKER_UID}", STATE_MOUNT],
+        "command": ["chown", f"{WORKER_UID}:{WORKER_UID}", WORKER_STATE_DIR],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": {
             "runAsUser": 0,
@@ -300,28 +285,17 @@ def build_pod_template(
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
         },
-        "volumeMounts": [{"name": "state", "mountPath": STATE_MOUNT}],
+        "volumeMounts": [{"name": "state", "mountPath": WORKER_STATE_DIR}],
     }
-    pod_spec: dict[str, Any] = {
-        "automountServiceAccountToken": False,  # workers never talk to the Kubernetes API
-        "enableServiceLinks": False,
-        "affinity": {"nodeAffinity": node_affinity(job, accelerator.type, node)},
-        "tolerations": pod_tolerations(job.spec, accelerator.type),
-        "initContainers": [chown_state, *_prepare_model(job, settings, worker)],
-        "containers": [worker],
-        "volumes": [
-            {"name": "videos", "hostPath": {"path": job.spec.input.host_path, "type": "Directory"}},
-            {"name": "state", "hostPath": {"path": state_host_path(job, settings), "type": "DirectoryOrCreate"}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-        ],
-        "restartPolicy": "Always" if node is None else "OnFailure",
-    }
-    if accelerator.runtime_class_name:
-        pod_spec["runtimeClassName"] = accelerator.runtime_class_name
-    if not pod_spec["tolerations"]:
-        del pod_spec["tolerations"]
-    template = {"metadata": {"labels": child_labels(job, accelerator.type, node)}, "spec": pod_spec}
-    return with_worker_pod_defaults(template, settings.worker_pod)
+
+
+def pod_volumes(job: ParsedJob, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The node's video folder, the job's state folder on the node, and a bounded scratch folder."""
+    return [
+        {"name": "videos", "hostPath": {"path": job.spec.input.host_path, "type": "Directory"}},
+        {"name": "state", "hostPath": {"path": state_host_path(job, settings), "type": "DirectoryOrCreate"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
 
 
 def with_worker_pod_defaults(template: dict[str, Any], defaults: WorkerPodDefaults) -> dict[str, Any]:
@@ -379,7 +353,7 @@ def _metadata(job: ParsedJob, name: str, accelerator: str, node: str | None) -> 
     return {
         "name": name,
         "namespace": job.namespace,
-        "labels": child_labels(job, accelerator, node),
+        "labels": child_labels(job.name, accelerator, node),
         "ownerReferences": [owner_reference(job)],
     }
 
@@ -389,9 +363,9 @@ def build_daemonset(job: ParsedJob, accelerator: AcceleratorTarget, settings: Op
     manifest = {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
-        "metadata": _metadata(job, child_name(job, accelerator.type), accelerator.type, None),
+        "metadata": _metadata(job, child_name(job.name, accelerator.type), accelerator.type, None),
         "spec": {
-            "selector": {"matchLabels": selector_labels(job, accelerator.type)},
+            "selector": {"matchLabels": selector_labels(job.name, accelerator.type)},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
             "revisionHistoryLimit": 3,
             "template": build_pod_template(job, accelerator, settings),
@@ -407,7 +381,7 @@ def build_batch_job(
     manifest = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(job, child_name(job, accelerator.type, node), accelerator.type, node),
+        "metadata": _metadata(job, child_name(job.name, accelerator.type, node), accelerator.type, node),
         "spec": {
             "backoffLimit": settings.batch_backoff_limit,
             "completions": 1,

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import kubernetes
 from edge_inference_api.models import API_GROUP, API_VERSION, KIND, PLURAL, QUANTITY, quantity_value
 
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, label_value
+from edge_inference_operator.names import ANNOTATION_SPEC_HASH, MANAGER, job_selector
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -187,10 +187,6 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
-def job_selector(job_name: str) -> str:
-    return f"{LABEL_JOB}={label_value(job_name)},{LABEL_MANAGED_BY}={MANAGER}"
-
-
 @dataclasses.dataclass
 class Convergence:
     """What converging a job's children did, and the children as they now are."""
@@ -240,6 +236,31 @@ async def _replace_spec(
     return await kube.request("PATCH", path, body=patch, content_type=JSON_PATCH)
 
 
+async def _create(
+    kube: Kube, desired: Mapping[str, Any], namespace: str, path: str
+) -> tuple[bool, dict[str, Any] | None]:
+    """(True, the child) once created; (False, the object as it now is) when the name was taken meanwhile."""
+    try:
+        return True, await kube.request("POST", collection_path(desired, namespace), body=desired)
+    except KubeError as error:
+        if error.status != 409:
+            raise
+        return False, await kube.get(path)  # someone (an earlier run of ours) was faster: re-read
+
+
+def _nothing_to_change(
+    current: Mapping[str, Any], desired: Mapping[str, Any]
+) -> tuple[str, dict[str, Any] | None] | None:
+    """Why an existing child is left as it is (taken, terminating, unchanged), or None when it must change."""
+    if not owned_by(current, desired["metadata"]["ownerReferences"][0]["uid"]):
+        return "taken", dict(current)  # never take over an object someone else made
+    if current.get("metadata", {}).get("deletionTimestamp"):
+        return "terminating", None  # created again once it is gone
+    if _hash(current) == _hash(desired) and not drifted(current, desired):
+        return "unchanged", dict(current)
+    return None
+
+
 async def ensure_child(
     kube: Kube, desired: Mapping[str, Any], current: Mapping[str, Any] | None, namespace: str
 ) -> tuple[str, dict[str, Any] | None]:
@@ -249,23 +270,15 @@ async def ensure_child(
     """
     name = desired["metadata"]["name"]
     path = f"{collection_path(desired, namespace)}/{quote(name)}"
-    owner_uid = desired["metadata"]["ownerReferences"][0]["uid"]
     for _ in range(CONFLICT_RETRIES):
         if current is None:
-            try:
-                created = await kube.request("POST", collection_path(desired, namespace), body=desired)
-                return "created", created
-            except KubeError as error:
-                if error.status != 409:
-                    raise
-                current = await kube.get(path)  # someone (an earlier run of ours) was faster: re-read
-                continue
-        if not owned_by(current, owner_uid):
-            return "taken", dict(current)  # never take over an object someone else made
-        if current.get("metadata", {}).get("deletionTimestamp"):
-            return "terminating", None  # created again once it is gone
-        if _hash(current) == _hash(desired) and not drifted(current, desired):
-            return "unchanged", dict(current)
+            created, current = await _create(kube, desired, namespace, path)
+            if created:
+                return "created", current
+            continue
+        settled = _nothing_to_change(current, desired)
+        if settled is not None:
+            return settled
         if desired["kind"] == "Job":
             await _delete(kube, current, namespace)
             return "deleted", None

@@ -7,10 +7,11 @@ import os
 import sys
 
 import kopf
+from edge_inference_api.errors import one_line
 from pydantic import ValidationError
 
 from edge_inference_operator.handlers import register_handlers
-from edge_inference_operator.settings import OperatorSettings
+from edge_inference_operator.settings import ENV_PREFIX, OperatorSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = OperatorSettings.from_env(os.environ)
     except ValidationError as error:
-        problems = "; ".join(
-            f"EDGE_INFERENCE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
-        )
+        problems = one_line(error, lambda loc: ENV_PREFIX + "_".join(map(str, loc)).upper())
         print(f"edge-inference-operator: invalid settings: {problems}", file=sys.stderr)
         return 2
     registry = kopf.OperatorRegistry()

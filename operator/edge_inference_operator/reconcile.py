@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from edge_inference_api import conditions as c
+from edge_inference_api.errors import dotted, one_line
 from edge_inference_api.hostpaths import host_path_refusal
 from edge_inference_api.models import (
     LABEL_ACCELERATOR,
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from edge_inference_operator import kube as k
 from edge_inference_operator.builders import NVIDIA, ParsedJob, build_children
 from edge_inference_operator.metrics import OperatorMetrics
+from edge_inference_operator.observed import pinned_node
 from edge_inference_operator.placement import InputClaim, NodeInfo, matching_nodes, shared_inputs
 from edge_inference_operator.scrape import ScrapeMemory, scrape_pods
 from edge_inference_operator.settings import OperatorSettings
@@ -36,7 +38,6 @@ from edge_inference_operator.status import (
     Transition,
     compute_status,
     invalid_status,
-    pinned_node,
     transitions,
 )
 
@@ -55,12 +56,8 @@ class Refusal:
 
 
 def validation_message(error: ValidationError) -> str:
-    """pydantic errors as one line a user can act on: `field.path: problem; ...`."""
-    parts = []
-    for item in error.errors()[:10]:
-        where = ".".join(str(p) for p in item["loc"]) or "spec"
-        parts.append(f"spec.{where}: {item['msg']}" if where != "spec" else f"spec: {item['msg']}")
-    return "; ".join(parts)
+    """A refused spec as one line a user can act on: `spec.field.path: problem; ...` (ten at most)."""
+    return one_line(error, dotted("spec"), limit=10)
 
 
 def check_job(body: Mapping[str, Any], settings: OperatorSettings) -> ParsedJob | Refusal:
@@ -117,6 +114,17 @@ def batch_targets(
         if accelerator is not None:
             targets[node] = accelerator
     return targets
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a valid job's workers go, as its mode decides."""
+
+    desired_nodes: list[str]  # the nodes counted in the status
+    placed: dict[str, str]  # node -> accelerator kind of the worker there
+    targets: dict[str, str]  # what build_children pins (Batch; empty for Continuous)
+    create_missing: bool  # False once a batch has finished: its Jobs are not made again
+    live_nodes: set[str] | None  # Batch: the camera nodes that exist now
 
 
 class Reconciler:
@@ -189,55 +197,85 @@ class Reconciler:
         self, body: Mapping[str, Any], nodes: Mapping[str, NodeInfo], pods: Iterable[Mapping[str, Any]]
     ) -> tuple[InferenceJobStatus, str]:
         meta = body["metadata"]
-        namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        generation = meta.get("generation")
         # The operator is the only writer of status: what it last wrote is newer than a body that
         # kopf got before that write came back through the watch (no duplicate transitions/Events).
-        previous = self._written.get((namespace, name, uid)) or previous_status(body)
+        previous = self._written.get((meta["namespace"], meta["name"], meta["uid"])) or previous_status(body)
         now = self.clock()
         checked = check_job(body, self.settings)
         if isinstance(checked, Refusal):
-            # Nothing may run for a refused spec: children of an earlier, valid spec go too.
-            self._inputs.pop(f"{namespace}/{name}", None)
-            await k.converge_children(self.kube, namespace, name, uid, [])
-            status = invalid_status(previous, generation, checked.reason, checked.message, now)
-            await self._write(body, previous, status)
-            return status, "invalid"
-
+            return await self._refuse(body, previous, checked, now), "invalid"
         job = checked
-        matched = matching_nodes(nodes, job.spec, daemonset=job.spec.mode == Mode.CONTINUOUS)
-        targets: dict[str, str] = {}
-        desired_nodes: list[str]
-        create_missing = True
-        if job.spec.mode == Mode.BATCH:
-            existing = await k.observed_children(self.kube, namespace, name, uid)
-            targets = batch_targets(previous, matched, existing)
-            desired_nodes = list(previous.target_nodes or targets)
-            # A finished batch is not re-run when a finished Job is deleted; a new generation re-runs it.
-            finished = previous.phase in (Phase.SUCCEEDED, Phase.FAILED) and previous.observed_generation == generation
-            create_missing = not finished
-        else:
-            desired_nodes = list(matched)
-        placed = targets if job.spec.mode == Mode.BATCH else matched  # node -> accelerator kind
+        place = self._place_batch if job.spec.mode == Mode.BATCH else self._place_continuous
+        placement = await place(job, previous, meta.get("generation"), nodes)
         try:
             convergence = await k.converge_children(
                 self.kube,
-                namespace,
-                name,
-                uid,
-                build_children(job, self.settings, targets),
-                create_missing=create_missing,
+                job.namespace,
+                job.name,
+                job.uid,
+                build_children(job, self.settings, placement.targets),
+                create_missing=placement.create_missing,
             )
         except k.KubeError as error:
             return await self._converge_failed(body, previous, error, now)
         for action in ("created", "updated", "deleted"):
             self.metrics.children_changed.labels(action=action).inc(len(getattr(convergence, action)))
-        if not create_missing:
+        if not placement.create_missing:
             # The outcome is recorded in the status; finished Jobs may be cleaned up without changing it.
             return previous, "ok"
+        status = await self._observe(job, body, previous, placement, convergence, pods, now)
+        await self._write(body, previous, status)
+        return status, "ok"
 
-        key = f"{namespace}/{name}"
-        self._inputs[key] = InputClaim(job.spec.input.host_path, frozenset(placed))
+    async def _refuse(
+        self, body: Mapping[str, Any], previous: InferenceJobStatus, refusal: Refusal, now: datetime.datetime
+    ) -> InferenceJobStatus:
+        """Nothing may run for a refused spec: children of an earlier, valid spec go too."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        self._inputs.pop(f"{namespace}/{name}", None)
+        await k.converge_children(self.kube, namespace, name, meta["uid"], [])
+        status = invalid_status(previous, meta.get("generation"), refusal.reason, refusal.message, now)
+        await self._write(body, previous, status)
+        return status
+
+    async def _place_continuous(
+        self, job: ParsedJob, previous: InferenceJobStatus, generation: int | None, nodes: Mapping[str, NodeInfo]
+    ) -> Placement:
+        """Continuous: a DaemonSet per kind, on the nodes that match now."""
+        matched = matching_nodes(nodes, job.spec, daemonset=True)
+        return Placement(desired_nodes=list(matched), placed=matched, targets={}, create_missing=True, live_nodes=None)
+
+    async def _place_batch(
+        self, job: ParsedJob, previous: InferenceJobStatus, generation: int | None, nodes: Mapping[str, NodeInfo]
+    ) -> Placement:
+        """Batch: a Job per node recorded at start; a finished batch is not re-run (a new generation is)."""
+        matched = matching_nodes(nodes, job.spec, daemonset=False)
+        existing = await k.observed_children(self.kube, job.namespace, job.name, job.uid)
+        targets = batch_targets(previous, matched, existing)
+        # A finished batch is not re-run when a finished Job is deleted; a new generation re-runs it.
+        finished = previous.phase in (Phase.SUCCEEDED, Phase.FAILED) and previous.observed_generation == generation
+        return Placement(
+            desired_nodes=list(previous.target_nodes or targets),
+            placed=targets,
+            targets=targets,
+            create_missing=not finished,
+            live_nodes=set(nodes),
+        )
+
+    async def _observe(
+        self,
+        job: ParsedJob,
+        body: Mapping[str, Any],
+        previous: InferenceJobStatus,
+        placement: Placement,
+        convergence: k.Convergence,
+        pods: Iterable[Mapping[str, Any]],
+        now: datetime.datetime,
+    ) -> InferenceJobStatus:
+        """Scrape the job's workers and compute its status from what is there now."""
+        key = f"{job.namespace}/{job.name}"
+        self._inputs[key] = InputClaim(job.spec.input.host_path, frozenset(placement.placed))
         others = {job_key: claim for job_key, claim in self._inputs.items() if job_key != key}
         types = {a.type for a in job.spec.accelerators}
         job_pods = [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(LABEL_ACCELERATOR) in types]
@@ -245,33 +283,34 @@ class Reconciler:
             self._http(),
             job_pods,
             self.memory,
-            f"{namespace}/{name}",
+            key,
             now,
             self.settings.scrape_timeout_seconds,
             self.settings.scrape_concurrency,
         )
         self.metrics.scrape_failures.inc(sum(report.last_seen != now for report in reports.values()))
-        status = compute_status(
+        return compute_status(
             previous=previous,
             spec=job.spec,
-            generation=generation,
-            desired_nodes=desired_nodes,
+            generation=body["metadata"].get("generation"),
+            desired_nodes=placement.desired_nodes,
             children=convergence.children,
             pods=job_pods,
             reports=reports,
             now=now,
-            thresholds=Thresholds(
-                stale_after=datetime.timedelta(seconds=self.settings.stale_after_seconds),
-                backlog_age_seconds=self.settings.backlog_age_seconds,
-                batch_start_deadline=datetime.timedelta(seconds=self.settings.batch_start_deadline_seconds),
-            ),
-            live_nodes=set(nodes) if job.spec.mode == Mode.BATCH else None,
+            thresholds=self._thresholds(),
+            live_nodes=placement.live_nodes,
             shared_with=shared_inputs(self._inputs[key], others),
-            idle_accelerators=[a.type for a in job.spec.accelerators if a.type not in set(placed.values())],
+            idle_accelerators=[a.type for a in job.spec.accelerators if a.type not in set(placement.placed.values())],
             taken_names=convergence.taken,
         )
-        await self._write(body, previous, status)
-        return status, "ok"
+
+    def _thresholds(self) -> Thresholds:
+        return Thresholds(
+            stale_after=datetime.timedelta(seconds=self.settings.stale_after_seconds),
+            backlog_age_seconds=self.settings.backlog_age_seconds,
+            batch_start_deadline=datetime.timedelta(seconds=self.settings.batch_start_deadline_seconds),
+        )
 
     async def _converge_failed(
         self, body: Mapping[str, Any], previous: InferenceJobStatus, error: k.KubeError, now: datetime.datetime

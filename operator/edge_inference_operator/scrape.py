@@ -13,30 +13,35 @@ from typing import Any
 
 import aiohttp
 from edge_inference_api import telemetry
+from edge_inference_api.models import WORKER_METRICS_PORT
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
-from edge_inference_operator.builders import METRICS_PORT, METRICS_PORT_NAME
-from edge_inference_operator.status import NodeReport, WorkerProgress, pod_node
+from edge_inference_operator.names import METRICS_PORT_NAME
+from edge_inference_operator.observed import NodeReport, WorkerProgress, pod_node
 
 
 class ScrapeError(Exception):
     """A worker's metrics could not be read or parsed."""
 
 
+def _samples(text: str) -> list[Sample]:
+    """Every sample of a Prometheus text exposition."""
+    try:
+        return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+    except ValueError as error:
+        raise ScrapeError(f"unparseable metrics: {error}") from error
+
+
 def parse_worker_metrics(text: str) -> WorkerProgress:
     """Read the telemetry names from a Prometheus text exposition into WorkerProgress."""
     values: dict[str, float] = {}
     files_done = 0.0
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == telemetry.FILES + "_total":
-                    if sample.labels.get("outcome") == "done":
-                        files_done += sample.value
-                elif not sample.labels:
-                    values[sample.name] = sample.value
-    except ValueError as error:
-        raise ScrapeError(f"unparseable metrics: {error}") from error
+    for sample in _samples(text):
+        if sample.name == telemetry.FILES + "_total":
+            files_done += sample.value if sample.labels.get("outcome") == "done" else 0.0
+        elif not sample.labels:
+            values[sample.name] = sample.value
     if telemetry.HEARTBEAT not in values and telemetry.FRAMES_ANALYSED + "_total" not in values:
         raise ScrapeError("the endpoint does not expose the worker's metrics")
     return WorkerProgress(
@@ -56,7 +61,7 @@ def metrics_url(pod: Mapping[str, Any]) -> str | None:
     ip = pod.get("status", {}).get("podIP")
     if not ip:
         return None
-    port = METRICS_PORT
+    port = WORKER_METRICS_PORT
     for container in pod.get("spec", {}).get("containers") or []:
         for declared in container.get("ports") or []:
             if declared.get("name") == METRICS_PORT_NAME:

@@ -11,10 +11,12 @@ from edge_inference_api.models import API_GROUP
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from edge_inference_operator.names import LABEL_APP_NAME, LABEL_MANAGED_BY
+
 ENV_PREFIX = "EDGE_INFERENCE_"
 # Label keys the operator sets on its worker pods itself: an admin's extra label may not replace them,
 # or the DaemonSet selectors and the operator's own bookkeeping would break.
-RESERVED_LABEL_PREFIXES = (f"{API_GROUP}/", "app.kubernetes.io/name", "app.kubernetes.io/managed-by")
+RESERVED_LABEL_PREFIXES = (f"{API_GROUP}/", LABEL_APP_NAME, LABEL_MANAGED_BY)
 # The pod-level securityContext fields an admin may set; the containers' own contexts (uid 10001, non-root,
 # read-only, no capabilities) are fixed because the image and the state folder's owner depend on them.
 POD_SECURITY_CONTEXT_FIELDS = frozenset(

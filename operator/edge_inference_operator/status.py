@@ -1,5 +1,8 @@
 """Pure computation of an InferenceJob's status from what the operator observed (clock passed in).
 
+The policy: which state each node is in, which conditions and reasons follow, and which
+transitions become Events. What was read from the cluster and the workers is in observed.py.
+
 Status stays bounded for fleets of thousands of nodes: counts and totals cover every node, but
 `nodeProgress` lists at most MAX_NODE_PROGRESS nodes, those needing attention first (failed,
 stale, outbox backlog), then the slowest; `nodeProgressOmitted` says how many were left out.
@@ -9,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from edge_inference_api import conditions as c
 from edge_inference_api.models import (
+    MAX_NODE_PROGRESS,
     Condition,
     ConditionStatus,
     InferenceJobSpec,
@@ -25,13 +29,22 @@ from edge_inference_api.models import (
     ProgressTotals,
 )
 
-MAX_NODE_PROGRESS = 50
-
-RUNNING = "Running"
-PENDING = "Pending"
-STALE = "Stale"
-FAILED = "Failed"
-SUCCEEDED = "Succeeded"
+from edge_inference_operator.observed import (
+    FAILED,
+    PENDING,
+    RUNNING,
+    STALE,
+    SUCCEEDED,
+    BatchChild,
+    NodeReport,
+    NodeState,
+    WorkerProgress,
+    batch_children,
+    missing_secret,
+    newest_pod_by_node,
+    pod_failed,
+    pod_ready,
+)
 
 _ATTENTION_ORDER = {FAILED: 0, STALE: 1}
 
@@ -42,49 +55,22 @@ ON_THE_WAY = {c.WAITING_FOR_NODES, c.SOME_NODES_NOT_READY}
 
 
 @dataclasses.dataclass(frozen=True)
-class WorkerProgress:
-    """One worker's figures, as read from its /metrics."""
-
-    files_done: int = 0
-    frames_analysed: int = 0
-    events_uploaded: int = 0
-    events_waiting: int = 0
-    heartbeat: float | None = None  # unix seconds of the worker's last loop
-    batch_complete: bool = False
-    outbox_full: bool = False
-    outbox_oldest_age: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeReport:
-    """What scraping knows about one node's worker."""
-
-    progress: WorkerProgress | None = None  # the latest figures that could be read
-    last_seen: datetime.datetime | None = None  # last successful scrape
-    failing_since: datetime.datetime | None = None  # first failed scrape of the current failing streak
-
-
-@dataclasses.dataclass(frozen=True)
 class Thresholds:
+    """When a silent worker is stale, an outbox a backlog, and an unstarted Batch node failed."""
+
     stale_after: datetime.timedelta = datetime.timedelta(seconds=60)
     backlog_age_seconds: float = 600.0
     batch_start_deadline: datetime.timedelta = datetime.timedelta(minutes=10)
 
 
 @dataclasses.dataclass(frozen=True)
-class NodeState:
-    """The state of one node's worker, and why when it failed."""
+class ConditionUpdate:
+    """One condition to set: its type, status, CamelCase reason and message."""
 
-    state: str
-    reason: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchChild:
-    """What a Batch node's Job says: its outcome (if finished) and when it was made."""
-
-    outcome: NodeState | None
-    created: datetime.datetime | None
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,77 +83,12 @@ class _NodeView:
     backlog: bool
 
 
-def pod_node(pod: Mapping[str, Any]) -> str | None:
-    return pod.get("spec", {}).get("nodeName")
-
-
-def _waiting_states(pod: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    status = pod.get("status", {})
-    for key in ("initContainerStatuses", "containerStatuses"):
-        for container in status.get(key) or []:
-            waiting = (container.get("state") or {}).get("waiting")
-            if waiting:
-                yield waiting
-
-
-def missing_secret(pods: Iterable[Mapping[str, Any]]) -> str | None:
-    """The kubelet's message when a pod cannot start because a referenced Secret (or key) is missing.
-
-    The operator never reads Secrets: kubelet reports this as CreateContainerConfigError.
-    """
-    for pod in pods:
-        for waiting in _waiting_states(pod):
-            message = waiting.get("message") or ""
-            if waiting.get("reason") == "CreateContainerConfigError" and "secret" in message.lower():
-                return message
-    return None
-
-
-def _pod_failed(pod: Mapping[str, Any]) -> bool:
-    if pod.get("status", {}).get("phase") == "Failed":
-        return True
-    bad = {"CreateContainerConfigError", "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName"}
-    return any(w.get("reason") in bad for w in _waiting_states(pod))
-
-
-def _pod_ready(pod: Mapping[str, Any]) -> bool:
-    status = pod.get("status", {})
-    ready = any(cond.get("type") == "Ready" and cond.get("status") == "True" for cond in status.get("conditions") or [])
-    return status.get("phase") == "Running" and ready
-
-
-def _job_outcome(job: Mapping[str, Any]) -> NodeState | None:
-    for cond in job.get("status", {}).get("conditions") or []:
-        if cond.get("status") == "True" and cond.get("type") in ("Complete", "SuccessCriteriaMet"):
-            return NodeState(SUCCEEDED)
-        if cond.get("status") == "True" and cond.get("type") in ("Failed", "FailureTarget"):
-            return NodeState(FAILED, cond.get("reason") or "JobFailed")
-    return None
-
-
-def _parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def batch_children(children: Iterable[Mapping[str, Any]]) -> dict[str, BatchChild]:
-    """The Batch Jobs by the node they are pinned to."""
-    found = {}
-    for child in children:
-        node = pinned_node(child)
-        if node is not None:
-            created = _parse_time(child.get("metadata", {}).get("creationTimestamp"))
-            found[node] = BatchChild(_job_outcome(child), created)
-    return found
+NODE_GONE = "NodeGone"
+START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
 
 
 def _rfc3339_unix(seconds: float) -> str:
     return c.rfc3339(datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC))
-
-
-NODE_GONE = "NodeGone"
-START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
 
 
 def _node_state(
@@ -177,9 +98,9 @@ def _node_state(
         return NodeState(PENDING)
     if pod.get("status", {}).get("phase") == "Succeeded":
         return NodeState(SUCCEEDED)
-    if _pod_failed(pod):
+    if pod_failed(pod):
         return NodeState(FAILED, "WorkerFailed")
-    if not _pod_ready(pod):
+    if not pod_ready(pod):
         return NodeState(PENDING)
     if report is not None and report.failing_since is not None and now - report.failing_since >= t.stale_after:
         return NodeState(STALE)
@@ -208,6 +129,23 @@ def _batch_node_state(
     return observed
 
 
+def _heartbeat(report: NodeReport | None) -> str | None:
+    """The worker's own last heartbeat, else when it was last scraped."""
+    if report is None:
+        return None
+    if report.progress is not None and report.progress.heartbeat:
+        return _rfc3339_unix(report.progress.heartbeat)
+    return c.rfc3339(report.last_seen) if report.last_seen is not None else None
+
+
+def _backlog(progress: WorkerProgress | None, t: Thresholds) -> bool:
+    """Whether a worker's outbox is full, or has held events longer than the threshold."""
+    if progress is None:
+        return False
+    old = progress.events_waiting > 0 and progress.outbox_oldest_age >= t.backlog_age_seconds
+    return progress.outbox_full or old
+
+
 def _views(
     nodes: Sequence[str],
     pods_by_node: Mapping[str, Mapping[str, Any]],
@@ -221,19 +159,10 @@ def _views(
     for node in nodes:
         report = reports.get(node)
         progress = report.progress if report else None
-        heartbeat = None
-        if progress is not None and progress.heartbeat:
-            heartbeat = _rfc3339_unix(progress.heartbeat)
-        elif report is not None and report.last_seen is not None:
-            heartbeat = c.rfc3339(report.last_seen)
-        backlog = progress is not None and (
-            progress.outbox_full
-            or (progress.events_waiting > 0 and progress.outbox_oldest_age >= t.backlog_age_seconds)
-        )
         state = _node_state(pods_by_node.get(node), report, now, t)
         if batch is not None:
             state = _batch_node_state(node, state, batch.get(node), live_nodes, now, t)
-        views.append(_NodeView(node, state.state, state.reason, progress, heartbeat, backlog))
+        views.append(_NodeView(node, state.state, state.reason, progress, _heartbeat(report), _backlog(progress, t)))
     return views
 
 
@@ -268,6 +197,15 @@ def _totals(views: Sequence[_NodeView]) -> ProgressTotals:
     )
 
 
+def _counts(views: Sequence[_NodeView]) -> NodeCounts:
+    return NodeCounts(
+        desired=len(views),
+        ready=sum(v.state == RUNNING for v in views),
+        succeeded=sum(v.state == SUCCEEDED for v in views),
+        failed=sum(v.state == FAILED for v in views),
+    )
+
+
 def _failures(views: Sequence[_NodeView]) -> list[str]:
     """Failed nodes, each with its reason: `edge-1 (NodeGone)`."""
     return [f"{v.node} ({v.reason})" if v.reason else v.node for v in views if v.state == FAILED]
@@ -282,42 +220,112 @@ def _apply(
     previous: InferenceJobStatus,
     generation: int | None,
     now: datetime.datetime,
-    settings: Sequence[tuple[str, ConditionStatus, str, str]],
+    updates: Sequence[ConditionUpdate],
 ) -> list[Condition]:
     conditions = list(previous.conditions)
-    for type_, status, reason, message in settings:
+    for update in updates:
         conditions = c.set_condition(
-            conditions, type=type_, status=status, reason=reason, message=message, generation=generation, now=now
+            conditions,
+            type=update.type,
+            status=update.status,
+            reason=update.reason,
+            message=update.message,
+            generation=generation,
+            now=now,
         )
     return conditions
 
 
-T, F = ConditionStatus.TRUE, ConditionStatus.FALSE
+def _true(type_: str, reason: str, message: str) -> ConditionUpdate:
+    return ConditionUpdate(type_, ConditionStatus.TRUE, reason, message)
+
+
+def _false(type_: str, reason: str, message: str) -> ConditionUpdate:
+    return ConditionUpdate(type_, ConditionStatus.FALSE, reason, message)
 
 
 def invalid_status(
     previous: InferenceJobStatus, generation: int | None, reason: str, message: str, now: datetime.datetime
 ) -> InferenceJobStatus:
     """Status of a job the operator refuses to schedule (nothing runs): Ready=False with `reason`."""
-    conditions = _apply(
-        previous,
-        generation,
-        now,
-        [
-            (c.READY, F, reason, message),
-            (c.PROGRESSING, F, reason, "nothing is scheduled until the spec is fixed"),
-            (c.DEGRADED, F, c.AS_EXPECTED, NOTHING_WRONG),
-        ],
-    )
+    updates = [
+        _false(c.READY, reason, message),
+        _false(c.PROGRESSING, reason, "nothing is scheduled until the spec is fixed"),
+        _false(c.DEGRADED, c.AS_EXPECTED, NOTHING_WRONG),
+    ]
     return InferenceJobStatus(
         phase=Phase.INVALID,
         observed_generation=generation,
-        conditions=conditions,
+        conditions=_apply(previous, generation, now, updates),
         target_nodes=previous.target_nodes,
         ready_nodes="0/0",
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Problems:
+    """What can make a job Degraded, most specific first (see _health)."""
+
+    taken_names: Sequence[str]
+    secret: str | None
+    failed: Sequence[str]
+    stale: Sequence[str]
+    backlogged: Sequence[str]
+    shared_with: Mapping[str, Sequence[str]]
+
+
+def _health(problems: _Problems, ready: ConditionUpdate) -> tuple[ConditionUpdate, ConditionUpdate]:
+    """Ready and Degraded given what is wrong: a taken name or a missing Secret also makes the job not Ready."""
+    if problems.taken_names:
+        taken = ", ".join(problems.taken_names)
+        message = f"{taken} already exist(s) and belong(s) to something else; rename the job or remove them"
+        return _false(c.READY, c.CHILD_NAME_TAKEN, message), _true(c.DEGRADED, c.CHILD_NAME_TAKEN, message)
+    if problems.secret is not None:
+        secret = problems.secret
+        return _false(c.READY, c.SECRET_NOT_FOUND, secret), _true(c.DEGRADED, c.SECRET_NOT_FOUND, secret)
+    return ready, _degraded(problems)
+
+
+def _degraded(problems: _Problems) -> ConditionUpdate:
+    failed, stale, backlogged = problems.failed, problems.stale, problems.backlogged
+    if failed:
+        return _true(c.DEGRADED, c.NODES_FAILED, f"worker failed on {len(failed)} node(s): {_named(failed)}")
+    if stale:
+        return _true(c.DEGRADED, c.NODES_STALE, f"no metrics from {len(stale)} node(s): {_named(stale)}")
+    if backlogged:
+        message = f"events waiting to upload on {len(backlogged)} node(s): {_named(backlogged)}"
+        return _true(c.DEGRADED, c.OUTBOX_BACKLOG, message)
+    if problems.shared_with:
+        shared = sorted(problems.shared_with.items())
+        others = "; ".join(f"{job} on {_named(list(nodes))}" for job, nodes in shared)
+        message = f"other jobs read the same host folder on the same nodes ({others}): each file is processed twice"
+        return _true(c.DEGRADED, c.SHARED_INPUT, message)
+    return _false(c.DEGRADED, c.AS_EXPECTED, NOTHING_WRONG)
+
+
+def _with_idle_accelerators(ready: ConditionUpdate, idle_accelerators: Sequence[str]) -> ConditionUpdate:
+    """Ready's message also names the accepted accelerator kinds that no node matches."""
+    idle = ", ".join(idle_accelerators)
+    return dataclasses.replace(ready, message=f"{ready.message}; no matching node for accelerator(s): {idle}")
+
+
+def _problems(
+    views: Sequence[_NodeView],
+    pods_by_node: Mapping[str, Mapping[str, Any]],
+    taken_names: Sequence[str],
+    shared_with: Mapping[str, Sequence[str]],
+) -> _Problems:
+    return _Problems(
+        taken_names=taken_names,
+        secret=missing_secret(pods_by_node.values()),
+        failed=_failures(views),
+        stale=[v.node for v in views if v.state == STALE],
+        backlogged=[v.node for v in views if v.backlog],
+        shared_with=shared_with,
+    )
+
+
+# size: the keyword-only signature (14 named inputs) and its docstring are half of it; the body is steps.
 def compute_status(
     *,
     previous: InferenceJobStatus,
@@ -346,60 +354,20 @@ def compute_status(
     """
     batch = spec.mode == Mode.BATCH
     nodes = sorted(set(desired_nodes))
-    pods_by_node: dict[str, Mapping[str, Any]] = {}
-    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or ""):
-        node = pod_node(pod)
-        if node is not None:
-            pods_by_node[node] = pod  # the newest pod of a node wins
+    pods_by_node = newest_pod_by_node(pods)
     per_node = batch_children(children) if batch else None
     views = _views(nodes, pods_by_node, per_node, live_nodes, reports, now, thresholds)
-    counts = NodeCounts(
-        desired=len(nodes),
-        ready=sum(v.state == RUNNING for v in views),
-        succeeded=sum(v.state == SUCCEEDED for v in views),
-        failed=sum(v.state == FAILED for v in views),
-    )
+    counts = _counts(views)
     failed = _failures(views)
-    stale = [v.node for v in views if v.state == STALE]
-    backlogged = [v.node for v in views if v.backlog]
-    secret = missing_secret(pods_by_node.values())
-
     if batch:
         phase, ready, progressing = _batch_conditions(nodes, counts, failed)
     else:
         phase, ready, progressing = _continuous_conditions(nodes, counts, spec)
     if idle_accelerators and nodes:
-        idle = ", ".join(idle_accelerators)
-        ready = (*ready[:3], f"{ready[3]}; no matching node for accelerator(s): {idle}")
-    if taken_names:
-        message = (
-            f"{', '.join(taken_names)} already exist(s) and belong(s) to something else; rename the job or remove them"
-        )
-        ready = (c.READY, F, c.CHILD_NAME_TAKEN, message)
-        degraded = (c.DEGRADED, T, c.CHILD_NAME_TAKEN, message)
-    elif secret is not None:
-        ready = (c.READY, F, c.SECRET_NOT_FOUND, secret)
-        degraded = (c.DEGRADED, T, c.SECRET_NOT_FOUND, secret)
-    elif failed:
-        degraded = (c.DEGRADED, T, c.NODES_FAILED, f"worker failed on {len(failed)} node(s): {_named(failed)}")
-    elif stale:
-        degraded = (c.DEGRADED, T, c.NODES_STALE, f"no metrics from {len(stale)} node(s): {_named(stale)}")
-    elif backlogged:
-        degraded = (
-            c.DEGRADED,
-            T,
-            c.OUTBOX_BACKLOG,
-            f"events waiting to upload on {len(backlogged)} node(s): {_named(backlogged)}",
-        )
-    elif shared_with:
-        others = "; ".join(f"{job} on {_named(list(nodes))}" for job, nodes in sorted(shared_with.items()))
-        message = f"other jobs read the same host folder on the same nodes ({others}): each file is processed twice"
-        degraded = (c.DEGRADED, T, c.SHARED_INPUT, message)
-    else:
-        degraded = (c.DEGRADED, F, c.AS_EXPECTED, NOTHING_WRONG)
-
-    ordered = sorted(views, key=_priority)
-    shown = ordered[:node_progress_limit]
+        ready = _with_idle_accelerators(ready, idle_accelerators)
+    problems = _problems(views, pods_by_node, taken_names, shared_with or {})
+    ready, degraded = _health(problems, ready)
+    shown = sorted(views, key=_priority)[:node_progress_limit]
     totals = _totals(views)
     return InferenceJobStatus(
         phase=phase,
@@ -409,36 +377,16 @@ def compute_status(
         target_nodes=list(nodes) if batch else [],
         totals=totals,
         node_progress=[_progress_entry(v) for v in shown],
-        node_progress_omitted=len(ordered) - len(shown),
+        node_progress_omitted=len(views) - len(shown),
         events=totals.events_uploaded,
         ready_nodes=f"{counts.succeeded if batch else counts.ready}/{counts.desired}",
     )
 
 
-def pinned_node(child: Mapping[str, Any]) -> str | None:
-    """The node a Batch Job is pinned to (its matchFields term)."""
-    terms = (
-        child.get("spec", {})
-        .get("template", {})
-        .get("spec", {})
-        .get("affinity", {})
-        .get("nodeAffinity", {})
-        .get("requiredDuringSchedulingIgnoredDuringExecution", {})
-        .get("nodeSelectorTerms", [])
-    )
-    for term in terms:
-        for field in term.get("matchFields") or []:
-            if field.get("key") == "metadata.name" and field.get("values"):
-                return field["values"][0]
-    return None
+_Decision = tuple[Phase, ConditionUpdate, ConditionUpdate]  # phase, Ready, Progressing
 
 
-Setting = tuple[str, ConditionStatus, str, str]
-
-
-def _continuous_conditions(
-    nodes: Sequence[str], counts: NodeCounts, spec: InferenceJobSpec
-) -> tuple[Phase, Setting, Setting]:
+def _continuous_conditions(nodes: Sequence[str], counts: NodeCounts, spec: InferenceJobSpec) -> _Decision:
     if not nodes:
         types = ", ".join(a.type for a in spec.accelerators)
         message = f"no node is labelled for camera storage with accelerator in [{types}]" + (
@@ -446,45 +394,55 @@ def _continuous_conditions(
         )
         return (
             Phase.PENDING,
-            (c.READY, F, c.NO_MATCHING_NODES, message),
-            (c.PROGRESSING, T, c.WAITING_FOR_NODES, "the workload starts on nodes as soon as they get the labels"),
+            _false(c.READY, c.NO_MATCHING_NODES, message),
+            _true(c.PROGRESSING, c.WAITING_FOR_NODES, "the workload starts on nodes as soon as they get the labels"),
         )
     summary = f"{counts.ready}/{counts.desired} nodes ready"
     if counts.ready == counts.desired:
-        return Phase.RUNNING, (c.READY, T, c.ALL_NODES_READY, summary), (c.PROGRESSING, F, c.AS_EXPECTED, summary)
+        return (
+            Phase.RUNNING,
+            _true(c.READY, c.ALL_NODES_READY, summary),
+            _false(c.PROGRESSING, c.AS_EXPECTED, summary),
+        )
     phase = Phase.RUNNING if counts.ready else Phase.PENDING
     reason = c.SOME_NODES_NOT_READY if counts.ready else c.WAITING_FOR_NODES
-    return phase, (c.READY, F, reason, summary), (c.PROGRESSING, T, c.WORKLOADS_CREATED, summary)
+    return phase, _false(c.READY, reason, summary), _true(c.PROGRESSING, c.WORKLOADS_CREATED, summary)
 
 
-def _batch_conditions(
-    nodes: Sequence[str], counts: NodeCounts, failed: Sequence[str]
-) -> tuple[Phase, Setting, Setting]:
+def _batch_conditions(nodes: Sequence[str], counts: NodeCounts, failed: Sequence[str]) -> _Decision:
     if not nodes:
         message = "no matching node yet; the batch targets the nodes that match when it starts"
         return (
             Phase.PENDING,
-            (c.READY, F, c.NO_MATCHING_NODES, message),
-            (c.PROGRESSING, T, c.WAITING_FOR_NODES, message),
+            _false(c.READY, c.NO_MATCHING_NODES, message),
+            _true(c.PROGRESSING, c.WAITING_FOR_NODES, message),
         )
     summary = f"{counts.succeeded}/{counts.desired} nodes succeeded, {counts.failed} failed"
     if counts.succeeded + counts.failed == counts.desired:  # every node has its outcome: the batch is over
-        if failed:
-            message = f"batch failed on {len(failed)} node(s): {_named(failed)}"
-            return Phase.FAILED, (c.READY, F, c.BATCH_FAILED, message), (c.PROGRESSING, F, c.BATCH_FAILED, summary)
-        return (
-            Phase.SUCCEEDED,
-            (c.READY, T, c.BATCH_SUCCEEDED, summary),
-            (c.PROGRESSING, F, c.BATCH_SUCCEEDED, summary),
-        )
-    running = (c.PROGRESSING, T, c.BATCH_RUNNING, summary)
+        return _batch_over(counts, failed, summary)
+    running = _true(c.PROGRESSING, c.BATCH_RUNNING, summary)
     if failed:  # the other nodes go on; the outcome is decided when all have finished
         message = f"batch failed on {len(failed)} node(s): {_named(failed)}; the other nodes go on"
-        return Phase.RUNNING, (c.READY, F, c.BATCH_FAILED, message), running
+        return Phase.RUNNING, _false(c.READY, c.BATCH_FAILED, message), running
     if counts.ready + counts.succeeded == 0:
         message = f"no worker has started yet on the {counts.desired} target node(s)"
-        return Phase.PENDING, (c.READY, F, c.WAITING_FOR_NODES, message), running
-    return Phase.RUNNING, (c.READY, T, c.BATCH_RUNNING, summary), running
+        return Phase.PENDING, _false(c.READY, c.WAITING_FOR_NODES, message), running
+    return Phase.RUNNING, _true(c.READY, c.BATCH_RUNNING, summary), running
+
+
+def _batch_over(counts: NodeCounts, failed: Sequence[str], summary: str) -> _Decision:
+    if failed:
+        message = f"batch failed on {len(failed)} node(s): {_named(failed)}"
+        return (
+            Phase.FAILED,
+            _false(c.READY, c.BATCH_FAILED, message),
+            _false(c.PROGRESSING, c.BATCH_FAILED, summary),
+        )
+    return (
+        Phase.SUCCEEDED,
+        _true(c.READY, c.BATCH_SUCCEEDED, summary),
+        _false(c.PROGRESSING, c.BATCH_SUCCEEDED, summary),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -498,6 +456,13 @@ class Transition:
     warning: bool
 
 
+def _worse(cond: Condition) -> bool:
+    """Whether a condition in this state is a Warning: Degraded, or not Ready for a reason other than starting."""
+    if cond.type == c.DEGRADED:
+        return cond.status == ConditionStatus.TRUE
+    return cond.type == c.READY and cond.status == ConditionStatus.FALSE and cond.reason not in ON_THE_WAY
+
+
 def transitions(previous: InferenceJobStatus, current: InferenceJobStatus) -> list[Transition]:
     """Conditions that changed status or reason between two statuses (new conditions included)."""
     before = {cond.type: cond for cond in previous.conditions}
@@ -506,8 +471,5 @@ def transitions(previous: InferenceJobStatus, current: InferenceJobStatus) -> li
         old = before.get(cond.type)
         if old is not None and old.status == cond.status and old.reason == cond.reason:
             continue
-        bad = (cond.type == c.DEGRADED and cond.status == T) or (
-            cond.type == c.READY and cond.status == F and cond.reason not in ON_THE_WAY
-        )
-        changed.append(Transition(cond.type, cond.status.value, cond.reason, cond.message, bad))
+        changed.append(Transition(cond.type, cond.status.value, cond.reason, cond.message, _worse(cond)))
     return changed

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from edge_inference_api import crd
 from edge_inference_api.models import InferenceJobSpec
-from support.admission import job_manifest
 from support.controlplane import ControlPlane
+from support.jobs import minimal_job
 
 # What OpenAPI v3.0 (apiextensions.k8s.io/v1) allows in a structural schema, with the value types.
 KEYWORD_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -102,7 +102,7 @@ def test_the_api_server_accepts_the_crd_and_defaults_like_the_model(crd_cluster:
     """crds/ applied to a real API server (crd_cluster): it checks the schema is structural and every
     default valid for its own schema. A job with only the required fields is then stored with the
     same defaults the model fills in."""
-    minimal = job_manifest("minimal", "/srv/video/lobby")
+    minimal = minimal_job("minimal", "/srv/video/lobby")
     created = json.loads(crd_cluster.kubectl_ok("create", "-f", "-", "-o", "json", input=json.dumps(minimal)))
     model = InferenceJobSpec.model_validate(minimal["spec"])
     assert created["spec"] == model.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from edge_inference_api.models import KIND, InferenceJobSpec
+from edge_inference_api.models import InferenceJobSpec
 from support.controlplane import ControlPlane
+from support.jobs import example_jobs
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def example_jobs() -> list[tuple[str, dict[str, Any]]]:
-    jobs = []
-    for path in sorted(EXAMPLES.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == KIND:
-                jobs.append((f"{path.name}:{doc['metadata']['name']}", doc))
-    return jobs
-
-
-JOBS = example_jobs()
+JOBS = [(f"{path.name}:{doc['metadata']['name']}", doc) for path, doc in example_jobs()]
 
 
 def test_there_are_examples_of_both_modes() -> None:

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 import pytest
 from edge_inference_api.hostpaths import host_path_refusal
 from edge_inference_api.models import host_path_problem
-from support.admission import POLICY_REFUSAL, apply_job, chart_cluster, job_manifest, wait_for_policy
+from support.admission import POLICY_REFUSAL, apply_job, chart_cluster, wait_for_policy
 from support.controlplane import ControlPlane
 from support.helm import find_objects, render_chart, upgrade_chart
+from support.jobs import minimal_job
 
 ALLOWED = ["/var/lib/edge-video", "/srv/nvr"]
 
@@ -177,7 +178,7 @@ def image_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 
 def apply_with_images(plane: ControlPlane, name: str, *images: str | None) -> subprocess.CompletedProcess[str]:
-    manifest = job_manifest(name, "/var/lib/edge-video/cam1")
+    manifest = minimal_job(name, "/var/lib/edge-video/cam1")
     manifest["spec"]["accelerators"] = [
         {"type": f"kind{i}", **({"image": image} if image else {})} for i, image in enumerate(images)
     ]

@@ -102,7 +102,8 @@ def test_a_reserved_worker_label_passes_the_schema_but_not_the_operator() -> Non
 
 
 def test_network_policy_lets_the_operator_reach_only_dns_the_api_and_workers() -> None:
-    from edge_inference_operator import builders
+    from edge_inference_api.models import WORKER_METRICS_PORT
+    from edge_inference_operator import names
 
     peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
     objects = render_chart({"networkPolicy": {"enabled": True, "metricsFrom": peers}})
@@ -117,10 +118,10 @@ def test_network_policy_lets_the_operator_reach_only_dns_the_api_and_workers() -
     assert {p["port"] for p in dns["ports"]} == {53} and "to" not in dns
     assert [p["port"] for p in api["ports"]] == [443, 6443]
     assert workers["to"][0]["podSelector"]["matchLabels"] == {
-        builders.LABEL_APP_NAME: builders.WORKER_APP_NAME,
-        builders.LABEL_MANAGED_BY: builders.MANAGER,
+        names.LABEL_APP_NAME: names.WORKER_APP_NAME,
+        names.LABEL_MANAGED_BY: names.MANAGER,
     }
-    assert workers["ports"] == [{"port": builders.METRICS_PORT, "protocol": "TCP"}]
+    assert workers["ports"] == [{"port": WORKER_METRICS_PORT, "protocol": "TCP"}]
 
 
 @pytest.mark.parametrize(("view", "edit"), [(True, False), (False, True), (True, True)])

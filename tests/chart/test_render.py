@@ -149,14 +149,14 @@ def test_alerts_and_dashboard_use_metric_names_that_exist() -> None:
 
 
 def test_pod_monitor_selects_the_worker_pods_the_operator_labels() -> None:
-    from edge_inference_operator import builders
+    from edge_inference_operator import names
 
     (monitor,) = find_objects(render_chart(EVERYTHING_ON), "PodMonitor")
     assert monitor["spec"]["selector"]["matchLabels"] == {
-        builders.LABEL_APP_NAME: builders.WORKER_APP_NAME,
-        builders.LABEL_MANAGED_BY: builders.MANAGER,
+        names.LABEL_APP_NAME: names.WORKER_APP_NAME,
+        names.LABEL_MANAGED_BY: names.MANAGER,
     }
-    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == [builders.METRICS_PORT_NAME]
+    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == [names.METRICS_PORT_NAME]
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
 
 

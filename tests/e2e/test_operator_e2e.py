@@ -7,7 +7,7 @@ import kubernetes_validate
 import pytest
 from edge_inference_api import conditions as c
 from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH
+from edge_inference_operator.names import ANNOTATION_SPEC_HASH
 
 pytestmark = pytest.mark.e2e
 

@@ -225,9 +225,9 @@ def test_gpu_images_leave_the_choice_of_gpu_to_the_device_plugin(path: Path) -> 
 
 @pytest.mark.parametrize("path", WORKER_DOCKERFILES, ids=_ids(WORKER_DOCKERFILES))
 def test_worker_images_expose_the_metrics_port_the_operator_scrapes(path: Path) -> None:
-    from edge_inference_operator.builders import METRICS_PORT
+    from edge_inference_api.models import WORKER_METRICS_PORT
 
-    assert _instructions(path, "EXPOSE") == [str(METRICS_PORT)]
+    assert _instructions(path, "EXPOSE") == [str(WORKER_METRICS_PORT)]
 
 
 @pytest.mark.parametrize("path", WORKER_DOCKERFILES, ids=_ids(WORKER_DOCKERFILES))

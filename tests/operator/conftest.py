@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import threading
-import time
 from typing import Any
 
 import kopf
@@ -20,29 +18,10 @@ from edge_inference_operator.handlers import register_handlers
 from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.settings import OperatorSettings
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from support import waiting
 from support.controlplane import ControlPlane, fake_node, node_ready
 from support.helm import operator_user
-
-BASE_SPEC: dict[str, Any] = {
-    "input": {"hostPath": "/srv/video/lobby", "include": ["**/*.mp4"]},
-    "output": {
-        "endpoint": "minio.storage:9000",
-        "bucket": "events",
-        "prefix": "lobby",
-        "secure": False,
-        "credentialsSecretRef": {"name": "s3-credentials"},
-    },
-}
-
-
-def job_body(name: str = "lobby", namespace: str = "default", **spec: Any) -> dict[str, Any]:
-    """An InferenceJob manifest: BASE_SPEC with top-level spec keys replaced by `spec`."""
-    return {
-        "apiVersion": "edgeinference.io/v1alpha1",
-        "kind": "InferenceJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {**copy.deepcopy(BASE_SPEC), **spec},
-    }
+from support.jobs import job_body
 
 
 def parsed_job(name: str = "lobby", namespace: str = "default", uid: str = "uid-1", **spec: Any) -> ParsedJob:
@@ -67,7 +46,7 @@ def settings() -> OperatorSettings:
     return OperatorSettings(allowed_host_paths=("/srv/video",), metrics_port=0)
 
 
-class WorkerMetrics:
+class FakeWorkerEndpoint:
     """A worker-style /metrics endpoint: the telemetry names in a real prometheus_client HTTP server."""
 
     def __init__(self, address: str = "127.0.0.1", port: int = 0) -> None:
@@ -95,10 +74,10 @@ class WorkerMetrics:
 def worker_metrics():
     """Start worker-style metrics endpoints (127.0.0.1 and a free port unless told; a kwok pod's IP is
     a loopback address, so a test can serve a pod's metrics port on it); all stop afterwards."""
-    started: list[WorkerMetrics] = []
+    started: list[FakeWorkerEndpoint] = []
 
-    def start(address: str = "127.0.0.1", port: int = 0) -> WorkerMetrics:
-        started.append(WorkerMetrics(address, port))
+    def start(address: str = "127.0.0.1", port: int = 0) -> FakeWorkerEndpoint:
+        started.append(FakeWorkerEndpoint(address, port))
         return started[-1]
 
     yield start
@@ -110,6 +89,8 @@ def worker_metrics():
 # The operator in-process against the real control plane (tests/support/controlplane.py), as the
 # chart's ServiceAccount: the API server's RBAC authorizer decides what it may do.
 
+# What a predicate may raise while the cluster is still getting there.
+NOT_YET = (kubernetes.client.ApiException, OSError, KeyError, IndexError, TypeError, StopIteration)
 VALIDATED_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
 OPERATOR_USER = operator_user()
 
@@ -120,19 +101,8 @@ def raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 async def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll `predicate` (sync, may raise) until it returns something truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = await asyncio.to_thread(predicate)
-        except (kubernetes.client.ApiException, OSError, KeyError, IndexError, TypeError, StopIteration) as error:
-            last = error
-        else:
-            if last:
-                return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    """support.waiting.wait_for, where an API error or a part of an object not there yet counts as not yet."""
+    return await waiting.wait_for(predicate, timeout, what, expected=NOT_YET)
 
 
 class Cluster:

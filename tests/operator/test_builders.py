@@ -9,15 +9,12 @@ import kubernetes_validate
 import pytest
 from edge_inference_api.models import ENV_WORKER_CONFIG, LABEL_ACCELERATOR, LABEL_CAMERA_STORAGE, WorkerConfig
 from edge_inference_operator.builders import (
-    ANNOTATION_SPEC_HASH,
     build_batch_job,
     build_children,
     build_daemonset,
     build_worker_config,
-    child_name,
-    dns_name,
-    label_value,
 )
+from edge_inference_operator.names import ANNOTATION_SPEC_HASH, child_name, dns_name, label_value
 from edge_inference_operator.settings import OperatorSettings, WorkerPodDefaults
 from pydantic import ValidationError
 
@@ -269,8 +266,8 @@ def test_child_names_of_different_parts_never_collide(one: tuple[str, ...], othe
 
 
 def test_long_names_that_share_a_prefix_stay_distinct(settings, make_job) -> None:
-    a = child_name(make_job(name="x" * 70), "cpu", "edge-1")
-    b = child_name(make_job(name="x" * 70), "cpu", "edge-2")
+    a = child_name(make_job(name="x" * 70).name, "cpu", "edge-1")
+    b = child_name(make_job(name="x" * 70).name, "cpu", "edge-2")
     assert a != b and len(a) <= 63 and len(b) <= 63
 
 

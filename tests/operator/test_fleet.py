@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from edge_inference_api import conditions as c
 from edge_inference_api.models import LABEL_ACCELERATOR
-from edge_inference_operator.builders import LABEL_JOB
+from edge_inference_operator.names import LABEL_JOB
 from edge_inference_operator.settings import OperatorSettings
 from support.controlplane import EXIT_CODE_ANNOTATION
 

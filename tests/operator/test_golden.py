@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from edge_inference_api.models import KIND, InferenceJobSpec
+from edge_inference_api.models import InferenceJobSpec
 from edge_inference_operator.builders import ParsedJob, build_children
 from edge_inference_operator.settings import OperatorSettings
+from support.jobs import example_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -21,12 +22,7 @@ SETTINGS = OperatorSettings(allowed_host_paths=("/var/lib/edge-video",))
 
 
 def examples() -> list[tuple[str, dict]]:
-    found = []
-    for path in sorted((REPO / "examples").glob("inferencejob*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == KIND:
-                found.append((path.stem, doc))
-    return found
+    return [(path.stem, doc) for path, doc in example_jobs("inferencejob*.yaml")]
 
 
 @pytest.mark.parametrize(("stem", "doc"), examples(), ids=[s for s, _ in examples()])

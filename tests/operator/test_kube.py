@@ -7,7 +7,8 @@ import copy
 
 import pytest
 from edge_inference_operator import kube as k
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, build_children
+from edge_inference_operator.builders import build_children
+from edge_inference_operator.names import ANNOTATION_SPEC_HASH
 
 
 @pytest.fixture

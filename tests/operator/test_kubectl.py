@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 from edge_inference_api import conditions as c
-from edge_inference_operator.builders import METRICS_PORT
+from edge_inference_api.models import WORKER_METRICS_PORT
 
 
 def kubectl(cluster, *args: str) -> str:
@@ -27,7 +27,7 @@ async def test_kubectl_shows_waits_for_and_explains_a_job(cluster, start_operato
     await start_operator()
     pod = await cluster.wait(lambda: [p for p in cluster.pods() if p["status"].get("phase") == "Running"],
                              what="the worker running")  # fmt: skip
-    worker_metrics(pod[0]["status"]["podIP"], METRICS_PORT).uploaded.inc(2)
+    worker_metrics(pod[0]["status"]["podIP"], WORKER_METRICS_PORT).uploaded.inc(2)
 
     waited = cluster.api.kubectl("wait", "--for=condition=Ready", "inferencejob/lobby", "--timeout=60s")
     assert waited.returncode == 0 and "condition met" in waited.stdout, waited.stderr

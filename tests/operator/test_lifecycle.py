@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from edge_inference_api import conditions as c
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH
-from support.controlplane import free_port
+from edge_inference_operator.names import ANNOTATION_SPEC_HASH
+from support.net import free_port
 
 OPERATOR_SCRIPT = Path(sys.executable).with_name("edge-inference-operator")
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from edge_inference_operator.main import main
 from edge_inference_operator.settings import OperatorSettings
 from pydantic import ValidationError
+from support.net import free_port, http_get
 
 SCRIPT = Path(sys.executable).parent / "edge-inference-operator"
 
@@ -77,17 +76,6 @@ def test_main_exits_2_with_one_clear_line_on_bad_settings(monkeypatch, capsys) -
     assert main([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("edge-inference-operator: invalid settings: EDGE_INFERENCE_METRICS_PORT")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.status, response.read().decode()
 
 
 async def test_console_script_runs_the_operator_until_sigterm(cluster, make_body) -> None:

@@ -14,8 +14,8 @@ import json
 
 import aiohttp
 from edge_inference_api import conditions as c
-from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, METRICS_PORT, dns_name
+from edge_inference_api.models import ENV_WORKER_CONFIG, WORKER_METRICS_PORT, WorkerConfig
+from edge_inference_operator.names import ANNOTATION_SPEC_HASH, dns_name
 from edge_inference_operator.settings import OperatorSettings
 from support.controlplane import EXIT_CODE_ANNOTATION
 from support.helm import cluster_role_rules, operator_user
@@ -50,7 +50,7 @@ async def serve_worker_metrics(cluster, worker_metrics, node: str):
     """A worker's metrics endpoint where the operator scrapes the pod on `node`: its IP (kwok's pod
     IPs are loopback addresses) and the declared metrics port."""
     pod = await cluster.wait(lambda: running_pod(cluster, node), what=f"a running worker on {node}")
-    return worker_metrics(pod["status"]["podIP"], METRICS_PORT)
+    return worker_metrics(pod["status"]["podIP"], WORKER_METRICS_PORT)
 
 
 async def end_batch_pod(cluster, node: str, exit_code: int) -> None:

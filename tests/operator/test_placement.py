@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from edge_inference_api.models import InferenceJobSpec
 from edge_inference_operator.placement import InputClaim, NodeInfo, matching_nodes, shared_inputs, tolerates
+from support.jobs import job_spec
 
 CAMERA = {"edgeinference.io/camera-storage": "true"}
 
@@ -38,10 +38,6 @@ def test_tolerations_follow_kubernetes(toleration: dict, taint: dict, tolerated:
     assert tolerates(toleration, taint) is tolerated
 
 
-def spec(make_body, **fields) -> InferenceJobSpec:
-    return InferenceJobSpec.model_validate(make_body(**fields)["spec"])
-
-
 def test_nodes_are_matched_by_labels_selector_and_taints(make_body) -> None:
     nodes = {
         "plain": node(),
@@ -59,11 +55,11 @@ def test_nodes_are_matched_by_labels_selector_and_taints(make_body) -> None:
     }
     for name in ("plain", "tainted", "prefer", "not-ready", "still-not-ready", "gpu"):
         nodes[name] = NodeInfo({**nodes[name].labels, "site": "lobby"}, nodes[name].taints)
-    job = spec(make_body, accelerators=[{"type": "cpu"}, {"type": "nvidia"}], nodeSelector={"site": "lobby"})
+    job = job_spec(accelerators=[{"type": "cpu"}, {"type": "nvidia"}], nodeSelector={"site": "lobby"})
     assert matching_nodes(nodes, job) == {"plain": "cpu", "gpu": "nvidia", "prefer": "cpu", "not-ready": "cpu"}
     # Batch Jobs do not get the DaemonSet controller's automatic tolerations.
     assert "not-ready" not in matching_nodes(nodes, job, daemonset=False)
-    tolerant = spec(make_body, nodeSelector={"site": "lobby"}, tolerations=[{"key": "edge", "operator": "Exists"}])
+    tolerant = job_spec(nodeSelector={"site": "lobby"}, tolerations=[{"key": "edge", "operator": "Exists"}])
     assert "tainted" in matching_nodes(nodes, tolerant)
 
 

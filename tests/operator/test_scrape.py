@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import socket
 
 import aiohttp
 import pytest
@@ -15,6 +14,7 @@ from edge_inference_operator.scrape import (
     scrape_pods,
     scrape_worker,
 )
+from support.net import free_port
 
 T0 = datetime.datetime(2026, 11, 26, 6, 0, tzinfo=datetime.UTC)
 
@@ -28,12 +28,6 @@ def running_pod(node: str, port: int, ip: str = "127.0.0.1") -> dict:
         },
         "status": {"phase": "Running", "podIP": ip},
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_progress_is_read_from_a_real_worker_endpoint(worker_metrics) -> None:

@@ -8,22 +8,17 @@ from typing import Any
 
 import pytest
 from edge_inference_api import conditions as c
-from edge_inference_api.models import InferenceJobSpec, InferenceJobStatus
+from edge_inference_api.models import MAX_NODE_PROGRESS, InferenceJobSpec, InferenceJobStatus
+from edge_inference_operator.observed import NodeReport, WorkerProgress
 from edge_inference_operator.status import (
-    MAX_NODE_PROGRESS,
-    NodeReport,
     Thresholds,
-    WorkerProgress,
     compute_status,
     invalid_status,
     transitions,
 )
+from support.jobs import job_spec
 
 T0 = datetime.datetime(2026, 11, 26, 6, 0, tzinfo=datetime.UTC)
-
-
-def spec(make_body, **fields: Any) -> InferenceJobSpec:
-    return InferenceJobSpec.model_validate(make_body(**fields)["spec"])
 
 
 def pod(node: str, phase: str = "Running", ready: bool = True, waiting: dict | None = None) -> dict[str, Any]:
@@ -45,10 +40,10 @@ def batch_job(node: str, outcome: str | None) -> dict[str, Any]:
     }
 
 
-def status_of(job_spec: InferenceJobSpec, previous: InferenceJobStatus | None = None, now=T0, **observed: Any):
+def status_of(spec: InferenceJobSpec, previous: InferenceJobStatus | None = None, now=T0, **observed: Any):
     return compute_status(
         previous=previous or InferenceJobStatus(),
-        spec=job_spec,
+        spec=spec,
         generation=1,
         desired_nodes=observed.pop("desired_nodes", []),
         children=observed.pop("children", []),
@@ -97,7 +92,7 @@ CONTINUOUS_CASES = [
 
 @pytest.mark.parametrize(("desired", "pods", "phase", "ready", "degraded"), CONTINUOUS_CASES)
 def test_continuous_phase_and_conditions(make_body, desired, pods, phase, ready, degraded) -> None:
-    status = status_of(spec(make_body), desired_nodes=desired, pods=pods)
+    status = status_of(job_spec(), desired_nodes=desired, pods=pods)
     assert status.phase.value == phase
     assert condition(status, c.READY) == ready
     assert condition(status, c.DEGRADED) == degraded
@@ -106,7 +101,7 @@ def test_continuous_phase_and_conditions(make_body, desired, pods, phase, ready,
 
 def test_missing_secret_message_is_the_kubelets(make_body) -> None:
     waiting = {"reason": "CreateContainerConfigError", "message": 'secret "s3-credentials" not found'}
-    status = status_of(spec(make_body), desired_nodes=["a"], pods=[pod("a", "Pending", False, waiting)])
+    status = status_of(job_spec(), desired_nodes=["a"], pods=[pod("a", "Pending", False, waiting)])
     assert c.find_condition(status.conditions, c.READY).message == 'secret "s3-credentials" not found'
 
 
@@ -145,7 +140,7 @@ BATCH_CASES = [
 @pytest.mark.parametrize(("targets", "outcomes", "phase", "ready", "progressing", "names"), BATCH_CASES)
 def test_batch_phase_follows_the_per_node_jobs(make_body, targets, outcomes, phase, ready, progressing, names) -> None:
     children = [batch_job(node, outcome) for node, outcome in outcomes.items()]
-    status = status_of(spec(make_body, mode="Batch"), desired_nodes=targets, children=children)
+    status = status_of(job_spec(mode="Batch"), desired_nodes=targets, children=children)
     assert status.phase.value == phase
     assert condition(status, c.READY) == ready
     assert condition(status, c.PROGRESSING) == progressing
@@ -160,7 +155,7 @@ def test_stale_only_after_the_grace_period(make_body) -> None:
     failing = NodeReport(progress=WorkerProgress(files_done=3), last_seen=T0, failing_since=T0)
     thresholds = Thresholds(stale_after=datetime.timedelta(seconds=60))
     early = status_of(
-        spec(make_body),
+        job_spec(),
         now=T0 + datetime.timedelta(seconds=30),
         desired_nodes=["a"],
         pods=[pod("a")],
@@ -168,7 +163,7 @@ def test_stale_only_after_the_grace_period(make_body) -> None:
         thresholds=thresholds,
     )
     late = status_of(
-        spec(make_body),
+        job_spec(),
         now=T0 + datetime.timedelta(seconds=61),
         desired_nodes=["a"],
         pods=[pod("a")],
@@ -183,18 +178,18 @@ def test_stale_only_after_the_grace_period(make_body) -> None:
 
 def test_outbox_backlog_degrades(make_body) -> None:
     full = NodeReport(progress=WorkerProgress(events_waiting=40, outbox_full=True), last_seen=T0)
-    status = status_of(spec(make_body), desired_nodes=["a"], pods=[pod("a")], reports={"a": full})
+    status = status_of(job_spec(), desired_nodes=["a"], pods=[pod("a")], reports={"a": full})
     assert condition(status, c.DEGRADED) == ("True", c.OUTBOX_BACKLOG)
     assert status.totals.events_waiting == 40
 
 
 def test_last_transition_time_is_kept_while_status_holds(make_body) -> None:
-    first = status_of(spec(make_body), desired_nodes=["a"], pods=[pod("a")])
+    first = status_of(job_spec(), desired_nodes=["a"], pods=[pod("a")])
     later = status_of(
-        spec(make_body), previous=first, now=T0 + datetime.timedelta(minutes=5), desired_nodes=["a"], pods=[pod("a")]
+        job_spec(), previous=first, now=T0 + datetime.timedelta(minutes=5), desired_nodes=["a"], pods=[pod("a")]
     )
     flipped = status_of(
-        spec(make_body),
+        job_spec(),
         previous=later,
         now=T0 + datetime.timedelta(minutes=9),
         desired_nodes=["a", "b"],
@@ -240,7 +235,7 @@ def test_status_stays_bounded_for_2000_nodes(make_body) -> None:
         progress=WorkerProgress(files_done=99, events_waiting=9, outbox_full=True), last_seen=T0
     )
 
-    status = status_of(spec(make_body), desired_nodes=nodes, pods=pods, reports=reports)
+    status = status_of(job_spec(), desired_nodes=nodes, pods=pods, reports=reports)
 
     assert len(status.node_progress) == MAX_NODE_PROGRESS
     assert status.node_progress_omitted == 2000 - MAX_NODE_PROGRESS
@@ -258,8 +253,8 @@ def test_status_stays_bounded_for_2000_nodes(make_body) -> None:
 
 
 def test_accelerator_kinds_without_nodes_are_named(make_body) -> None:
-    job_spec = spec(make_body, accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
-    status = status_of(job_spec, desired_nodes=["a"], pods=[pod("a")], idle_accelerators=["nvidia"])
+    two_kinds = job_spec(accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
+    status = status_of(two_kinds, desired_nodes=["a"], pods=[pod("a")], idle_accelerators=["nvidia"])
     ready = c.find_condition(status.conditions, c.READY)
     assert (ready.status.value, ready.reason) == ("True", c.ALL_NODES_READY)
     assert ready.message == "1/1 nodes ready; no matching node for accelerator(s): nvidia"
@@ -271,7 +266,7 @@ def created_at(job: dict[str, Any], when: datetime.datetime) -> dict[str, Any]:
 
 
 def test_a_batch_node_that_succeeds_after_another_failed_is_counted(make_body) -> None:
-    batch = spec(make_body, mode="Batch")
+    batch = job_spec(mode="Batch")
     one_failed = status_of(
         batch, desired_nodes=["a", "b"], children=[batch_job("a", "Failed"), batch_job("b", None)], pods=[pod("b")]
     )
@@ -288,7 +283,7 @@ def test_a_batch_node_that_succeeds_after_another_failed_is_counted(make_body) -
 
 def test_a_deleted_target_node_fails_with_a_reason(make_body) -> None:
     status = status_of(
-        spec(make_body, mode="Batch"),
+        job_spec(mode="Batch"),
         desired_nodes=["a", "gone"],
         children=[batch_job("a", "Complete"), batch_job("gone", None)],
         live_nodes={"a"},
@@ -300,7 +295,7 @@ def test_a_deleted_target_node_fails_with_a_reason(make_body) -> None:
 
 
 def test_a_target_node_that_never_runs_the_pod_fails_after_the_deadline(make_body) -> None:
-    batch = spec(make_body, mode="Batch")
+    batch = job_spec(mode="Batch")
     job = created_at(batch_job("a", None), T0)
     pending = [pod("a", phase="Pending", ready=False)]
     deadline = Thresholds(batch_start_deadline=datetime.timedelta(minutes=10))
@@ -330,7 +325,7 @@ def test_a_target_node_that_never_runs_the_pod_fails_after_the_deadline(make_bod
 def test_a_batch_is_never_ready_while_every_pod_is_pending(make_body) -> None:
     pending = [pod(n, phase="Pending", ready=False) for n in ("a", "b")]
     status = status_of(
-        spec(make_body, mode="Batch"),
+        job_spec(mode="Batch"),
         desired_nodes=["a", "b"],
         children=[batch_job("a", None), batch_job("b", None)],
         pods=pending,
@@ -339,7 +334,7 @@ def test_a_batch_is_never_ready_while_every_pod_is_pending(make_body) -> None:
 
 
 def test_a_normal_start_is_no_warning_and_every_condition_says_something(make_body) -> None:
-    job = spec(make_body)
+    job = job_spec()
     starting = status_of(job, desired_nodes=["a"], pods=[pod("a", phase="Pending", ready=False)])
     running = status_of(job, previous=starting, desired_nodes=["a"], pods=[pod("a")])
     changes = transitions(InferenceJobStatus(), starting) + transitions(starting, running)
@@ -349,7 +344,7 @@ def test_a_normal_start_is_no_warning_and_every_condition_says_something(make_bo
 
 
 def test_a_shared_input_is_a_warning_condition(make_body) -> None:
-    status = status_of(spec(make_body), desired_nodes=["a"], pods=[pod("a")], shared_with={"team-b/lobby": ["a"]})
+    status = status_of(job_spec(), desired_nodes=["a"], pods=[pod("a")], shared_with={"team-b/lobby": ["a"]})
     assert condition(status, c.DEGRADED) == ("True", c.SHARED_INPUT)
     assert "team-b/lobby on a" in c.find_condition(status.conditions, c.DEGRADED).message
     (warning,) = [t for t in transitions(InferenceJobStatus(), status) if t.warning]

@@ -8,8 +8,7 @@ import pytest
 from edge_inference_api.models import ENV_WEBHOOK_HMAC_KEY, ENV_WORKER_CONFIG, InferenceJobSpec, WorkerConfig
 from edge_inference_operator.builders import build_children
 from pydantic import ValidationError
-
-from .conftest import BASE_SPEC
+from support.jobs import BASE_SPEC
 
 WEBHOOK = {"url": "https://alerts.example.com/hook", "secretRef": {"name": "lobby-webhook"}, "classes": ["person"]}
 

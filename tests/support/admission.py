@@ -16,34 +16,22 @@ from typing import Any
 
 from support.controlplane import ControlPlane, running_control_plane
 from support.helm import install_chart
+from support.jobs import minimal_job
 
 CRD = "inferencejobs.edgeinference.io"
 # The start of the chart's admission policy's refusal (its messageExpression).
 POLICY_REFUSAL = "is not allowed: it must be a clean absolute path under one of the allowed prefixes"
 
 
-def job_manifest(name: str, host_path: str, namespace: str = "default", **metadata: Any) -> dict[str, Any]:
-    """An InferenceJob with only the required fields and `host_path`."""
-    return {
-        "apiVersion": "edgeinference.io/v1alpha1",
-        "kind": "InferenceJob",
-        "metadata": {"name": name, "namespace": namespace, **metadata},
-        "spec": {
-            "input": {"hostPath": host_path},
-            "output": {"endpoint": "minio:9000", "bucket": "events", "credentialsSecretRef": {"name": "s3"}},
-        },
-    }
-
-
 def apply_job(plane: ControlPlane, name: str, host_path: str, **metadata: Any) -> subprocess.CompletedProcess[str]:
     """`kubectl apply` of an InferenceJob (not checked: assert on returncode and stderr)."""
-    return plane.kubectl("apply", "-f", "-", input=json.dumps(job_manifest(name, host_path, **metadata)))
+    return plane.kubectl("apply", "-f", "-", input=json.dumps(minimal_job(name, host_path, **metadata)))
 
 
 def wait_for_policy(plane: ControlPlane, allowed: Sequence[str]) -> None:
     """Wait until the API server enforces the policy (it loads policies asynchronously): a server-side
     dry run of a job outside the allow-list is refused with the policy's message."""
-    manifest = json.dumps(job_manifest("policy-probe", "/policy-probe"))
+    manifest = json.dumps(minimal_job("policy-probe", "/policy-probe"))
     expected = f"allowed prefixes ({', '.join(allowed)})" if allowed else "none: the admin allowed no host paths"
 
     def enforced() -> bool:

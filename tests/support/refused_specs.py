@@ -7,15 +7,12 @@ import copy
 import dataclasses
 from typing import Any
 
-BASE_SPEC: dict[str, Any] = {
-    "input": {"hostPath": "/srv/video/lobby"},
-    "output": {"endpoint": "minio.storage:9000", "bucket": "events", "credentialsSecretRef": {"name": "s3"}},
-}
+from support.jobs import MINIMAL_SPEC
 
 
 def spec_with(path: str, value: Any) -> dict[str, Any]:
-    """BASE_SPEC with the dotted `path` set to `value`."""
-    spec = copy.deepcopy(BASE_SPEC)
+    """MINIMAL_SPEC with the dotted `path` set to `value`."""
+    spec = copy.deepcopy(MINIMAL_SPEC)
     *parents, last = path.split(".")
     node = spec
     for name in parents:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from edge_inference_operator import kube as k
-from edge_inference_operator.builders import ANNOTATION_SPEC_HASH, build_children
+from edge_inference_operator.builders import build_children
 from edge_inference_operator.metrics import OperatorMetrics
+from edge_inference_operator.names import ANNOTATION_SPEC_HASH
 from edge_inference_operator.placement import NodeInfo
 from edge_inference_operator.reconcile import Reconciler
 
