@@ -99,6 +99,6 @@ def test_pod_with_pt_weights_runs_torch_free_after_the_export_init_container(
     assert worker.returncode == 0, worker.stderr[-3000:]
     started = [line for line in log_lines(worker.stderr) if line["msg"] == "worker started"]
     assert started[0]["backend"] in ("openvino", "onnxruntime")
-    documents = [json.loads(s3.get(k)) for k in s3.list_keys("init/") if k.endswith(".json")]
+    documents = [json.loads(s3.get(k)) for k in event_keys(s3.list_keys("init/")) if k.endswith(".json")]
     assert {d["model"]["sha256"] for d in documents} == {sha256}
     assert_events_match_truth(documents, short_clip.truth)
