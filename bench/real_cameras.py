@@ -18,8 +18,8 @@ hour on 2 CPUs). Printed, for the default run against the every-frame run:
 
 Memory: the real command line as a child process over one clip per frame size (60 s, two crossings, 10 fps,
 sampled at 5 fps with gating, image size 640), peak RSS of each. Goal: the growth from the smallest to the
-largest size is no more than the extra bytes of frames the read-ahead budget lets the worker hold, plus the
-frames in flight outside it (IN_FLIGHT_IMAGES BGR images and IN_FLIGHT_PICTURES decoded pictures).
+largest size is no more than the extra frame bytes the read-ahead budget allows (frames read ahead plus the
+FRAMES_HELD_ELSEWHERE it reserves for the decoder and the images being worked on; see pipeline.py).
 """
 
 from __future__ import annotations
@@ -44,12 +44,6 @@ from common import (
 
 SPEEDUP_GOAL = 5.0
 RECALL_GOAL = 0.99
-# Frames held outside the read-ahead, by frame size: BGR images (the frame being detected, the one ultralytics
-# keeps with its last result, the best frame of an open event per class (two classes), the snapshot being
-# drawn) and decoded 4:2:0 pictures (the one being converted, and the reference and reordering frames the
-# H.264 decoder holds: x264's veryfast preset uses one reference and three B frames).
-IN_FLIGHT_IMAGES = 5
-IN_FLIGHT_PICTURES = 5
 CHILD = """
 import sys
 from edge_inference_worker.cli import main
@@ -139,19 +133,14 @@ def gating(args: argparse.Namespace, work: Path) -> bool:
     return True
 
 
-def in_flight_bytes(width: int, height: int) -> int:
-    """Frames held outside the read-ahead: BGR images and 8-bit 4:2:0 pictures of this size."""
-    return IN_FLIGHT_IMAGES * width * height * 3 + IN_FLIGHT_PICTURES * width * height * 3 // 2
-
-
-def read_ahead_bytes(width: int, height: int) -> int:
-    """What the gated read-ahead may hold of 4:2:0 frames of this size (the bound the worker applies)."""
+def budgeted_bytes(width: int, height: int) -> int:
+    """Frame bytes the read-ahead budget allows at this size (8-bit 4:2:0): read ahead, plus held elsewhere."""
     from edge_inference_worker.pipeline import read_ahead_limit
 
     limit = read_ahead_limit(batch_size=1, gated=True)
     size = width * height * 3 // 2
-    frames = min(limit.max_items, max(limit.min_items, limit.budget_bytes // size))
-    return frames * size
+    ahead = min(limit.max_items, max(limit.min_items, (limit.budget_bytes - limit.reserve_items * size) // size))
+    return (ahead + limit.reserve_items) * size
 
 
 def memory(args: argparse.Namespace, work: Path) -> bool:
@@ -180,15 +169,13 @@ def memory(args: argparse.Namespace, work: Path) -> bool:
                   file=sys.stderr)
             return False
         peaks[(width, height)] = int(peak[0].split()[1]) * 1024
-        print(f"{width}x{height}: peak RSS {peaks[(width, height)] / 2**20:.1f} MiB; the read-ahead may hold "
-              f"{read_ahead_bytes(width, height) / 2**20:.1f} MiB")
+        print(f"{width}x{height}: peak RSS {peaks[(width, height)] / 2**20:.1f} MiB; the budget allows "
+              f"{budgeted_bytes(width, height) / 2**20:.1f} MiB of frames")
     small, large = sizes[0], sizes[-1]
     growth = peaks[large] - peaks[small]
-    allowed = (read_ahead_bytes(*large) - read_ahead_bytes(*small)
-               + in_flight_bytes(*large) - in_flight_bytes(*small))
-    print(f"RESULT memory growth {small[0]}x{small[1]} -> {large[0]}x{large[1]}: {growth / 2**20:+.1f} MiB, allowed "
-          f"{allowed / 2**20:.1f} MiB (read-ahead {(read_ahead_bytes(*large) - read_ahead_bytes(*small)) / 2**20:+.1f}"
-          f" MiB, frames in flight {(in_flight_bytes(*large) - in_flight_bytes(*small)) / 2**20:+.1f} MiB): "
+    allowed = budgeted_bytes(*large) - budgeted_bytes(*small)
+    print(f"RESULT memory growth {small[0]}x{small[1]} -> {large[0]}x{large[1]}: {growth / 2**20:+.1f} MiB, the "
+          f"read-ahead budget allows {allowed / 2**20:+.1f} MiB more frame bytes: "
           f"{'MET' if growth <= allowed else 'MISSED'}")
     return True
 

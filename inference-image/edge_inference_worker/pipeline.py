@@ -46,14 +46,18 @@ OUTBOX_WAIT_SECONDS = 5.0
 RETRY_BACKOFF = (0.5, 30.0)
 # Frames decoded ahead of the detector: two batches (the next decodes during this one). With motion
 # gating, far more: decoding runs on through an event's forward passes, and the static stretch after
-# it is then read from the buffer. Either way at most READ_AHEAD_BYTES of frames as they are held (the
-# decoder's planes in their real format, and the BGR image once converted), within frame bounds:
-# 194 frames of 640x360 4:2:0, 21 of 1080p, 10 of 1080p 4:4:4. Gated speed-up at 2 fps on
-# static-heavy 360p footage (bench/motion_gating.py): 8 frames 4.83x, 32 5.14x, 64 5.59x, 128 5.79x,
-# 256 6.02x; peak memory by frame size in docs/benchmarks.md ("Real cameras").
+# it is then read from the buffer. READ_AHEAD_BYTES is for all the frames the pipeline holds: those
+# read ahead, counted as they are held (the decoder's planes in their real format, the BGR image once
+# converted), and FRAMES_HELD_ELSEWHERE frames' worth at the size of the first (the decoder's reference
+# and reordering pictures and its tables, the BGR images being detected, kept as an event's best frame
+# or drawn as a snapshot: measured about 18 4:2:0 frames at 1080p). So larger frames do not grow the
+# total: 176 frames read ahead at 640x360, the floor of 8 at 1080p (docs/benchmarks.md, "Real
+# cameras"). Gated speed-up at 2 fps on static-heavy 360p footage (bench/motion_gating.py): 8 frames
+# 4.83x, 32 5.14x, 64 5.59x, 128 5.79x, 256 6.02x.
 READ_AHEAD_BATCHES = 2
 READ_AHEAD_BYTES = 64 * 2**20
 READ_AHEAD_GATED_FRAMES = (8, 256)
+FRAMES_HELD_ELSEWHERE = 18
 # A snapshot too big for the outbox is re-encoded once at this quality before giving up on it.
 FALLBACK_JPEG_QUALITY = 40
 
@@ -119,20 +123,25 @@ def timed(items: Iterable[T], observe: Callable[[float], None]) -> Iterator[T]:
 
 @dataclass(frozen=True)
 class ReadAheadLimit:
-    """How far a producer may run ahead: up to `budget_bytes` of items, at least `min_items`, at most `max_items`."""
+    """How far a producer may run ahead: up to `budget_bytes` of items, at least `min_items`, at most `max_items`.
+
+    `reserve_items` items' worth of bytes, at the size of the first item, are held elsewhere and taken
+    off the budget.
+    """
 
     budget_bytes: int
     min_items: int
     max_items: int
+    reserve_items: int = 0
 
 
 def read_ahead_limit(batch_size: int, gated: bool) -> ReadAheadLimit:
     """The decoder's lead over the detector (see READ_AHEAD_BATCHES); always at least one batch."""
     batches = READ_AHEAD_BATCHES * batch_size
     if not gated:
-        return ReadAheadLimit(READ_AHEAD_BYTES, batch_size, batches)
+        return ReadAheadLimit(READ_AHEAD_BYTES, batch_size, batches, FRAMES_HELD_ELSEWHERE)
     lowest, highest = READ_AHEAD_GATED_FRAMES
-    return ReadAheadLimit(READ_AHEAD_BYTES, max(lowest, batch_size), max(highest, batches))
+    return ReadAheadLimit(READ_AHEAD_BYTES, max(lowest, batch_size), max(highest, batches), FRAMES_HELD_ELSEWHERE)
 
 
 class ReadAhead(Iterator[T]):
@@ -150,6 +159,7 @@ class ReadAhead(Iterator[T]):
         self._changed = threading.Condition()
         self._held: collections.deque[tuple[T, int]] = collections.deque()
         self._bytes = 0
+        self._first_size: int | None = None
         self._finished = False
         self._error: BaseException | None = None
         self._cancelled = False
@@ -210,9 +220,12 @@ class ReadAhead(Iterator[T]):
 
     def _full(self, size: int) -> bool:
         held, limit = len(self._held), self._limit
+        if self._first_size is None:
+            self._first_size = size
         if held >= limit.max_items:
             return True
-        return held >= limit.min_items and self._bytes + size > limit.budget_bytes
+        budget = limit.budget_bytes - limit.reserve_items * self._first_size
+        return held >= limit.min_items and self._bytes + size > budget
 
     def _finish(self, error: BaseException | None) -> None:
         with self._changed:

@@ -3,7 +3,7 @@
 Pure, over video time. An object of interest whose box stays where it was first seen (overlap at
 least `STILL_OVERLAP`) for `still_seconds` becomes stationary: from then on its detections are
 held back from event grouping (its event closes, flagged `stationary`), its box is masked out of
-the motion gate, and it is re-checked every `recheck_seconds` (the pipeline analyses a frame then).
+the motion gate, and it is re-checked `recheck_seconds` after it was last seen (the pipeline analyses a frame then).
 An analysed frame that is not a re-check and misses it (a passer-by in front) keeps it; a re-check
 that misses it lets it go. A stationary object that went away and comes back to the same place
 within `quiet_seconds` (a detection that flickered, a car that left for a minute) is stationary
@@ -90,7 +90,7 @@ class StationaryTracker:
                 still.stationary = True
                 settled.append(still.cls)
             if still.stationary:
-                still.next_check = time + self.recheck_seconds if recheck or not still.next_check else still.next_check
+                still.next_check = time + self.recheck_seconds  # any frame that sees it is a check
             else:
                 moving.append(detection)
         for still in unmatched:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from edge_inference_worker.decode import VideoReader
 from edge_inference_worker.pipeline import (
+    FRAMES_HELD_ELSEWHERE,
     READ_AHEAD_BYTES,
     READ_AHEAD_GATED_FRAMES,
     ReadAhead,
@@ -91,6 +92,9 @@ def test_items_are_held_up_to_the_byte_budget_within_the_frame_bounds():
     small = ReadAhead(iter(range(100)), ReadAheadLimit(budget_bytes=10**9, min_items=2, max_items=8), lambda _: 1)
     with closing(small):
         wait_for(lambda: small.held_items == 8, 10, "the ceiling")
+    reserved = ReadAhead(iter(range(100)), ReadAheadLimit(100, 2, 50, reserve_items=4), sizes.get)
+    with closing(reserved):
+        wait_for(lambda: reserved.held_items == 6, 10, "the budget less four items held elsewhere")
 
 
 def _clip(path, pix_fmt: str, width: int = 640, height: int = 360, frames: int = 300) -> None:
@@ -117,9 +121,10 @@ def test_the_gated_read_ahead_counts_frames_as_the_decoder_gives_them(tmp_path, 
         limit = read_ahead_limit(batch_size=1, gated=True)
         with closing(ReadAhead(reader.samples(25.0), limit, lambda frame: frame.nbytes)) as ahead:
             wait_for(lambda: ahead.held_items >= READ_AHEAD_GATED_FRAMES[0], 30, "frames decoded ahead")
-            wait_for(lambda: ahead.held_bytes + first.nbytes > READ_AHEAD_BYTES
+            budget = READ_AHEAD_BYTES - FRAMES_HELD_ELSEWHERE * first.nbytes
+            wait_for(lambda: ahead.held_bytes + first.nbytes > budget
                      or ahead.held_items == READ_AHEAD_GATED_FRAMES[1], 30, "the buffer to fill")
-            assert ahead.held_bytes <= READ_AHEAD_BYTES
+            assert ahead.held_bytes <= budget
 
 
 def test_frames_converted_for_the_detector_count_their_bgr_image(tmp_path):
@@ -135,4 +140,4 @@ def test_every_limit_holds_at_least_one_batch(batch_size):
     for gated in (False, True):
         limit = read_ahead_limit(batch_size, gated)
         assert limit.min_items >= batch_size and limit.max_items >= limit.min_items
-        assert limit.budget_bytes == READ_AHEAD_BYTES
+        assert limit.budget_bytes == READ_AHEAD_BYTES and limit.reserve_items == FRAMES_HELD_ELSEWHERE

@@ -120,3 +120,12 @@ def test_a_parked_car_makes_one_event_and_gating_works_around_it(parked_clip, wo
         assert len(hits) == 1, (obj.class_name, obj.onscreen_start_s, [d["videoTime"] for d in documents])
     assert len(documents) == 1 + len(truth.objects) - 1
 
+
+
+def test_a_frame_analysed_for_motion_elsewhere_that_sees_it_counts_as_its_check():
+    tracker = StationaryTracker(still_seconds=30, recheck_seconds=10)
+    for t in range(0, 31, 5):
+        tracker.split(float(t), [PARKED])
+    assert tracker.recheck_due(40.0)
+    tracker.split(37.0, [PARKED, walker(37.0)])  # a passer-by woke the detector; the car was seen
+    assert not tracker.recheck_due(46.0) and tracker.recheck_due(47.0)
