@@ -65,6 +65,13 @@ def top_level(path: Path) -> list[Requirement]:
     return [Requirement(line) for line in lines if line and not line.startswith("-")]
 
 
+def wanted_by(path: Path) -> list[Requirement]:
+    """The requirements an .in file names, with those of the files it includes (`-r other.in`)."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    included = [path.parent / line.split()[1] for line in lines if line.startswith("-r ")]
+    return top_level(path) + [r for other in included for r in wanted_by(other)]
+
+
 def _pyproject_requirements() -> list[Requirement]:
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     listed = project["dependencies"] + [r for group in project["optional-dependencies"].values() for r in group]
@@ -102,7 +109,7 @@ def test_top_level_requirements_are_pinned_within_their_specifiers(source: Path)
 def test_every_pin_is_needed_by_the_in_file(source: Path) -> None:
     """Each locked package is a top-level requirement or is pulled in by another locked package."""
     pins = parse_lock(source.with_suffix(".txt").read_text())
-    wanted = {canonicalize_name(r.name) for r in top_level(source)}
+    wanted = {canonicalize_name(r.name) for r in wanted_by(source)}
     strays = []
     for name, pin in pins.items():
         parents = {canonicalize_name(v.split()[0]) for v in pin.via if not v.startswith("-r")}
