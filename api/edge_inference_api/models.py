@@ -43,6 +43,8 @@ WORKER_STATE_DIR = "/var/lib/edge-inference"
 WORKER_METRICS_PORT = 9108
 # status.nodeProgress lists at most this many nodes, so that a fleet's status stays small.
 MAX_NODE_PROGRESS = 50
+# A failed node's message in status (its worker's termination message) is one line of at most this many characters.
+MAX_NODE_MESSAGE = 256
 DEFAULT_INCLUDE = ["**/*.mp4", "**/*.mkv", "**/*.avi", "**/*.mov"]
 
 # Static rules on a host path, enforced by the API server (CEL) and again by pydantic (host_path_problem).
@@ -585,6 +587,13 @@ class NodeProgress(ApiModel):
         description="Why the node failed: the Job's reason (e.g. BackoffLimitExceeded), WorkerFailed, "
         "NodeGone (Batch: the node was deleted or lost its labels) or StartDeadlineExceeded (Batch: "
         "its pod did not start in time).",
+    )
+    message: str | None = Field(
+        None,
+        max_length=MAX_NODE_MESSAGE,
+        description="A failed node: the worker's own last words, from its container's termination message "
+        "(e.g. `the event sink refuses: NoSuchBucket ...`, `cannot start: ...`, `batch finished with failures: "
+        "...`), on one line and shortened.",
     )
     files_done: int = Field(0, description="Video files finished on this node.")
     frames_analysed: int = Field(0, description="Frames run through the detector.")

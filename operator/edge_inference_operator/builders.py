@@ -40,6 +40,7 @@ from edge_inference_api.models import (
 from edge_inference_operator.names import (
     ANNOTATION_SPEC_HASH,
     METRICS_PORT_NAME,
+    WORKER_CONTAINER,
     child_labels,
     child_name,
     selector_labels,
@@ -247,7 +248,7 @@ def worker_container(
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     return {
-        "name": "worker",
+        "name": WORKER_CONTAINER,
         "image": worker_image(accelerator, settings),
         "imagePullPolicy": settings.worker_image_pull_policy,
         "args": ["run"],  # the image's `edge-inference` runs the configuration in EDGE_INFERENCE_CONFIG

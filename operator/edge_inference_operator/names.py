@@ -21,6 +21,7 @@ ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 WORKER_APP_NAME = "edge-inference-worker"
 MANAGER = "edge-inference-operator"
 METRICS_PORT_NAME = "metrics"
+WORKER_CONTAINER = "worker"  # the worker pod's container, whose termination message status shows
 MAX_NAME = 63  # DNS-1123 label: Job names become pod labels, DaemonSet names prefix pod names
 
 # Every object the operator manages carries this label; its watches and indices select on it.

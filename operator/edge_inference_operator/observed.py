@@ -11,6 +11,10 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from edge_inference_api.models import MAX_NODE_MESSAGE
+
+from edge_inference_operator.names import WORKER_CONTAINER
+
 RUNNING = "Running"
 PENDING = "Pending"
 STALE = "Stale"
@@ -102,6 +106,28 @@ def pod_failed(pod: Mapping[str, Any]) -> bool:
     if pod.get("status", {}).get("phase") == "Failed":
         return True
     return any(w.get("reason") in _STUCK for w in _waiting_states(pod))
+
+
+def _one_line(text: str, limit: int) -> str:
+    """`text` on one line (whitespace runs become one space), cut to `limit` characters with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def termination_message(pod: Mapping[str, Any], limit: int = MAX_NODE_MESSAGE) -> str | None:
+    """The worker container's termination message: why it last exited, in its own words (None if it left none).
+
+    The current state's, else the previous run's (`lastState`: a restarted or crash-looping
+    container); one line of at most `limit` characters.
+    """
+    for container in pod.get("status", {}).get("containerStatuses") or []:
+        if container.get("name") != WORKER_CONTAINER:
+            continue
+        for key in ("state", "lastState"):
+            message = ((container.get(key) or {}).get("terminated") or {}).get("message") or ""
+            if message.strip():
+                return _one_line(message, limit)
+    return None
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:

@@ -44,6 +44,7 @@ from edge_inference_operator.observed import (
     newest_pod_by_node,
     pod_failed,
     pod_ready,
+    termination_message,
 )
 
 _ATTENTION_ORDER = {FAILED: 0, STALE: 1}
@@ -78,6 +79,7 @@ class _NodeView:
     node: str
     state: str
     reason: str | None
+    message: str | None  # a failed node's worker's termination message
     progress: WorkerProgress | None
     heartbeat: str | None
     backlog: bool
@@ -159,10 +161,13 @@ def _views(
     for node in nodes:
         report = reports.get(node)
         progress = report.progress if report else None
-        state = _node_state(pods_by_node.get(node), report, now, t)
+        pod = pods_by_node.get(node)
+        state = _node_state(pod, report, now, t)
         if batch is not None:
             state = _batch_node_state(node, state, batch.get(node), live_nodes, now, t)
-        views.append(_NodeView(node, state.state, state.reason, progress, _heartbeat(report), _backlog(progress, t)))
+        message = termination_message(pod) if pod is not None and state.state == FAILED else None
+        heartbeat, backlog = _heartbeat(report), _backlog(progress, t)
+        views.append(_NodeView(node, state.state, state.reason, message, progress, heartbeat, backlog))
     return views
 
 
@@ -179,6 +184,7 @@ def _progress_entry(view: _NodeView) -> NodeProgress:
         node=view.node,
         state=view.state,
         reason=view.reason,
+        message=view.message,
         files_done=p.files_done,
         frames_analysed=p.frames_analysed,
         events_uploaded=p.events_uploaded,
@@ -206,9 +212,15 @@ def _counts(views: Sequence[_NodeView]) -> NodeCounts:
     )
 
 
+def _failure(view: _NodeView) -> str:
+    """A failed node with its reason and its worker's message: `edge-1 (BackoffLimitExceeded: the event sink ...)`."""
+    why = ": ".join(part for part in (view.reason, view.message) if part)
+    return f"{view.node} ({why})" if why else view.node
+
+
 def _failures(views: Sequence[_NodeView]) -> list[str]:
-    """Failed nodes, each with its reason: `edge-1 (NodeGone)`."""
-    return [f"{v.node} ({v.reason})" if v.reason else v.node for v in views if v.state == FAILED]
+    """Failed nodes, each with its reason and its worker's message (each bounded: see MAX_NODE_MESSAGE)."""
+    return [_failure(v) for v in views if v.state == FAILED]
 
 
 def _named(nodes: Sequence[str], limit: int = 10) -> str:

@@ -17,7 +17,7 @@ from edge_inference_api import conditions as c
 from edge_inference_api.models import ENV_WORKER_CONFIG, WORKER_METRICS_PORT, WorkerConfig
 from edge_inference_operator.names import ANNOTATION_SPEC_HASH, dns_name
 from edge_inference_operator.settings import OperatorSettings
-from support.controlplane import EXIT_CODE_ANNOTATION
+from support.controlplane import EXIT_CODE_ANNOTATION, TERMINATION_MESSAGE_ANNOTATION
 from support.helm import cluster_role_rules, operator_user
 
 from .conftest import OperatorProcess, forbidden_requests
@@ -53,10 +53,13 @@ async def serve_worker_metrics(cluster, worker_metrics, node: str):
     return worker_metrics(pod["status"]["podIP"], WORKER_METRICS_PORT)
 
 
-async def end_batch_pod(cluster, node: str, exit_code: int) -> None:
-    """Let the Batch worker on `node` exit with `exit_code` (kwok ends the pod as the annotation says)."""
+async def end_batch_pod(cluster, node: str, exit_code: int, message: str | None = None) -> None:
+    """Let the Batch worker on `node` exit with `exit_code`, leaving `message` as its termination message
+    (kwok ends the pod as the annotations say)."""
     pod = await cluster.wait(lambda: running_pod(cluster, node), what=f"a running worker on {node}")
     annotations = {EXIT_CODE_ANNOTATION: str(exit_code)}
+    if message is not None:
+        annotations[TERMINATION_MESSAGE_ANNOTATION] = message
     cluster.core.patch_namespaced_pod(pod["metadata"]["name"], "default", {"metadata": {"annotations": annotations}})
 
 
@@ -540,6 +543,29 @@ async def test_batch_status_keeps_updating_after_one_node_failed(cluster, start_
     await cluster.wait(lambda: cluster.status()["nodes"]["succeeded"] == 1, what="the later success counted")
     await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed once all finished")
     assert cluster.status()["readyNodes"] == "1/2"
+
+
+async def test_a_failed_batch_node_shows_its_workers_termination_message(
+    cluster, start_operator, make_body
+) -> None:
+    cluster.add_node("edge-1")
+    cluster.add_node("edge-2")
+    cluster.apply(make_body(mode="Batch"))
+    await start_operator(BATCH_SETTINGS)
+    await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]], what="Jobs")
+    refused = "the event sink refuses: NoSuchBucket: the bucket events does not exist; 4 events stay in the outbox"
+    await end_batch_pod(cluster, "edge-2", 2, message=f"{refused}\n")
+    await end_batch_pod(cluster, "edge-1", 0)
+    await cluster.wait(lambda: cluster.status().get("phase") == "Failed", what="phase Failed once both finished")
+    progress = {p["node"]: p for p in cluster.status()["nodeProgress"]}
+    failed = progress["edge-2"]
+    # The failed pod fails its node at once (WorkerFailed), or the Job controller's verdict came first: the
+    # status of a finished batch is final either way, and both carry the worker's own words.
+    assert failed["reason"] in ("WorkerFailed", "BackoffLimitExceeded")
+    assert (failed["state"], failed["message"]) == ("Failed", refused)
+    assert progress["edge-1"].get("message") is None
+    ready = next(cond for cond in cluster.status()["conditions"] if cond["type"] == c.READY)
+    assert f"edge-2 ({failed['reason']}: {refused})" in ready["message"]
 
 
 async def test_a_deleted_batch_target_node_ends_failed(cluster, start_operator, make_body) -> None:

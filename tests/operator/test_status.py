@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from edge_inference_api import conditions as c
-from edge_inference_api.models import MAX_NODE_PROGRESS, InferenceJobSpec, InferenceJobStatus
-from edge_inference_operator.observed import NodeReport, WorkerProgress
+from edge_inference_api.models import MAX_NODE_MESSAGE, MAX_NODE_PROGRESS, InferenceJobSpec, InferenceJobStatus
+from edge_inference_operator.observed import NodeReport, WorkerProgress, termination_message
 from edge_inference_operator.status import (
     Thresholds,
     compute_status,
@@ -349,3 +349,85 @@ def test_a_shared_input_is_a_warning_condition(make_body) -> None:
     assert "team-b/lobby on a" in c.find_condition(status.conditions, c.DEGRADED).message
     (warning,) = [t for t in transitions(InferenceJobStatus(), status) if t.warning]
     assert warning.reason == c.SHARED_INPUT
+
+
+def terminated(message: str | None, exit_code: int = 2) -> dict[str, Any]:
+    """A container state: exited with `exit_code`, leaving `message` (None: no message)."""
+    state: dict[str, Any] = {"exitCode": exit_code}
+    if message is not None:
+        state["message"] = message
+    return {"terminated": state}
+
+
+def pod_with(node: str, phase: str = "Failed", **containers: dict[str, Any]) -> dict[str, Any]:
+    """A pod on `node` whose containers (by name) have the given statuses (state, lastState)."""
+    status = {"phase": phase, "containerStatuses": [{"name": name, **st} for name, st in containers.items()]}
+    return {"metadata": {"name": f"w-{node}"}, "spec": {"nodeName": node}, "status": status}
+
+
+LONG = "the event sink refuses: NoSuchBucket " + "x" * 400
+TERMINATION_MESSAGES = [
+    # (the worker container's status, the message status shows)
+    ({"state": terminated("cannot start: no model")}, "cannot start: no model"),
+    (  # a crash-looping container: waiting now, its last exit's message in lastState
+        {"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": terminated("configuration error: bad")},
+        "configuration error: bad",
+    ),
+    (  # the current exit's words win over an older run's
+        {"state": terminated("batch finished with failures: 1 corrupt", 1), "lastState": terminated("older")},
+        "batch finished with failures: 1 corrupt",
+    ),
+    ({"state": terminated(None), "lastState": terminated("older")}, "older"),  # this exit wrote nothing
+    ({"state": terminated("  \n ")}, None),  # blank is no message
+    ({"state": terminated(None)}, None),
+    ({"state": {"running": {}}}, None),
+    ({}, None),
+    ({"state": terminated("the sink refuses:\n  NoSuchBucket\tevents\n")}, "the sink refuses: NoSuchBucket events"),
+    ({"state": terminated(LONG)}, LONG[: MAX_NODE_MESSAGE - 1] + "\u2026"),
+]
+
+
+@pytest.mark.parametrize(("worker", "expected"), TERMINATION_MESSAGES)
+def test_the_worker_containers_termination_message_is_read(worker, expected) -> None:
+    assert termination_message(pod_with("a", worker=worker)) == expected
+
+
+def test_only_the_worker_containers_termination_message_counts() -> None:
+    sidecar = pod_with("a", sidecar={"state": terminated("not the worker")}, worker={"state": terminated(None)})
+    assert termination_message(sidecar) is None
+    assert termination_message({"metadata": {}, "spec": {}, "status": {}}) is None
+
+
+def test_a_failed_batch_node_shows_its_workers_last_words(make_body) -> None:
+    refused = "the event sink refuses: NoSuchBucket: events; 3 events stay in the outbox for the next start"
+    failed = {"state": terminated(refused)}
+    status = status_of(
+        job_spec(mode="Batch"),
+        desired_nodes=["a", "b"],
+        children=[batch_job("a", "Complete"), batch_job("b", "Failed")],
+        pods=[pod_with("a", "Succeeded", worker={"state": terminated(None, 0)}), pod_with("b", worker=failed)],
+    )
+    by_node = {p.node: p for p in status.node_progress}
+    assert (by_node["b"].state, by_node["b"].reason, by_node["b"].message) == ("Failed", "JobFailed", refused)
+    assert by_node["a"].message is None
+    assert f"b (JobFailed: {refused})" in c.find_condition(status.conditions, c.READY).message
+    assert f"b (JobFailed: {refused})" in c.find_condition(status.conditions, c.DEGRADED).message
+
+
+def test_a_crash_looping_continuous_node_shows_its_workers_last_words(make_body) -> None:
+    looping = {"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": terminated("cannot start: " + LONG)}
+    status = status_of(job_spec(), desired_nodes=["a", "b"], pods=[pod("a"), pod_with("b", "Running", worker=looping)])
+    (entry,) = [p for p in status.node_progress if p.node == "b"]
+    assert (entry.state, entry.reason) == ("Failed", "WorkerFailed")
+    assert entry.message is not None and len(entry.message) == MAX_NODE_MESSAGE
+    assert entry.message.startswith("cannot start: the event sink refuses: NoSuchBucket xxx")
+    assert condition(status, c.DEGRADED) == ("True", c.NODES_FAILED)
+    assert f"b (WorkerFailed: {entry.message})" in c.find_condition(status.conditions, c.DEGRADED).message
+
+
+def test_a_running_node_shows_no_message_from_an_earlier_exit(make_body) -> None:
+    restarted = {"state": {"running": {}}, "lastState": terminated("cannot start: gone now")}
+    running = pod_with("a", "Running", worker=restarted)
+    running["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    status = status_of(job_spec(), desired_nodes=["a"], pods=[running])
+    assert [(p.state, p.message) for p in status.node_progress] == [("Running", None)]

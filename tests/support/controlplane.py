@@ -54,6 +54,8 @@ KWOK_STAGES = Path(__file__).with_name("kwok") / "stages.yaml"
 KWOK_NODE_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
 # Set on a Job's pod by a test to end it: "0" succeeds, any other exit code fails.
 EXIT_CODE_ANNOTATION = "controlplane.test/exit-code"
+# Set with it to give the ended container a termination message (what the worker writes to /dev/termination-log).
+TERMINATION_MESSAGE_ANNOTATION = "controlplane.test/termination-message"
 SERVICE_CIDR = "10.96.0.0/24"
 CONTROLLERS = (
     "daemonset-controller",
@@ -70,11 +72,13 @@ CONTROLLERS = (
 START_TIMEOUT = 120.0
 
 # kwok's stages: what the fake kubelets do. Nodes report Ready and keep a lease; pods go
-# Running (with a pod IP from kwok's --cidr); a Job's pod ends as the test's annotation says;
+# Running (with a pod IP from kwok's --cidr); a Job's pod ends as the test's annotations say
+# (exit code, and the termination message the kubelet would read from the container's file);
 # a deleted pod goes away.
 _TERMINATED = """
       {{ $now := Now }}
       {{ $code := index .metadata.annotations "%(annotation)s" }}
+      {{ $message := index .metadata.annotations "%(message_annotation)s" }}
       containerStatuses:
       {{ range .spec.containers }}
       - image: {{ .image | Quote }}
@@ -85,6 +89,9 @@ _TERMINATED = """
         state:
           terminated:
             exitCode: {{ $code }}
+            {{ with $message }}
+            message: {{ . | Quote }}
+            {{ end }}
             finishedAt: {{ $now | Quote }}
             reason: %(reason)s
             startedAt: {{ $now | Quote }}
@@ -112,7 +119,12 @@ def _pod_end_stage(name: str, operator: str, phase: str, reason: str) -> dict[st
             },
             "next": {
                 "statusTemplate": _TERMINATED
-                % {"annotation": EXIT_CODE_ANNOTATION, "phase": phase, "reason": reason}
+                % {
+                    "annotation": EXIT_CODE_ANNOTATION,
+                    "message_annotation": TERMINATION_MESSAGE_ANNOTATION,
+                    "phase": phase,
+                    "reason": reason,
+                }
             },
         },
     }
