@@ -34,6 +34,7 @@ CHILD_COLLECTIONS = {
 
 
 INVALID = 422  # the API server refuses the object itself: retrying cannot help
+NOT_FOUND = 404
 
 
 class KubeError(Exception):

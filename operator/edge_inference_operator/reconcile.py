@@ -332,7 +332,15 @@ class Reconciler:
         meta = body["metadata"]
         wire = status.model_dump(mode="json", by_alias=True)
         if wire != previous.model_dump(mode="json", by_alias=True):
-            await k.patch_status(self.kube, meta["namespace"], meta["name"], wire)
+            try:
+                await k.patch_status(self.kube, meta["namespace"], meta["name"], wire)
+            except k.KubeError as error:
+                if error.status != k.NOT_FOUND:
+                    raise
+                # Deleted while this reconcile ran (a resync's body can be older than the delete): forget it
+                # again, or what it claimed here (its input folder) would linger in other jobs' status.
+                self.forget(meta["namespace"], meta["name"])
+                return
         self._written[(meta["namespace"], meta["name"], meta["uid"])] = status
         for transition in transitions(previous, status):
             await self._post(body, transition)
