@@ -303,6 +303,9 @@ def open_session(export: Path, spec: ModelSpec, environ: Mapping[str, str]) -> O
     if runtime is None or (cuda and runtime != ONNX):
         where = "on a GPU (ONNX Runtime's CUDA provider runs ONNX files only)" if cuda else "in this image"
         raise ModelError(f"no runtime for {export} {where}")
+    # The runtime's thread pool owns the cores; OpenCV's own pool, for the per-frame resize and blob, only
+    # contends with it (ultralytics turns it off too). Why and how much: docs/benchmarks.md, run 5.
+    cv2.setNumThreads(0)
     try:
         if runtime == ONNX:
             return OnnxRuntimeSession(export, cpu_threads(environ), cuda)
