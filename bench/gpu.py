@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """On a CUDA machine: the worker's frames per second over 16 concurrent 720p files vs the model's raw batched rate.
 
-    python bench/gpu.py [--files 16] [--seconds 30] [--batch 16] [--imgsz 640]
+    python bench/gpu.py [--files 16] [--seconds 30] [--batch 16] [--imgsz 640] [--runtime onnxruntime|torch]
 
 Footage: 16 synthetic 1280x720 10 fps H.264 files (`short_scenario` at 720p, looped to --seconds).
+- Runtime: `onnxruntime` (default) is what the CUDA image runs: the weights exported to ONNX by the worker's
+  own step (`edge-inference export-model`), on ONNX Runtime's CUDA provider (needs `onnxruntime-gpu`, as in
+  requirements/worker-cuda.txt); `torch` runs the `.pt` through ultralytics on torch's CUDA.
 - Worker: 16 `edge-inference detect` processes started together, one per file (16 cameras on one node, each
   with its own pod-like worker), device cuda, every frame analysed (sampling = video fps, motion gating off),
   batch --batch; fps = all frames analysed / wall time from start to the last one's exit (model load
@@ -11,7 +14,8 @@ Footage: 16 synthetic 1280x720 10 fps H.264 files (`short_scenario` at 720p, loo
 - Raw: the same weights as a torch module on the GPU in half precision, forward passes on random batches of
   --batch 3x384x640 tensors (a 720p frame letterboxed to imgsz 640), CUDA-synchronised; no decode, no
   pre/post-processing.
-Printed: both rates and worker / raw. Without CUDA it says so and exits 2.
+Printed: both rates and worker / raw. Without CUDA (or, for onnxruntime, without its CUDA provider) it says so
+and exits 2.
 """
 
 from __future__ import annotations
@@ -48,20 +52,46 @@ def raw_forward_rate(weights: Path, batch: int, imgsz: int, seconds: float = 10.
         return frames / (time.perf_counter() - started)
 
 
+def cuda_missing(runtime: str) -> str | None:
+    """Why this machine cannot run `runtime` on CUDA, or None when it can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"torch.cuda.is_available() is False on this machine (torch {torch.__version__})"
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return (f"onnxruntime {onnxruntime.__version__} has no CUDAExecutionProvider: install the CUDA image's "
+                    "set (requirements/worker-cuda.txt: onnxruntime-gpu)")
+    return None
+
+
+def worker_model(weights: Path, runtime: str, work: Path) -> Path:
+    """The file the workers load: the `.pt` itself (torch) or its ONNX export (what the CUDA image ships)."""
+    if runtime == "torch":
+        return weights
+    folder = work / "exported"
+    subprocess.run([str(Path(sys.executable).parent / "edge-inference"), "export-model", str(weights), str(folder),
+                    "--name", "bench"], cwd=REPO, check=True, capture_output=True)
+    return folder / "bench.onnx"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=24.0, help="length of each file")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--runtime", choices=("onnxruntime", "torch"), default="onnxruntime")
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args()
 
     import torch
 
-    if not torch.cuda.is_available():
-        print("bench/gpu.py needs a CUDA GPU: torch.cuda.is_available() is False on this machine "
-              f"(torch {torch.__version__}); nothing was measured.", file=sys.stderr)
+    missing = cuda_missing(args.runtime)
+    if missing:
+        print(f"bench/gpu.py needs a CUDA GPU for {args.runtime}: {missing}; nothing was measured.", file=sys.stderr)
         return 2
     work = temp_workdir("gpu", args.keep)
     offline_ultralytics(work / "ultralytics")
@@ -71,7 +101,8 @@ def main() -> int:
     scenario = Scenario("cam720p", 1280, 720, base.fps, args.seconds, base.objects)
     videos = make_footage(work / "videos", [scenario] * args.files, seed=700)
     weights = neutral_weights_link(work)
-    print(f"machine: {machine()}; GPU {torch.cuda.get_device_name(0)}")
+    model = worker_model(weights, args.runtime, work)
+    print(f"machine: {machine()}; GPU {torch.cuda.get_device_name(0)}; worker runtime {args.runtime} ({model.name})")
     print(f"footage: {args.files} x {args.seconds:g} s 1280x720 {scenario.fps} fps H.264; batch {args.batch}, "
           f"imgsz {args.imgsz}")
 
@@ -88,7 +119,7 @@ def main() -> int:
             link.symlink_to(video)
         command = [str(Path(sys.executable).parent / "edge-inference"), "detect", str(folder),
                    "--out", str(work / "events" / f"cam{i:02d}"), "--state-dir", str(work / "state" / f"cam{i:02d}"),
-                   "--model", str(weights), "--device", "cuda", "--batch-size", str(args.batch),
+                   "--model", str(model), "--device", "cuda", "--batch-size", str(args.batch),
                    "--image-size", str(args.imgsz), "--fps", str(scenario.fps), "--no-motion-gating"]
         children.append(subprocess.Popen(command, cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL))
