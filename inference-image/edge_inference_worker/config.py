@@ -41,9 +41,9 @@ from edge_inference_api.models import (
 )
 from pydantic import BaseModel, ValidationError
 
+from .event_document import key_base
 from .events import event_id
 from .files import file_id
-from .record import key_base
 from .sinks import check_key, check_key_fits
 
 ENV_S3_ENDPOINT = "EDGE_INFERENCE_S3_ENDPOINT"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 
-from edge_inference_api import telemetry as t
+from edge_inference_api import telemetry
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Stage timings are for people (dashboards, benchmarks); the operator does not read them.
-STAGE_SECONDS = t.PREFIX + "stage_seconds"
-INFERENCE_SECONDS = t.PREFIX + "inference_seconds"
-DECODE_SECONDS = t.PREFIX + "decode_seconds"
+STAGE_SECONDS = telemetry.PREFIX + "stage_seconds"
+INFERENCE_SECONDS = telemetry.PREFIX + "inference_seconds"
+DECODE_SECONDS = telemetry.PREFIX + "decode_seconds"
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -22,19 +22,19 @@ class WorkerMetrics:
         """`errors` is the errors-by-kind counter the outbox registers on the same registry."""
         self.registry = registry
         self.errors = errors
-        self.files = Counter(t.FILES, "Video files by outcome.", ["outcome"], registry=registry)
-        self.frames_decoded = Counter(t.FRAMES_DECODED, "Frames decoded.", registry=registry)
+        self.files = Counter(telemetry.FILES, "Video files by outcome.", ["outcome"], registry=registry)
+        self.frames_decoded = Counter(telemetry.FRAMES_DECODED, "Frames decoded.", registry=registry)
         self.frames_analysed = Counter(
-            t.FRAMES_ANALYSED, "Sampled frames run through the detector.", registry=registry
+            telemetry.FRAMES_ANALYSED, "Sampled frames run through the detector.", registry=registry
         )
         self.frames_skipped_motion = Counter(
-            t.FRAMES_SKIPPED_MOTION, "Sampled frames skipped because nothing moved.", registry=registry
+            telemetry.FRAMES_SKIPPED_MOTION, "Sampled frames skipped because nothing moved.", registry=registry
         )
-        self.events = Counter(t.EVENTS, "Events produced, by class.", ["class"], registry=registry)
-        self.bytes_scanned = Counter(t.BYTES_SCANNED, "Bytes of video files finished.", registry=registry)
-        self.heartbeat = Gauge(t.HEARTBEAT, "Unix time of the worker's last loop.", registry=registry)
+        self.events = Counter(telemetry.EVENTS, "Events produced, by class.", ["class"], registry=registry)
+        self.bytes_scanned = Counter(telemetry.BYTES_SCANNED, "Bytes of video files finished.", registry=registry)
+        self.heartbeat = Gauge(telemetry.HEARTBEAT, "Unix time of the worker's last loop.", registry=registry)
         self.batch_complete = Gauge(
-            t.BATCH_COMPLETE, "1 once a Batch worker has finished every file.", registry=registry
+            telemetry.BATCH_COMPLETE, "1 once a Batch worker has finished every file.", registry=registry
         )
         self.inference_seconds = Histogram(
             INFERENCE_SECONDS, "Detector time per forward pass.", buckets=_FAST_BUCKETS, registry=registry

@@ -73,9 +73,9 @@ _ENTRY_NAME = re.compile(r"^(\d{16})-(\d{13})\.(evt|obj)$")
 
 KIND_PARTIAL = "outbox_partial"  # a write interrupted by a crash (never acknowledged)
 KIND_CORRUPT = "outbox_corrupt"  # a committed entry that fails its checksum, a stray or vanished file
-KIND_WRITE = "outbox_write"  # writing an entry failed for another OS reason
+KIND_OUTBOX_WRITE = "outbox_write"  # writing an entry failed for another OS reason
 KIND_UPLOAD_BUG = "outbox_upload"  # the sink raised something unexpected (a bug): retried like an outage
-OUTBOX_ERROR_KINDS = (KIND_PARTIAL, KIND_CORRUPT, KIND_WRITE, KIND_UPLOAD_BUG, KIND_DISK_FULL)
+OUTBOX_ERROR_KINDS = (KIND_PARTIAL, KIND_CORRUPT, KIND_OUTBOX_WRITE, KIND_UPLOAD_BUG, KIND_DISK_FULL)
 
 # Tries of an event the sink rejects for good before it goes to dead-letter/: one answer could be a
 # proxy's mistake, three in a row with back-off are the sink's.
@@ -228,7 +228,7 @@ class OutboxMetrics:
             self.errors.labels(kind=kind)
 
 
-class S3Outbox:
+class Outbox:
     """A size-bounded, crash-safe queue of events on disk, drained to a sink by one thread."""
 
     def __init__(
@@ -323,7 +323,7 @@ class S3Outbox:
                 raise OutboxDiskFullError(
                     f"outbox disk full at {self.directory}: event {key_base} not accepted"
                 ) from error
-            self.metrics.errors.labels(kind=KIND_WRITE).inc()
+            self.metrics.errors.labels(kind=KIND_OUTBOX_WRITE).inc()
             log.error("outbox write failed: event %s not accepted (%s)", key_base, error)
             raise OutboxError(f"cannot write event {key_base} to {self.directory}: {error}") from error
         with self._changed:
@@ -602,7 +602,7 @@ class S3Outbox:
             fsync_directory(self._dead_dir)
             fsync_directory(self._entries_dir)
         except OSError as error:
-            self.metrics.errors.labels(kind=KIND_WRITE).inc()
+            self.metrics.errors.labels(kind=KIND_OUTBOX_WRITE).inc()
             log.error("outbox: cannot move a rejected event to dead-letter (%s); it is tried again", error)
             return
         with self._changed:

@@ -22,6 +22,7 @@ from edge_inference_api.models import WorkerConfig
 
 from .decode import DecodeError, SampledFrame, VideoReader
 from .detector import Detector
+from .event_document import ModelInfo, SourceFile, encode_document, event_document, key_base
 from .events import Detection, Event, EventGrouper
 from .files import VideoFile
 from .httpserver import HealthState
@@ -31,7 +32,6 @@ from .metrics import WorkerMetrics
 from .motion import MotionGate
 from .outbox import OutboxEntryTooLargeError, OutboxError
 from .outcomes import DONE, EMPTY, FAILED, TRUNCATED, UNREADABLE, VANISHED
-from .record import ModelInfo, SourceFile, encode_document, event_document, key_base
 from .snapshot import render_snapshot
 from .stationary import StationaryTracker
 from .webhook import Notifier
@@ -68,7 +68,7 @@ KIND_PIPELINE = "pipeline"
 T = TypeVar("T")
 
 
-class Outbox(Protocol):
+class OutboxWriter(Protocol):
     def put(self, key_base: str, metadata_json: bytes, snapshot_jpeg: bytes, timeout: float | None = None) -> bool: ...
 
 
@@ -79,7 +79,7 @@ class Services:
     config: WorkerConfig
     detector: Detector
     model: ModelInfo
-    outbox: Outbox
+    outbox: OutboxWriter
     ledger: Ledger
     metrics: WorkerMetrics
     health: HealthState
