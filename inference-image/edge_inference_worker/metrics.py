@@ -1,5 +1,6 @@
 """The worker's Prometheus metrics, on a registry of its own (names shared with the operator in
-`edge_inference_api.telemetry`; the outbox registers its own gauges on the same registry)."""
+`edge_inference_api.telemetry`; the outbox registers its own gauges on the same registry, and
+counts its errors on the worker's errors counter)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,17 @@ DECODE_SECONDS = telemetry.PREFIX + "decode_seconds"
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-class WorkerMetrics:
-    """Every metric the pipeline updates."""
+def errors_counter(registry: CollectorRegistry) -> Counter:
+    """The errors-by-kind counter on `registry` (the `kind` label says which part failed and how)."""
+    return Counter(telemetry.ERRORS, "Errors by kind.", ["kind"], registry=registry)
 
-    def __init__(self, registry: CollectorRegistry, errors: Counter) -> None:
-        """`errors` is the errors-by-kind counter the outbox registers on the same registry."""
+
+class WorkerMetrics:
+    """Every metric the pipeline updates, and THE errors-by-kind counter of the worker (the outbox counts on it too)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.errors = errors
+        self.errors = errors_counter(registry)
         self.files = Counter(telemetry.FILES, "Video files by outcome.", ["outcome"], registry=registry)
         self.frames_decoded = Counter(telemetry.FRAMES_DECODED, "Frames decoded.", registry=registry)
         self.frames_analysed = Counter(

@@ -22,7 +22,7 @@ from typing import BinaryIO
 from edge_inference_api.models import S3ModelSource, S3Sink
 
 from edge_inference_worker.durable import fsync_directory
-from edge_inference_worker.sinks import MinioSink, SinkError, translate_minio_errors
+from edge_inference_worker.sinks import MinioSink, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -107,20 +107,15 @@ def fetch_model(
 
 
 def _download(sink: MinioSink, source: S3ModelSource, file: BinaryIO, where: str) -> str:
-    try:
-        response = translate_minio_errors(lambda: sink.client.get_object(source.bucket, source.key), where)
-    except SinkError as error:
-        raise ModelFetchError(f"cannot fetch model ({error.kind}) and no verified copy is cached: {error}") from error
     digest = hashlib.sha256()
     try:
-        for chunk in response.stream(_CHUNK):
+        for chunk in sink.object_chunks(source.key, _CHUNK):
             digest.update(chunk)
             file.write(chunk)
+    except SinkError as error:
+        raise ModelFetchError(f"cannot fetch model ({error.kind}) and no verified copy is cached: {error}") from error
     except Exception as error:  # connection lost mid-body, disk full: nothing is cached
         raise ModelFetchError(f"download of model {where} broke off: {error}") from error
-    finally:
-        response.close()
-        response.release_conn()
     return digest.hexdigest()
 
 

@@ -53,6 +53,7 @@ import prometheus_client
 from edge_inference_api import telemetry
 
 from edge_inference_worker.durable import fsync_directory, replace_durably
+from edge_inference_worker.metrics import errors_counter
 from edge_inference_worker.sinks import (
     KIND_DISK_FULL,
     MISCONFIGURED,
@@ -191,11 +192,11 @@ class _Indexed:
 class OutboxMetrics:
     """The outbox's Prometheus collectors (names from `edge_inference_api.telemetry`).
 
-    `errors` is THE errors-by-kind counter of the worker: the pipeline increments its own kinds
-    on it (it is registered here, once per registry).
+    `errors` is the worker's errors-by-kind counter (`WorkerMetrics.errors`); an outbox on its own
+    (the webhook's, a test's) registers one on `registry`.
     """
 
-    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
+    def __init__(self, registry: prometheus_client.CollectorRegistry, errors: prometheus_client.Counter | None) -> None:
         self.depth = prometheus_client.Gauge(
             telemetry.OUTBOX_DEPTH, "Events waiting in the node's outbox.", registry=registry
         )
@@ -214,7 +215,7 @@ class OutboxMetrics:
         self.bytes_uploaded = prometheus_client.Counter(
             telemetry.BYTES_UPLOADED, "Bytes of event objects S3 confirmed.", registry=registry
         )
-        self.errors = prometheus_client.Counter(telemetry.ERRORS, "Errors by kind.", ["kind"], registry=registry)
+        self.errors = errors if errors is not None else errors_counter(registry)
         self.dead_letters = prometheus_client.Counter(
             telemetry.OUTBOX_DEAD_LETTERS, "Events the sink rejected for good, moved to dead-letter/.",
             registry=registry,
@@ -229,7 +230,10 @@ class OutboxMetrics:
 
 
 class Outbox:
-    """A size-bounded, crash-safe queue of events on disk, drained to a sink by one thread."""
+    """A size-bounded, crash-safe queue of events on disk, drained to a sink by one thread.
+
+    `errors`: the counter to count its errors on (see `OutboxMetrics`).
+    """
 
     def __init__(
         self,
@@ -242,13 +246,14 @@ class Outbox:
         backoff: tuple[float, float] = (0.5, 60.0),
         rng: random.Random | None = None,
         lock_timeout: float = 30.0,
+        errors: prometheus_client.Counter | None = None,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.directory = Path(directory)
         self.sink = sink
         self.max_bytes = max_bytes
-        self.metrics = OutboxMetrics(registry)
+        self.metrics = OutboxMetrics(registry, errors)
         self._clock = clock
         self._backoff = backoff
         self._rng = rng if rng is not None else random.Random()

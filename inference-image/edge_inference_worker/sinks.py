@@ -10,6 +10,7 @@ import errno
 import io
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -134,6 +135,31 @@ class MinioSink:
         # other HTTP server (a captive proxy, a misrouted port), and nothing was stored.
         if not result.etag:
             raise SinkError(KIND_GARBAGE, f"{where}: server answered without an ETag; not an S3 confirmation")
+
+    def exists(self, key: str) -> bool:
+        """Whether the bucket holds `key` (a HEAD); other failures raise `SinkError`."""
+        where = f"s3://{self.bucket}/{key}"
+        try:
+            translate_minio_errors(lambda: self.client.stat_object(self.bucket, key), where)
+        except SinkError as error:
+            if isinstance(error.__cause__, S3Error) and error.__cause__.code in ("NoSuchKey", "NoSuchObject"):
+                return False
+            raise
+        return True
+
+    def object_chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        """The body of one object, streamed in chunks.
+
+        Raises `SinkError` if the object cannot be opened; a connection lost mid-body raises what
+        the HTTP client raises.
+        """
+        where = f"s3://{self.bucket}/{key} on {self.endpoint}"
+        response = translate_minio_errors(lambda: self.client.get_object(self.bucket, key), where)
+        try:
+            yield from response.stream(chunk_size)
+        finally:
+            response.close()
+            response.release_conn()
 
 
 class FolderSink:

@@ -23,10 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import urllib3
-from minio.error import S3Error
 
 from .outbox import Outbox, OutboxError
-from .sinks import REJECTED, TRANSIENT, FolderSink, MinioSink, Sink, SinkError, translate_minio_errors
+from .sinks import REJECTED, TRANSIENT, FolderSink, MinioSink, Sink, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +102,7 @@ class WebhookSink:
 def stored_check(sink: Sink) -> Callable[[str], bool]:
     """Whether an object is in the sink: a HEAD on S3, a file test in a folder."""
     if isinstance(sink, MinioSink):
-        def in_bucket(key: str) -> bool:
-            try:
-                translate_minio_errors(lambda: sink.client.stat_object(sink.bucket, key), f"s3://{sink.bucket}/{key}")
-            except SinkError as error:
-                if isinstance(error.__cause__, S3Error) and error.__cause__.code in ("NoSuchKey", "NoSuchObject"):
-                    return False
-                raise
-            return True
-
-        return in_bucket
+        return sink.exists
     assert isinstance(sink, FolderSink)
     return lambda key: (sink.root / key).is_file()
 

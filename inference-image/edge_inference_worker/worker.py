@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from .config import S3Credentials
 from .detector import Detector, ModelError, load_detector
 from .event_document import ModelInfo
+from .exit_codes import EXIT_FILES_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
 from .files import SettleTracker, SkippedFile, VideoFile, fingerprint, scan, shown
 from .httpserver import HealthState, serve
 from .indexer import EventIndexWriter
@@ -48,12 +49,6 @@ from .weights import locate_weights, model_cache
 __all__ = ["ENV_TERMINATION_LOG", "Worker", "settings_digest"]
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FILES_FAILED = 1
-EXIT_USAGE = 2
-EXIT_STARTUP = 3
-EXIT_STOPPED = 143  # 128 + SIGTERM: a Batch run stopped before it finished
 
 # On SIGTERM the outbox gets this long to deliver what waits (the pod's grace period is 30 s).
 SHUTDOWN_FLUSH_SECONDS = 10.0
@@ -115,11 +110,12 @@ class Worker:
                 raise StartupError(str(exc)) from None
             # S3 may come back: the outbox keeps the events and retries; say so now, loudly.
             log.error("event sink not usable yet; events wait in the outbox", extra={"fields": {"error": str(exc)}})
+        metrics = WorkerMetrics(self.registry)
         try:
-            outbox = Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry)
+            outbox = Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry,
+                            errors=metrics.errors)
         except (OutboxError, OSError) as exc:  # locked by another worker, or the state disk refuses
             raise StartupError(f"outbox at {state / 'outbox'}: {exc}") from None
-        metrics = WorkerMetrics(self.registry, outbox.metrics.errors)
         try:
             server = serve(self.config.metrics_port, self.registry, self.health) if self.config.metrics_port else None
         except OSError as exc:
