@@ -9,7 +9,6 @@ missing model is a clear error, never a download.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -19,8 +18,9 @@ from typing import Protocol
 import numpy as np
 from edge_inference_api.models import Device, ModelSpec
 
+from .checksums import sha256_of
 from .cpus import available_cpus
-from .events import Detection
+from .events import Detection, Interest
 
 ENV_MODEL_DIR = "EDGE_INFERENCE_MODEL_DIR"
 PACKAGE_MODEL_DIR = Path(__file__).parent / "models"
@@ -82,17 +82,6 @@ def resolve_model(
     )
 
 
-def weights_sha256(path: Path) -> str:
-    """sha256 of a weights file, or of an export folder's files in name order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def loadable_path(weights: Path) -> Path:
     """A path to `weights` that ultralytics loads as is.
 
@@ -151,10 +140,9 @@ class ClassFilter:
         if unknown:
             raise ModelError(f"classes {unknown} are not known to model {model} (it has {sorted(ids)})")
         self.names = dict(names)
-        self._interest = frozenset(spec.classes)
+        self._interest = Interest(frozenset(spec.classes), spec.confidence)
         self._blur = frozenset(blur_classes)
-        self._confidence = spec.confidence
-        self.ids = sorted({ids[c] for c in self._interest | self._blur})
+        self.ids = sorted({ids[c] for c in self._interest.classes | self._blur})
         # Blurred classes are asked for at the lower confidence; the others are cut back to theirs below.
         self.threshold = min(spec.confidence, BLUR_CONFIDENCE) if self._blur else spec.confidence
 
@@ -165,7 +153,7 @@ class ClassFilter:
         out = []
         for box, conf, cls_id in zip(boxes, confidences, classes, strict=True):
             label = self.names[int(cls_id)]
-            if (label in self._interest and conf >= self._confidence) or label in self._blur:
+            if self._interest.wants(label, conf) or label in self._blur:
                 out.append(Detection(label, round(float(conf), 4), tuple(round(float(v), 1) for v in box)))
         return out
 
@@ -205,7 +193,7 @@ class UltralyticsDetector:
         if self.device == "cpu":
             torch.set_num_threads(cpu_threads(environ))
         self.name = name or spec.name
-        self.sha256 = weights_sha256(weights)
+        self.sha256 = sha256_of(weights)
         self.spec = spec
         try:
             self._model = YOLO(str(loadable_path(weights)), task="detect")
@@ -285,7 +273,7 @@ def load_detector(
     if backend_of(weights) is not None:
         detector = ExportedModelDetector(weights, spec, blur_classes, environ, name)
     elif weights.suffix == ".pt" and weights.is_file():
-        sha256 = weights_sha256(weights)
+        sha256 = sha256_of(weights)
         exports = export_order(exports_in(export_folder(export_cache, sha256), EXPORT_STEM), spec.device, environ)
         gpu = spec.device == Device.CUDA or gpu_requested(environ)
         if gpu and torch_available():  # torch with CUDA: half precision and batches (the dev venv, bench/gpu.py)

@@ -5,6 +5,9 @@ counts its errors on the worker's errors counter)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from edge_inference_api import telemetry
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -14,6 +17,13 @@ STAGE_SECONDS = telemetry.PREFIX + "stage_seconds"
 INFERENCE_SECONDS = telemetry.PREFIX + "inference_seconds"
 DECODE_SECONDS = telemetry.PREFIX + "decode_seconds"
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class StageTiming:
+    """The wall time of one `WorkerMetrics.stage` block."""
+
+    seconds: float = 0.0
 
 
 def errors_counter(registry: CollectorRegistry) -> Counter:
@@ -52,6 +62,18 @@ class WorkerMetrics:
             registry=registry,
         )
         self.beat()
+
+    @contextmanager
+    def stage(self, name: str, frames: int = 1) -> Iterator[StageTiming]:
+        """Time the block into `stage_seconds{stage=name}`, per frame over `frames` (as ultralytics' Profile).
+
+        The timing is observed only when the block completes; its `seconds` are there after the block.
+        """
+        timing = StageTiming()
+        started = time.perf_counter()
+        yield timing
+        timing.seconds = time.perf_counter() - started
+        self.stage_seconds.labels(stage=name).observe(timing.seconds / frames)
 
     def beat(self) -> None:
         """The worker is alive (liveness reads this)."""

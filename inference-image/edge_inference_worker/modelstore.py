@@ -21,12 +21,11 @@ from typing import BinaryIO
 
 from edge_inference_api.models import S3ModelSource, S3Sink
 
+from edge_inference_worker.checksums import CHUNK_BYTES, sha256_of
 from edge_inference_worker.durable import fsync_directory
 from edge_inference_worker.sinks import MinioSink, SinkError
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 1 << 20
 
 
 class ModelFetchError(Exception):
@@ -35,15 +34,6 @@ class ModelFetchError(Exception):
 
 class ModelChecksumError(ModelFetchError):
     """The weights' sha256 differs from the expected one; nothing was cached."""
-
-
-def sha256_of_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_download_path(source: S3ModelSource, cache_dir: Path) -> Path:
@@ -109,7 +99,7 @@ def fetch_model(
 def _download(sink: MinioSink, source: S3ModelSource, file: BinaryIO, where: str) -> str:
     digest = hashlib.sha256()
     try:
-        for chunk in sink.object_chunks(source.key, _CHUNK):
+        for chunk in sink.object_chunks(source.key, CHUNK_BYTES):
             digest.update(chunk)
             file.write(chunk)
     except SinkError as error:
@@ -122,7 +112,7 @@ def _download(sink: MinioSink, source: S3ModelSource, file: BinaryIO, where: str
 def _cached(source: S3ModelSource, download: Path) -> bool:
     if not download.is_file():
         return False
-    actual = sha256_of_file(download)
+    actual = sha256_of(download)
     if actual != source.sha256:
         log.error("model cache %s is damaged (sha256 %s, expected %s); fetching again", download, actual, source.sha256)
         download.unlink()

@@ -52,6 +52,7 @@ from pathlib import Path
 import prometheus_client
 from edge_inference_api import telemetry
 
+from edge_inference_worker.backoff import backoff_delay
 from edge_inference_worker.durable import fsync_directory, replace_durably
 from edge_inference_worker.metrics import errors_counter
 from edge_inference_worker.sinks import (
@@ -172,12 +173,6 @@ def decode_entry(data: bytes) -> OutboxEntry:
     metadata = body[offset : offset + json_length]
     snapshot = body[offset + json_length :]
     return OutboxEntry(key, metadata, snapshot, float(created), kind, content_type)
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: between half and all of min(cap, base * 2**attempt)."""
-    ceiling = min(cap, base * (2 ** min(attempt, 62)))
-    return ceiling * rng.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ import numpy as np
 import yaml
 from edge_inference_api.models import ModelSpec
 
-from .detector import ClassFilter, ModelError, cpu_threads, one_line, use_cuda, weights_sha256
+from .checksums import sha256_of
+from .detector import ClassFilter, ModelError, cpu_threads, one_line, use_cuda
 from .events import Detection
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ class ExportedModelDetector:
         sha256: str | None = None,
     ) -> None:
         self.name = name or spec.name
-        self.sha256 = sha256 or weights_sha256(export)
+        self.sha256 = sha256 or sha256_of(export)
         self.spec = spec
         self._session = open_session(export, spec, environ)
         self.backend = self._session.backend

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edge_inference_api.models import S3Sink, WorkerConfig
 
+from .checksums import sha256_of
 from .config import S3Credentials
 from .detector import (
     EXPORT_STEM,
@@ -28,7 +29,6 @@ from .detector import (
     model_dir,
     one_line,
     resolve_model,
-    weights_sha256,
 )
 from .modelstore import fetch_model
 
@@ -71,7 +71,7 @@ def prepare_model(config: WorkerConfig, credentials: S3Credentials, environ: Map
     if weights.suffix != ".pt":
         log.info("model needs no export", extra={"fields": {"weights": str(weights)}})
         return None
-    folder = export_folder(model_cache(config), weights_sha256(weights))
+    folder = export_folder(model_cache(config), sha256_of(weights))
     if exports_in(folder, EXPORT_STEM):
         log.info("model already exported", extra={"fields": {"weights": str(weights), "export": str(folder)}})
         return folder

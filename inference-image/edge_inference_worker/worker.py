@@ -194,7 +194,8 @@ class Worker:
                 log.warning("webhook messages left for the next run on this node",
                             extra={"fields": {"messages": webhooks.depth(), "waited": grace}})
                 return
-            self.health.beat()
+            if self.services is not None:
+                self.services.beat()
 
     def _load_detector(self, state: Path) -> Detector:
         try:
@@ -226,8 +227,7 @@ class Worker:
         root = Path(self.config.input_dir)
         settle = SettleTracker(self.config.settle_seconds)
         while not self.stop.is_set():
-            services.metrics.beat()
-            self.health.beat()
+            services.beat()
             present: set[str] = set()
             for item in scan(root, self.config.include):
                 if self.stop.is_set():
@@ -365,8 +365,7 @@ class Worker:
         while not outbox.wait_empty(DRAIN_WAKE_SECONDS):
             if self.stop.is_set():
                 return EXIT_STOPPED
-            services.metrics.beat()
-            self.health.beat()
+            services.beat()
             now = time.monotonic()
             refusal = outbox.sink_refusal()
             if refusal is not None and now - refusal.since >= self.sink_grace:
