@@ -64,7 +64,7 @@ def minor_faults() -> int:
 
 def make_footage(folder: Path, scenarios: list, seed: int, **video_options) -> list[Path]:
     """Render one video per scenario into `folder` (truth JSON beside each); returns the video paths."""
-    from edge_inference_worker.synthetic import make_video
+    from support.synthetic import make_video
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -264,7 +264,7 @@ def warm_up(work: Path, weights: Path, flags: list[str], imgsz: int, s3=None) ->
     The first pass in a process pays for lazy imports and ultralytics' predictor set-up; without this the
     side measured first would carry that cost alone.
     """
-    from edge_inference_worker.synthetic import Scenario
+    from support.synthetic import Scenario
 
     clip = make_footage(work / "warm-up" / "videos", [Scenario("warm-up", 640, 360, 10, 2.0)], seed=1)
     run_worker(clip[0].parent, work / "warm-up" / "worker", flags, s3=s3)

@@ -48,7 +48,7 @@ def main() -> int:
     work = temp_workdir("overhead", args.keep)
     offline_ultralytics(work / "ultralytics")
     import torch
-    from edge_inference_worker.synthetic import short_scenario
+    from support.synthetic import short_scenario
 
     fps = short_scenario().fps
     videos = make_footage(work / "videos", [short_scenario()] * args.files, seed=100)

@@ -16,8 +16,8 @@ from edge_inference_worker.exit_codes import EXIT_FILES_FAILED
 from edge_inference_worker.files import VideoFile, file_id
 from edge_inference_worker.ledger import Ledger
 from edge_inference_worker.pipeline import process_file
-from edge_inference_worker.synthetic import make_video, short_scenario
 from edge_inference_worker.worker import Worker
+from support.synthetic import make_video, short_scenario
 from support.worker_harness import IMAGE_SIZE, MODEL, event_documents
 
 # file -> (outcome, words the log line / summary reason must contain)
