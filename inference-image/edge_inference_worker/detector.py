@@ -54,7 +54,7 @@ class Detector(Protocol):
         ...
 
 
-def one_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message (runtimes put whole stack dumps in theirs)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
@@ -198,7 +198,7 @@ class UltralyticsDetector:
         try:
             self._model = YOLO(str(loadable_path(weights)), task="detect")
         except Exception as exc:  # ultralytics raises many kinds for a bad file; all mean "cannot load"
-            raise ModelError(f"cannot load model {weights}: {one_line(exc)}") from None
+            raise ModelError(f"cannot load model {weights}: {first_line(exc)}") from None
         self._classes = ClassFilter(dict(self._model.names), spec, blur_classes, self.name)
         self._half = self.device.startswith("cuda")
         self.batch_size = spec.batch_size if self._half else 1
@@ -292,5 +292,5 @@ def load_detector(
     except ModelError:
         raise
     except Exception as exc:  # a file that loads but cannot run (wrong input, corrupt weights)
-        raise ModelError(f"model {weights} fails on a frame: {one_line(exc)}") from None
+        raise ModelError(f"model {weights} fails on a frame: {first_line(exc)}") from None
     return detector

@@ -28,7 +28,7 @@ import yaml
 from edge_inference_api.models import ModelSpec
 
 from .checksums import sha256_of
-from .detector import ClassFilter, ModelError, cpu_threads, one_line, use_cuda
+from .detector import ClassFilter, ModelError, cpu_threads, first_line, use_cuda
 from .events import Detection
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ def _check_ir(xml: Path) -> None:
     try:
         root = ElementTree.parse(xml).getroot().tag
     except (ElementTree.ParseError, OSError) as exc:
-        raise ModelError(f"cannot load model {xml}: not an OpenVINO IR file ({one_line(exc)})") from None
+        raise ModelError(f"cannot load model {xml}: not an OpenVINO IR file ({first_line(exc)})") from None
     if root != "net":
         raise ModelError(f"cannot load model {xml}: not an OpenVINO IR file (its root element is <{root}>, not <net>)")
 
@@ -311,7 +311,7 @@ def open_session(export: Path, spec: ModelSpec, environ: Mapping[str, str]) -> O
     except ModelError:
         raise
     except Exception as exc:  # each runtime raises its own kinds for a bad file; all mean "cannot load"
-        raise ModelError(f"cannot load model {export}: {one_line(exc)}") from None
+        raise ModelError(f"cannot load model {export}: {first_line(exc)}") from None
 
 
 def _onnxruntime_has_cuda() -> bool:

@@ -26,8 +26,8 @@ from .detector import (
     ModelError,
     export_folder,
     exports_in,
+    first_line,
     model_dir,
-    one_line,
     resolve_model,
 )
 from .modelstore import fetch_model
@@ -106,7 +106,7 @@ def export_weights(weights: Path, folder: Path, stem: str) -> None:
             outputs = [Path(model.export(format=f, dynamic=True, device="cpu", **extra))
                        for f, extra in EXPORT_ARGUMENTS.items()]
         except Exception as exc:  # ultralytics raises many kinds for weights it cannot export
-            raise ModelError(f"cannot export {weights}: {one_line(exc)}") from None
+            raise ModelError(f"cannot export {weights}: {first_line(exc)}") from None
         source.unlink()
         for output in outputs:
             output.rename(staging / output.name.replace("weights", stem, 1))
