@@ -63,7 +63,8 @@ def fetch_model(
     """
     download = cached_download_path(source, cache_dir)
     if _cached(source, download):
-        log.info("model %s: using cached weights %s (sha256 verified, no network needed)", source.key, download)
+        log.info("model: using cached weights (sha256 verified, no network needed)",
+                 extra={"fields": {"key": source.key, "path": str(download)}})
         return model_path_for(download)
     where = f"s3://{source.bucket}/{source.key} on {endpoint.endpoint}"
     sink = MinioSink(
@@ -92,7 +93,8 @@ def fetch_model(
         fsync_directory(download.parent)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
-    log.info("model %s: downloaded from %s, sha256 verified, cached at %s", source.key, where, download)
+    log.info("model: downloaded, sha256 verified, cached",
+             extra={"fields": {"key": source.key, "from": where, "path": str(download)}})
     return model_path_for(download)
 
 
@@ -114,7 +116,8 @@ def _cached(source: S3ModelSource, download: Path) -> bool:
         return False
     actual = sha256_of(download)
     if actual != source.sha256:
-        log.error("model cache %s is damaged (sha256 %s, expected %s); fetching again", download, actual, source.sha256)
+        log.error("model cache is damaged; fetching again",
+                  extra={"fields": {"path": str(download), "sha256": actual, "expected": source.sha256}})
         download.unlink()
         return False
     # A zip is renamed into place only after it was unpacked, so the folder exists; check anyway.

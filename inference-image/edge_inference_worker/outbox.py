@@ -319,12 +319,14 @@ class Outbox:
                 self._changed.notify_all()
             if error.errno == errno.ENOSPC:
                 self.metrics.errors.labels(kind=KIND_DISK_FULL).inc()
-                log.error("outbox disk full: event %s not accepted (%s)", key_base, error)
+                log.error("outbox disk full: event not accepted",
+                          extra={"fields": {"key": key_base, "error": str(error)}})
                 raise OutboxDiskFullError(
                     f"outbox disk full at {self.directory}: event {key_base} not accepted"
                 ) from error
             self.metrics.errors.labels(kind=KIND_OUTBOX_WRITE).inc()
-            log.error("outbox write failed: event %s not accepted (%s)", key_base, error)
+            log.error("outbox write failed: event not accepted",
+                      extra={"fields": {"key": key_base, "error": str(error)}})
             raise OutboxError(f"cannot write event {key_base} to {self.directory}: {error}") from error
         with self._changed:
             self._reserved_bytes -= len(data)
@@ -360,11 +362,9 @@ class Outbox:
         if self._full_since is None:
             self._full_since = time.monotonic()
             log.error(
-                "OUTBOX FULL: %d events, %d of %d bytes waiting for S3; new events wait (nothing is dropped)",
-                len(self._index),
-                self._committed_bytes,
-                self.max_bytes,
-                extra={"event_key": key_base},
+                "OUTBOX FULL: new events wait for S3 (nothing is dropped)",
+                extra={"fields": {"events": len(self._index), "bytes": self._committed_bytes,
+                                  "maxBytes": self.max_bytes, "key": key_base}},
             )
 
     def _update_full_state(self) -> None:
@@ -377,7 +377,8 @@ class Outbox:
             self._refused_size = 0
             self.metrics.full.set(0)
         if self._full_since is not None and self._used_bytes() <= self.max_bytes // 2:
-            log.warning("outbox has room again after %.1f s full", time.monotonic() - self._full_since)
+            log.warning("outbox has room again",
+                        extra={"fields": {"fullSeconds": round(time.monotonic() - self._full_since, 1)}})
             self._full_since = None
 
     def _write_durably(self, path: Path, data: bytes) -> None:
@@ -473,7 +474,8 @@ class Outbox:
             partial += 1
         if partial:
             self.metrics.errors.labels(kind=KIND_PARTIAL).inc(partial)
-            log.warning("outbox: discarded %d partial writes left by a crash (never acknowledged)", partial)
+            log.warning("outbox: discarded partial writes left by a crash (never acknowledged)",
+                        extra={"fields": {"partial": partial}})
             fsync_directory(self._tmp_dir)
         for path in self._entries_dir.iterdir():
             match = _ENTRY_NAME.match(path.name)
@@ -484,14 +486,13 @@ class Outbox:
             self._next_seq = max(self._next_seq, int(match[1]) + 1)
         if self._index:
             log.info(
-                "outbox: resuming with %d events (%d bytes) from %s",
-                len(self._index),
-                self._committed_bytes,
-                self.directory,
+                "outbox: resuming",
+                extra={"fields": {"events": len(self._index), "bytes": self._committed_bytes,
+                                  "directory": str(self.directory)}},
             )
 
     def _discard(self, path: Path, why: str) -> None:
-        log.error("outbox: discarding corrupt entry %s: %s", path.name, why)
+        log.error("outbox: discarding corrupt entry", extra={"fields": {"entry": path.name, "why": why}})
         path.unlink(missing_ok=True)
         self.metrics.errors.labels(kind=KIND_CORRUPT).inc()
 
@@ -548,22 +549,21 @@ class Outbox:
                 now = time.monotonic()
                 if outage_started is None:
                     outage_started, last_report = now, now
-                    log.error("outbox: upload failed (%s), retrying with backoff: %s", error.kind, error)
+                    log.error(f"outbox: upload failed ({error.kind}), retrying with backoff",
+                              extra={"fields": {"kind": error.kind, "error": str(error)}})
                 elif now - last_report >= 60.0:
                     last_report = now
                     log.error(
-                        "outbox: still failing after %d attempts, %.0f s (%s): %s",
-                        failures + 1,
-                        now - outage_started,
-                        error.kind,
-                        error,
+                        f"outbox: still failing ({error.kind})",
+                        extra={"fields": {"attempts": failures + 1, "seconds": round(now - outage_started),
+                                          "kind": error.kind, "error": str(error)}},
                     )
                 self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
                 failures += 1
                 continue
             except Exception as error:  # a sink bug must not kill the uploader; count and back off
                 self.metrics.errors.labels(kind=KIND_UPLOAD_BUG).inc()
-                log.exception("outbox: unexpected upload failure: %s", error)
+                log.exception("outbox: unexpected upload failure", extra={"fields": {"error": str(error)}})
                 self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
                 failures += 1
                 continue
@@ -571,9 +571,9 @@ class Outbox:
             self.metrics.misconfigured.set(0)
             if outage_started is not None:
                 log.warning(
-                    "outbox: S3 confirmed uploads again after %d failed attempts, %.1f s",
-                    failures,
-                    time.monotonic() - outage_started,
+                    "outbox: S3 confirmed uploads again",
+                    extra={"fields": {"failedAttempts": failures,
+                                      "seconds": round(time.monotonic() - outage_started, 1)}},
                 )
             failures, outage_started = 0, None
 
@@ -603,14 +603,15 @@ class Outbox:
             fsync_directory(self._entries_dir)
         except OSError as error:
             self.metrics.errors.labels(kind=KIND_OUTBOX_WRITE).inc()
-            log.error("outbox: cannot move a rejected event to dead-letter (%s); it is tried again", error)
+            log.error("outbox: cannot move a rejected event to dead-letter; it is tried again",
+                      extra={"fields": {"error": str(error)}})
             return
         with self._changed:
             self._remove(entry)
         self._rejections.pop(entry.seq, None)
         self.metrics.dead_letters.inc()
-        log.error("outbox: event moved to dead-letter after %d rejections (%s): %s",
-                  MAX_REJECTIONS, target, why)
+        log.error(f"outbox: event moved to dead-letter: {why}",
+                  extra={"fields": {"rejections": MAX_REJECTIONS, "entry": str(target), "why": why}})
 
     def _upload(self, indexed: _Indexed) -> None:
         try:

@@ -254,8 +254,9 @@ class ExportedModelDetector:
         self._rect = not (isinstance(height, int) and isinstance(width, int))
         self._shape = (spec.image_size, spec.image_size) if self._rect else (height, width)
         if not self._rect and self._shape != (spec.image_size, spec.image_size):
-            log.warning("model %s was exported at %sx%s; it runs at that size, not imageSize %s",
-                        export, width, height, spec.image_size)
+            log.warning("model was exported at a fixed size; it runs at that size, not imageSize",
+                        extra={"fields": {"model": str(export), "width": width, "height": height,
+                                          "imageSize": spec.image_size}})
         self.batch_size = 1
 
     def warm_up(self, width: int = 640, height: int = 360) -> None:
