@@ -54,9 +54,8 @@ RETRY_BACKOFF = (0.5, 30.0)
 # converted), and FRAMES_HELD_ELSEWHERE frames' worth at the size of the first (the decoder's reference
 # and reordering pictures and its tables, the BGR images being detected, kept as an event's best frame
 # or drawn as a snapshot: measured about 18 4:2:0 frames at 1080p). So larger frames do not grow the
-# total: 176 frames read ahead at 640x360, the floor of 8 at 1080p (docs/benchmarks.md, "Real
-# cameras"). Gated speed-up at 2 fps on static-heavy 360p footage (bench/motion_gating.py): 8 frames
-# 4.83x, 32 5.14x, 64 5.59x, 128 5.79x, 256 6.02x.
+# total (docs/benchmarks.md, "Real cameras"). The gated speed-up grows with the read-ahead up to 256
+# frames (docs/benchmarks.md, "Motion gating", for the measured table).
 READ_AHEAD_BATCHES = 2
 READ_AHEAD_BYTES = 64 * 2**20
 READ_AHEAD_GATED_FRAMES = (8, 256)

@@ -157,8 +157,8 @@ class OnnxRuntimeSession:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # Pool threads spin between ops, ONNX Runtime's default: on idle cores a sleeping pool lost 6-9% of fps,
-        # under load it saved CPU (docs/benchmarks.md, "Torch-free runtime", runs 2 to 4).
+        # Pool threads spin between ops, ONNX Runtime's default: on idle cores a sleeping pool lost fps, under
+        # load it saved CPU (docs/benchmarks.md, "Torch-free runtime", runs 2 to 4, for the numbers).
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         if cuda:  # CUDA and cuDNN come from NVIDIA's wheels (Dockerfile.cuda), not from the system's library path

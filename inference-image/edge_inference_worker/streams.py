@@ -55,7 +55,7 @@ class ReadAhead(Iterator[T]):
     """Items of `items`, produced by a background thread at most `limit` ahead (sizes from `size_of`).
 
     Decoding the next frames while the detector works on this one fills the CPU time torch leaves
-    idle between its parallel sections (bench/overhead.py: about +5% frames per second on 2 CPUs).
+    idle between its parallel sections (docs/benchmarks.md, "Overhead", for the gain measured).
     An exception of the producer is raised here after the items before it. Close this iterator (or
     exhaust it) before closing what `items` reads: closing stops and joins the producer.
     """
