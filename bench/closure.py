@@ -55,7 +55,7 @@ def largest(site_packages: Path, count: int = 8) -> str:
 
 def smoke_run(venv: Path, work: Path, env: dict[str, str], exports: list[str]) -> list[str]:
     """The worker from the fresh venv over a 4 s clip, once per export; the runtimes it reported."""
-    from edge_inference_worker.synthetic import short_scenario
+    from support.synthetic import short_scenario
 
     models = work / "models"
     if not (models / "synthetic-yolov5n.onnx").exists():

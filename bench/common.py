@@ -64,7 +64,7 @@ def minor_faults() -> int:
 
 def make_footage(folder: Path, scenarios: list, seed: int, **video_options) -> list[Path]:
     """Render one video per scenario into `folder` (truth JSON beside each); returns the video paths."""
-    from edge_inference_worker.synthetic import make_video
+    from support.synthetic import make_video
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -120,7 +120,7 @@ def run_worker(input_dir: Path, workdir: Path, flags: list[str], s3=None) -> Wor
     Events go to `s3` (a running `SeaweedS3Server`) when given, else to a directory sink. The timed part is
     the whole `Worker.run()`: model load and warm-up, every file, and waiting until the sink has every event.
     """
-    from edge_inference_api import telemetry as t
+    from edge_inference_api import telemetry
     from edge_inference_worker.config import S3Credentials, parse_detect_flags
     from edge_inference_worker.worker import Worker
 
@@ -161,7 +161,7 @@ def run_worker(input_dir: Path, workdir: Path, flags: list[str], s3=None) -> Wor
 
     stages = {}
     for metric in registry.collect():
-        if metric.name == t.PREFIX + "stage_seconds":
+        if metric.name == telemetry.PREFIX + "stage_seconds":
             for sample in metric.samples:
                 if sample.name.endswith("_sum"):
                     stages[sample.labels["stage"]] = sample.value
@@ -175,11 +175,11 @@ def run_worker(input_dir: Path, workdir: Path, flags: list[str], s3=None) -> Wor
     return WorkerRun(
         seconds=seconds,
         exit_code=exit_code,
-        frames_decoded=value(t.FRAMES_DECODED + "_total"),
-        frames_analysed=value(t.FRAMES_ANALYSED + "_total"),
-        frames_skipped=value(t.FRAMES_SKIPPED_MOTION + "_total"),
-        bytes_scanned=value(t.BYTES_SCANNED + "_total"),
-        bytes_uploaded=value(t.BYTES_UPLOADED + "_total"),
+        frames_decoded=value(telemetry.FRAMES_DECODED + "_total"),
+        frames_analysed=value(telemetry.FRAMES_ANALYSED + "_total"),
+        frames_skipped=value(telemetry.FRAMES_SKIPPED_MOTION + "_total"),
+        bytes_scanned=value(telemetry.BYTES_SCANNED + "_total"),
+        bytes_uploaded=value(telemetry.BYTES_UPLOADED + "_total"),
         stage_seconds=stages,
         events=events,
         startup_seconds=marks.first("worker started") - started,
@@ -264,7 +264,7 @@ def warm_up(work: Path, weights: Path, flags: list[str], imgsz: int, s3=None) ->
     The first pass in a process pays for lazy imports and ultralytics' predictor set-up; without this the
     side measured first would carry that cost alone.
     """
-    from edge_inference_worker.synthetic import Scenario
+    from support.synthetic import Scenario
 
     clip = make_footage(work / "warm-up" / "videos", [Scenario("warm-up", 640, 360, 10, 2.0)], seed=1)
     run_worker(clip[0].parent, work / "warm-up" / "worker", flags, s3=s3)

@@ -95,7 +95,7 @@ def main() -> int:
         return 2
     work = temp_workdir("gpu", args.keep)
     offline_ultralytics(work / "ultralytics")
-    from edge_inference_worker.synthetic import Scenario, short_scenario
+    from support.synthetic import Scenario, short_scenario
 
     base = short_scenario(width=1280, height=720)
     scenario = Scenario("cam720p", 1280, 720, base.fps, args.seconds, base.objects)

@@ -89,7 +89,7 @@ def main() -> int:
     offline_ultralytics(work / "ultralytics")
     if args.resolutions:
         return by_resolution(work, args.seconds, args.threads, args.runtime)
-    from edge_inference_worker.synthetic import Scenario, crossing
+    from support.synthetic import Scenario, crossing
 
     clips = []
     for i in range(DISTINCT_CLIPS):
@@ -216,7 +216,7 @@ def trace_child(command: list[str], env: dict[str, str]) -> tuple[int, list[tupl
 
 def by_resolution(work: Path, seconds: float, threads: int, runtime: str) -> int:
     """Steady and peak RSS of the torch-free worker on one clip per frame size, side by side."""
-    from edge_inference_worker.synthetic import static_heavy_scenario
+    from support.synthetic import static_heavy_scenario
 
     models = work / "models"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1", EDGE_INFERENCE_MODEL_DIR=str(models))

@@ -41,7 +41,7 @@ BANDWIDTH_GOAL = 0.01
 
 def truth_recall(videos: list[Path], events: list[dict]) -> tuple[int, int]:
     """(truth objects with an event of their class overlapping their on-screen time, truth objects)."""
-    from edge_inference_worker.synthetic import GroundTruth
+    from support.synthetic import GroundTruth
 
     found = total = 0
     for video in videos:
@@ -55,7 +55,7 @@ def truth_recall(videos: list[Path], events: list[dict]) -> tuple[int, int]:
 
 
 def _list_events(videos: list[Path], every: list[dict], gated: list[dict]) -> None:
-    from edge_inference_worker.synthetic import GroundTruth
+    from support.synthetic import GroundTruth
 
     for video in videos:
         truth = GroundTruth.load(video)
@@ -85,7 +85,7 @@ def main() -> int:
     work = temp_workdir("motion", args.keep)
     offline_ultralytics(work / "ultralytics")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    from edge_inference_worker.synthetic import static_heavy_scenario
+    from support.synthetic import static_heavy_scenario
 
     scenarios = [static_heavy_scenario(args.minutes * 60, fps=args.video_fps, seed=50 + i) for i in range(args.files)]
     videos = make_footage(work / "videos", scenarios, seed=500)

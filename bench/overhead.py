@@ -48,7 +48,7 @@ def main() -> int:
     work = temp_workdir("overhead", args.keep)
     offline_ultralytics(work / "ultralytics")
     import torch
-    from edge_inference_worker.synthetic import short_scenario
+    from support.synthetic import short_scenario
 
     fps = short_scenario().fps
     videos = make_footage(work / "videos", [short_scenario()] * args.files, seed=100)
@@ -59,7 +59,7 @@ def main() -> int:
     flags = ["--model", str(weights), "--fps", str(fps), "--no-motion-gating", "--image-size", str(args.imgsz),
              "--device", "cpu"]
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the worker sizes torch's pool from this, like in a pod
-    # The worker tunes glibc malloc for its process (edge_inference_worker/allocator.py); running in this
+    # The worker tunes glibc malloc for its process (edge_inference_worker/malloc_tuning.py); running in this
     # process, it tunes it for the bare loop too from the warm-up on, so the ratio compares the pipelines alone.
     print("malloc: tuned for both sides from the warm-up on (the worker sets it process-wide)")
     ratios, bare_fps, worker_fps = [], [], []

@@ -76,7 +76,7 @@ def crossing_recall(video: Path, events: list[dict], until_s: float = float("inf
 
     Only objects on screen before `until_s` count (for a run over the first part of the file).
     """
-    from edge_inference_worker.synthetic import GroundTruth
+    from support.synthetic import GroundTruth
 
     truth = GroundTruth.load(video)
     parked = truth.objects[0]
@@ -91,7 +91,7 @@ def crossing_recall(video: Path, events: list[dict], until_s: float = float("inf
 
 
 def gating(args: argparse.Namespace, work: Path) -> bool:
-    from edge_inference_worker.synthetic import parked_car_scenario
+    from support.synthetic import parked_car_scenario
 
     scenario = parked_car_scenario(args.minutes * 60, crossings=args.crossings, fps=args.video_fps, seed=14)
     started = time.perf_counter()
@@ -144,7 +144,7 @@ def budgeted_bytes(width: int, height: int) -> int:
 
 
 def memory(args: argparse.Namespace, work: Path) -> bool:
-    from edge_inference_worker.synthetic import Scenario, crossing
+    from support.synthetic import Scenario, crossing
 
     sizes = [tuple(int(n) for n in size.split("x")) for size in args.memory_sizes.split(",")]
     weights = neutral_weights_link(work)

@@ -160,7 +160,7 @@ def main() -> int:
     work = temp_workdir("runtime", args.keep)
     offline_ultralytics(work / "ultralytics")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    from edge_inference_worker.synthetic import Scenario, static_heavy_scenario
+    from support.synthetic import Scenario, static_heavy_scenario
 
     scenario = static_heavy_scenario(args.seconds, fps=10, moving_fraction=0.6, seed=3, width=768, height=576)
     (video,) = make_footage(work / "videos", [scenario], seed=3)

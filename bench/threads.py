@@ -87,7 +87,7 @@ def main() -> int:
     from edge_inference_worker.cpus import available_cpus
     from edge_inference_worker.decode import decoder_threads
     from edge_inference_worker.detector import UltralyticsDetector, cpu_threads
-    from edge_inference_worker.synthetic import short_scenario
+    from support.synthetic import short_scenario
 
     budget = cpu_threads({})  # what the worker pins torch to here (affinity / cgroup quota)
     pinned = decoder_threads(available_cpus())  # what the worker gives the decoder here

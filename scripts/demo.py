@@ -4,7 +4,7 @@ Where a working Docker engine (`docker info`) and `kind` exist, this runs script
 kind cluster, the images, the chart with MinIO, examples/inferencejob.yaml) and stops there.
 
 Otherwise it runs the same job on an embedded default: this machine as a single edge node.
-  1. sample CCTV-like video is generated (edge_inference_worker.synthetic) into a temp folder:
+  1. sample CCTV-like video is generated (tests/support/synthetic.py) into a temp folder:
      camera 1 a busy 24 s street scene, camera 2 two minutes of mostly static footage;
   2. a local S3 server process starts (SeaweedFS on loopback, as in the tests);
   3. the worker runs once over the video:
@@ -69,7 +69,7 @@ def run_kind_demo() -> int:
 
 def generate_video(folder: Path, cameras: int, seconds: float) -> list[Path]:
     """Synthetic CCTV clips: camera 1 a busy street (24 s at most), the others mostly static footage."""
-    from edge_inference_worker.synthetic import make_video, short_scenario, static_heavy_scenario
+    from support.synthetic import make_video, short_scenario, static_heavy_scenario
 
     busy = short_scenario()
     scenarios = [busy if seconds >= busy.duration_s else _shortened(busy, seconds)]

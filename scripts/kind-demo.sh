@@ -76,11 +76,12 @@ for index in "${!EDGE_NODES[@]}"; do
     mkdir -p "${folder}"
     if ! ls "${folder}"/camera-*/*.mp4 >/dev/null 2>&1; then
         say "generating sample video for ${EDGE_NODES[$index]} in ${folder}"
-        OMP_NUM_THREADS=1 "${PY}" - "${folder}" "${index}" <<'PY'
+        # support.synthetic (tests/support/): the footage generator the tests use, not part of the image.
+        PYTHONPATH="tests${PYTHONPATH:+:${PYTHONPATH}}" OMP_NUM_THREADS=1 "${PY}" - "${folder}" "${index}" <<'PY'
 import sys
 from pathlib import Path
 
-from edge_inference_worker.synthetic import make_video, short_scenario
+from support.synthetic import make_video, short_scenario
 
 folder, seed = Path(sys.argv[1]), int(sys.argv[2])
 make_video(folder / "camera-1" / "clip.mp4", short_scenario(), seed=seed + 1)

@@ -3,7 +3,7 @@
 
     python scripts/train_detector.py   # -> inference-image/edge_inference_worker/models/synthetic-yolov5n.pt
 
-Steps: generate a seeded train/val set of synthetic CCTV frames (edge_inference_worker.synthetic) in a temporary
+Steps: generate a seeded train/val set of synthetic CCTV frames (tests/support/synthetic.py) in a temporary
 folder; train the small YOLOv5n-layout model in models/synthetic-yolov5n.yaml with ultralytics (no pretrained
 weights: none exist offline); strip the best checkpoint (fp16, no optimizer state); check that it names
 {0: person, 1: car} and finds the objects of a held-out synthetic video; print val mAP50.
@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "inference-image" / "edge_inference_worker" / "models"
 MODEL_YAML = MODELS / "synthetic-yolov5n.yaml"
 MODEL_OUT = MODELS / "synthetic-yolov5n.pt"
+sys.path.insert(0, str(REPO / "tests"))  # support.synthetic: the footage generator the tests use
 
 
 def _offline_ultralytics(config_dir: Path) -> None:
@@ -37,7 +38,7 @@ def write_dataset(root: Path, train_count: int, val_count: int, seed: int) -> Pa
     """Write a YOLO dataset (images as JPEG, labels as text) and return its data.yaml."""
     import cv2
     import numpy as np
-    from edge_inference_worker.synthetic import CLASS_NAMES, training_samples
+    from support.synthetic import CLASS_NAMES, training_samples
 
     quality_rng = np.random.default_rng(seed + 7)
     for split, count, split_seed in (("train", train_count, seed), ("val", val_count, seed + 1_000_003)):
@@ -58,7 +59,7 @@ def write_dataset(root: Path, train_count: int, val_count: int, seed: int) -> Pa
 def check_on_held_out_video(weights: Path, workdir: Path, seed: int) -> None:
     """Fail loudly unless the stripped model finds each object of an unseen video at conf >= 0.5."""
     import av
-    from edge_inference_worker.synthetic import CLASS_NAMES, make_video, short_scenario
+    from support.synthetic import CLASS_NAMES, make_video, short_scenario
     from ultralytics import YOLO
 
     # ultralytics rewrites "...yolov5n.pt" paths that contain no letter "u" to "...yolov5nu.pt" (its YOLOv5u

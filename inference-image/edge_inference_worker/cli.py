@@ -6,11 +6,7 @@
     edge-inference prepare-model       # export image, init container: the job's .pt exported once per node
     edge-inference export-model w.pt /opt/models --name yolov5nu   # image build: a built-in model's exports
 
-Exit codes: 0 done; 1 a Batch run finished but some files failed (summary in the log);
-2 a configuration mistake (one line on stderr), or, in Batch, an event sink that keeps refusing
-(missing bucket, wrong credentials); 3 the worker could not start (model missing, state folder
-unusable); 143 stopped by SIGTERM/SIGINT before a Batch run finished. In a pod the reason of 1, 2
-and 3 also goes to the termination message (see termination.py).
+Exit codes: see exit_codes.py.
 """
 
 from __future__ import annotations
@@ -27,10 +23,11 @@ from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
 
 from .config import ConfigError, add_detect_arguments, config_from_args, config_from_env, credentials_from_env
 from .detector import ModelError
+from .exit_codes import EXIT_OK, EXIT_STARTUP, EXIT_USAGE
 from .modelstore import ModelFetchError
 from .review.commands import add_events_commands, run_events_command
 from .termination import write_termination_message
-from .worker import EXIT_OK, EXIT_STARTUP, EXIT_USAGE, StartupError, Worker
+from .worker import StartupError, Worker
 
 
 def build_parser() -> argparse.ArgumentParser:

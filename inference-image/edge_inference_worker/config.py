@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edge_inference_api.errors import Location, one_line
 from edge_inference_api.models import (
     DEFAULT_INCLUDE,
     DEFAULT_MODEL,
@@ -41,9 +42,9 @@ from edge_inference_api.models import (
 )
 from pydantic import BaseModel, ValidationError
 
+from .event_document import key_base
 from .events import event_id
 from .files import file_id
-from .record import key_base
 from .sinks import check_key, check_key_fits
 
 ENV_S3_ENDPOINT = "EDGE_INFERENCE_S3_ENDPOINT"
@@ -89,13 +90,16 @@ def config_from_env(environ: Mapping[str, str]) -> WorkerConfig:
     return _validated(data, ENV_WORKER_CONFIG)
 
 
+def _field(loc: Location) -> str:
+    """A field of the configuration as the user wrote it (`sink.bucket`; the document itself: `(root)`)."""
+    return ".".join(map(str, loc)) or "(root)"
+
+
 def _validated(data: dict, where: str) -> WorkerConfig:
     try:
         config = WorkerConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        location = ".".join(str(part) for part in first["loc"]) or "(root)"
-        raise ConfigError(f"invalid {where}: {location}: {first['msg']}") from None
+        raise ConfigError(f"invalid {where}: {one_line(exc, _field, limit=1)}") from None
     check_event_keys(config, where)
     return config
 
@@ -214,7 +218,7 @@ def sink_from_out(out: str, args: argparse.Namespace, environ: Mapping[str, str]
     try:
         return S3Sink.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid --out {out}: {exc.errors()[0]['msg']}") from None
+        raise ConfigError(f"invalid --out {out}: {one_line(exc, _field, limit=1)}") from None
 
 
 def default_state_dir(input_dir: Path, out: str, environ: Mapping[str, str]) -> Path:

@@ -22,10 +22,10 @@ from .cpus import available_cpus
 from .events import EPSILON
 from .outcomes import CORRUPT, NON_VIDEO, TRUNCATED
 
-# Measured on this project's 2-core machine (docs/events.md, "Decoding"): one decoder thread beats
-# two or four, slice or frame threading, at 720p (1507 vs <= 1408 frames/s) and 1080p (602 vs
-# <= 597): extra threads only contend with each other and with torch. With more CPUs than that,
-# two frame threads (not measured here: no such machine) let decoding use a core torch leaves.
+# On 2 CPUs one decoder thread beats two or four, slice or frame threading (docs/events.md,
+# "Decoding", for the numbers): extra threads only contend with each other and with the detector.
+# With more CPUs than that, two frame threads (not measured: no such machine) let decoding use a
+# core the detector leaves.
 DECODER_THREAD_TYPE = "FRAME"
 
 
@@ -37,7 +37,7 @@ _EIGHT_BIT_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv44
 # Sampling at a quarter of the video's frame rate or less, frames no other frame refers to (B
 # frames) are not even decoded: the sample is then the next reference frame, still at or after
 # its grid point, and the choice depends only on the file, so it is the same after a resume.
-# Measured on 720p H.264 with B frames: about half the frames decoded, ~45% less decode time.
+# It roughly halves the decode work on H.264 with B frames (docs/events.md, "Decoding").
 SKIP_NONREF_BELOW = 0.25
 
 # Decoding that stops this much before the duration in the header means the file was cut off.

@@ -9,7 +9,6 @@ missing model is a clear error, never a download.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -19,8 +18,9 @@ from typing import Protocol
 import numpy as np
 from edge_inference_api.models import Device, ModelSpec
 
+from .checksums import sha256_of
 from .cpus import available_cpus
-from .events import Detection
+from .events import Detection, Interest
 
 ENV_MODEL_DIR = "EDGE_INFERENCE_MODEL_DIR"
 PACKAGE_MODEL_DIR = Path(__file__).parent / "models"
@@ -54,7 +54,7 @@ class Detector(Protocol):
         ...
 
 
-def one_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message (runtimes put whole stack dumps in theirs)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
@@ -80,17 +80,6 @@ def resolve_model(
         f"model {name!r} not found (looked for {', '.join(str(c) for c in candidates)}); "
         f"the worker never downloads: bake the weights into the image or set model.source"
     )
-
-
-def weights_sha256(path: Path) -> str:
-    """sha256 of a weights file, or of an export folder's files in name order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def loadable_path(weights: Path) -> Path:
@@ -151,10 +140,9 @@ class ClassFilter:
         if unknown:
             raise ModelError(f"classes {unknown} are not known to model {model} (it has {sorted(ids)})")
         self.names = dict(names)
-        self._interest = frozenset(spec.classes)
+        self._interest = Interest(frozenset(spec.classes), spec.confidence)
         self._blur = frozenset(blur_classes)
-        self._confidence = spec.confidence
-        self.ids = sorted({ids[c] for c in self._interest | self._blur})
+        self.ids = sorted({ids[c] for c in self._interest.classes | self._blur})
         # Blurred classes are asked for at the lower confidence; the others are cut back to theirs below.
         self.threshold = min(spec.confidence, BLUR_CONFIDENCE) if self._blur else spec.confidence
 
@@ -165,7 +153,7 @@ class ClassFilter:
         out = []
         for box, conf, cls_id in zip(boxes, confidences, classes, strict=True):
             label = self.names[int(cls_id)]
-            if (label in self._interest and conf >= self._confidence) or label in self._blur:
+            if self._interest.wants(label, conf) or label in self._blur:
                 out.append(Detection(label, round(float(conf), 4), tuple(round(float(v), 1) for v in box)))
         return out
 
@@ -205,12 +193,12 @@ class UltralyticsDetector:
         if self.device == "cpu":
             torch.set_num_threads(cpu_threads(environ))
         self.name = name or spec.name
-        self.sha256 = weights_sha256(weights)
+        self.sha256 = sha256_of(weights)
         self.spec = spec
         try:
             self._model = YOLO(str(loadable_path(weights)), task="detect")
         except Exception as exc:  # ultralytics raises many kinds for a bad file; all mean "cannot load"
-            raise ModelError(f"cannot load model {weights}: {one_line(exc)}") from None
+            raise ModelError(f"cannot load model {weights}: {first_line(exc)}") from None
         self._classes = ClassFilter(dict(self._model.names), spec, blur_classes, self.name)
         self._half = self.device.startswith("cuda")
         self.batch_size = spec.batch_size if self._half else 1
@@ -285,7 +273,7 @@ def load_detector(
     if backend_of(weights) is not None:
         detector = ExportedModelDetector(weights, spec, blur_classes, environ, name)
     elif weights.suffix == ".pt" and weights.is_file():
-        sha256 = weights_sha256(weights)
+        sha256 = sha256_of(weights)
         exports = export_order(exports_in(export_folder(export_cache, sha256), EXPORT_STEM), spec.device, environ)
         gpu = spec.device == Device.CUDA or gpu_requested(environ)
         if gpu and torch_available():  # torch with CUDA: half precision and batches (the dev venv, bench/gpu.py)
@@ -304,5 +292,5 @@ def load_detector(
     except ModelError:
         raise
     except Exception as exc:  # a file that loads but cannot run (wrong input, corrupt weights)
-        raise ModelError(f"model {weights} fails on a frame: {one_line(exc)}") from None
+        raise ModelError(f"model {weights} fails on a frame: {first_line(exc)}") from None
     return detector

@@ -32,6 +32,22 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class Interest:
+    """What makes a detection count: one of the classes of interest, at or above the confidence threshold."""
+
+    classes: frozenset[str]
+    confidence: float
+
+    def wants(self, cls: str, confidence: float) -> bool:
+        """Whether a detection of `cls` at `confidence` counts (the one place this rule is written)."""
+        return cls in self.classes and confidence >= self.confidence
+
+    def keep(self, detections: Sequence[Detection]) -> list[Detection]:
+        """The detections that count, in order."""
+        return [d for d in detections if self.wants(d.cls, d.confidence)]
+
+
+@dataclass(frozen=True)
 class Event:
     """A closed event, ready to be written."""
 

@@ -57,7 +57,7 @@ class VideoFile:
 
 
 @dataclass(frozen=True)
-class Refusal:
+class SkippedFile:
     """A matching path that is not processed, and why."""
 
     rel: str  # as shown (see `shown`)
@@ -130,7 +130,7 @@ def matches(rel: str, patterns: Sequence[re.Pattern[str]]) -> bool:
     return any(p.match(rel) for p in patterns)
 
 
-def scan(root: Path, include: Sequence[str]) -> Iterator[VideoFile | Refusal]:
+def scan(root: Path, include: Sequence[str]) -> Iterator[VideoFile | SkippedFile]:
     """Walk `root` (not following symlinked folders), yielding matching files and refusals, sorted.
 
     A folder that cannot be listed is a refusal too (its videos would otherwise vanish silently).
@@ -149,18 +149,18 @@ def scan(root: Path, include: Sequence[str]) -> Iterator[VideoFile | Refusal]:
             if matches(rel, patterns):
                 yield classify(root, path, rel)
             elif name in filenames and path.suffix.lower() in VIDEO_SUFFIXES:
-                yield Refusal(shown(rel), SKIPPED, "looks like video but matches no include pattern")
+                yield SkippedFile(shown(rel), SKIPPED, "looks like video but matches no include pattern")
     yield from _unlistable(root, unlistable)
 
 
-def _unlistable(root: Path, errors: list[OSError]) -> Iterator[Refusal]:
+def _unlistable(root: Path, errors: list[OSError]) -> Iterator[SkippedFile]:
     while errors:
         error = errors.pop()
         rel = shown(Path(error.filename).relative_to(root).as_posix()) if error.filename else "."
-        yield Refusal(f"{rel}/", UNREADABLE, f"cannot list folder: {error.strerror or error}")
+        yield SkippedFile(f"{rel}/", UNREADABLE, f"cannot list folder: {error.strerror or error}")
 
 
-def classify(root: Path, path: Path, rel: str) -> VideoFile | Refusal:
+def classify(root: Path, path: Path, rel: str) -> VideoFile | SkippedFile:
     """Decide whether one matching path may be read."""
     name = shown(rel)
     try:
@@ -168,14 +168,14 @@ def classify(root: Path, path: Path, rel: str) -> VideoFile | Refusal:
             target = path.resolve()
             if not target.is_relative_to(root):
                 where = shown(str(target))
-                return Refusal(name, SYMLINK_ESCAPE, f"symlink points outside the input folder, to {where}")
+                return SkippedFile(name, SYMLINK_ESCAPE, f"symlink points outside the input folder, to {where}")
         info = path.stat()
     except FileNotFoundError:
-        return Refusal(name, UNREADABLE, "dangling symlink or file vanished")
+        return SkippedFile(name, UNREADABLE, "dangling symlink or file vanished")
     except OSError as exc:
-        return Refusal(name, UNREADABLE, f"cannot stat: {exc.strerror or exc}")
+        return SkippedFile(name, UNREADABLE, f"cannot stat: {exc.strerror or exc}")
     if not stat.S_ISREG(info.st_mode):
-        return Refusal(name, UNREADABLE, f"not a regular file ({_kind(info.st_mode)})")
+        return SkippedFile(name, UNREADABLE, f"not a regular file ({_kind(info.st_mode)})")
     return VideoFile(path=path, rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns)
 
 

@@ -1,4 +1,7 @@
-"""JSON logs: one object per line on stderr, with the structured fields passed as `extra={"fields": ...}`."""
+"""JSON logs: one object per line on stderr, with the structured fields passed as `extra={"fields": ...}`.
+
+The one logging style of the worker: a message in words, the values in fields (never %-arguments).
+"""
 
 from __future__ import annotations
 

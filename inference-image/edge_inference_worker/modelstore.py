@@ -21,12 +21,11 @@ from typing import BinaryIO
 
 from edge_inference_api.models import S3ModelSource, S3Sink
 
+from edge_inference_worker.checksums import CHUNK_BYTES, sha256_of
 from edge_inference_worker.durable import fsync_directory
-from edge_inference_worker.sinks import MinioSink, SinkError, translate_minio_errors
+from edge_inference_worker.sinks import MinioSink, SinkError
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 1 << 20
 
 
 class ModelFetchError(Exception):
@@ -35,15 +34,6 @@ class ModelFetchError(Exception):
 
 class ModelChecksumError(ModelFetchError):
     """The weights' sha256 differs from the expected one; nothing was cached."""
-
-
-def sha256_of_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_download_path(source: S3ModelSource, cache_dir: Path) -> Path:
@@ -73,7 +63,8 @@ def fetch_model(
     """
     download = cached_download_path(source, cache_dir)
     if _cached(source, download):
-        log.info("model %s: using cached weights %s (sha256 verified, no network needed)", source.key, download)
+        log.info("model: using cached weights (sha256 verified, no network needed)",
+                 extra={"fields": {"key": source.key, "path": str(download)}})
         return model_path_for(download)
     where = f"s3://{source.bucket}/{source.key} on {endpoint.endpoint}"
     sink = MinioSink(
@@ -102,34 +93,31 @@ def fetch_model(
         fsync_directory(download.parent)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
-    log.info("model %s: downloaded from %s, sha256 verified, cached at %s", source.key, where, download)
+    log.info("model: downloaded, sha256 verified, cached",
+             extra={"fields": {"key": source.key, "from": where, "path": str(download)}})
     return model_path_for(download)
 
 
 def _download(sink: MinioSink, source: S3ModelSource, file: BinaryIO, where: str) -> str:
-    try:
-        response = translate_minio_errors(lambda: sink.client.get_object(source.bucket, source.key), where)
-    except SinkError as error:
-        raise ModelFetchError(f"cannot fetch model ({error.kind}) and no verified copy is cached: {error}") from error
     digest = hashlib.sha256()
     try:
-        for chunk in response.stream(_CHUNK):
+        for chunk in sink.object_chunks(source.key, CHUNK_BYTES):
             digest.update(chunk)
             file.write(chunk)
+    except SinkError as error:
+        raise ModelFetchError(f"cannot fetch model ({error.kind}) and no verified copy is cached: {error}") from error
     except Exception as error:  # connection lost mid-body, disk full: nothing is cached
         raise ModelFetchError(f"download of model {where} broke off: {error}") from error
-    finally:
-        response.close()
-        response.release_conn()
     return digest.hexdigest()
 
 
 def _cached(source: S3ModelSource, download: Path) -> bool:
     if not download.is_file():
         return False
-    actual = sha256_of_file(download)
+    actual = sha256_of(download)
     if actual != source.sha256:
-        log.error("model cache %s is damaged (sha256 %s, expected %s); fetching again", download, actual, source.sha256)
+        log.error("model cache is damaged; fetching again",
+                  extra={"fields": {"path": str(download), "sha256": actual, "expected": source.sha256}})
         download.unlink()
         return False
     # A zip is renamed into place only after it was unpacked, so the folder exists; check anyway.

@@ -12,8 +12,8 @@ import numpy as np
 SMALL_WIDTH = 160
 # A grey level change smaller than this is sensor noise or compression, not motion. After the area
 # downscale and the blur, a static scene's noise changes no pixel by even 8 levels (bench footage);
-# 25 missed grey cars on a grey road (0.13% of the pixels changed, under the 0.2% default threshold;
-# 1.0-1.3% at 15: docs/benchmarks.md, "Real cameras").
+# 25 missed grey cars on a grey road, too few pixels changing for the default threshold, which 15
+# catches (docs/benchmarks.md, "Real cameras", for the measurements).
 PIXEL_DELTA = 15
 
 

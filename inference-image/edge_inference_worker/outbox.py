@@ -52,7 +52,9 @@ from pathlib import Path
 import prometheus_client
 from edge_inference_api import telemetry
 
+from edge_inference_worker.backoff import backoff_delay
 from edge_inference_worker.durable import fsync_directory, replace_durably
+from edge_inference_worker.metrics import errors_counter
 from edge_inference_worker.sinks import (
     KIND_DISK_FULL,
     MISCONFIGURED,
@@ -73,9 +75,9 @@ _ENTRY_NAME = re.compile(r"^(\d{16})-(\d{13})\.(evt|obj)$")
 
 KIND_PARTIAL = "outbox_partial"  # a write interrupted by a crash (never acknowledged)
 KIND_CORRUPT = "outbox_corrupt"  # a committed entry that fails its checksum, a stray or vanished file
-KIND_WRITE = "outbox_write"  # writing an entry failed for another OS reason
+KIND_OUTBOX_WRITE = "outbox_write"  # writing an entry failed for another OS reason
 KIND_UPLOAD_BUG = "outbox_upload"  # the sink raised something unexpected (a bug): retried like an outage
-OUTBOX_ERROR_KINDS = (KIND_PARTIAL, KIND_CORRUPT, KIND_WRITE, KIND_UPLOAD_BUG, KIND_DISK_FULL)
+OUTBOX_ERROR_KINDS = (KIND_PARTIAL, KIND_CORRUPT, KIND_OUTBOX_WRITE, KIND_UPLOAD_BUG, KIND_DISK_FULL)
 
 # Tries of an event the sink rejects for good before it goes to dead-letter/: one answer could be a
 # proxy's mistake, three in a row with back-off are the sink's.
@@ -173,12 +175,6 @@ def decode_entry(data: bytes) -> OutboxEntry:
     return OutboxEntry(key, metadata, snapshot, float(created), kind, content_type)
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: between half and all of min(cap, base * 2**attempt)."""
-    ceiling = min(cap, base * (2 ** min(attempt, 62)))
-    return ceiling * rng.uniform(0.5, 1.0)
-
-
 @dataclass(frozen=True)
 class _Indexed:
     seq: int
@@ -191,11 +187,11 @@ class _Indexed:
 class OutboxMetrics:
     """The outbox's Prometheus collectors (names from `edge_inference_api.telemetry`).
 
-    `errors` is THE errors-by-kind counter of the worker: the pipeline increments its own kinds
-    on it (it is registered here, once per registry).
+    `errors` is the worker's errors-by-kind counter (`WorkerMetrics.errors`); an outbox on its own
+    (the webhook's, a test's) registers one on `registry`.
     """
 
-    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
+    def __init__(self, registry: prometheus_client.CollectorRegistry, errors: prometheus_client.Counter | None) -> None:
         self.depth = prometheus_client.Gauge(
             telemetry.OUTBOX_DEPTH, "Events waiting in the node's outbox.", registry=registry
         )
@@ -214,7 +210,7 @@ class OutboxMetrics:
         self.bytes_uploaded = prometheus_client.Counter(
             telemetry.BYTES_UPLOADED, "Bytes of event objects S3 confirmed.", registry=registry
         )
-        self.errors = prometheus_client.Counter(telemetry.ERRORS, "Errors by kind.", ["kind"], registry=registry)
+        self.errors = errors if errors is not None else errors_counter(registry)
         self.dead_letters = prometheus_client.Counter(
             telemetry.OUTBOX_DEAD_LETTERS, "Events the sink rejected for good, moved to dead-letter/.",
             registry=registry,
@@ -228,8 +224,11 @@ class OutboxMetrics:
             self.errors.labels(kind=kind)
 
 
-class S3Outbox:
-    """A size-bounded, crash-safe queue of events on disk, drained to a sink by one thread."""
+class Outbox:
+    """A size-bounded, crash-safe queue of events on disk, drained to a sink by one thread.
+
+    `errors`: the counter to count its errors on (see `OutboxMetrics`).
+    """
 
     def __init__(
         self,
@@ -242,13 +241,14 @@ class S3Outbox:
         backoff: tuple[float, float] = (0.5, 60.0),
         rng: random.Random | None = None,
         lock_timeout: float = 30.0,
+        errors: prometheus_client.Counter | None = None,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.directory = Path(directory)
         self.sink = sink
         self.max_bytes = max_bytes
-        self.metrics = OutboxMetrics(registry)
+        self.metrics = OutboxMetrics(registry, errors)
         self._clock = clock
         self._backoff = backoff
         self._rng = rng if rng is not None else random.Random()
@@ -319,12 +319,14 @@ class S3Outbox:
                 self._changed.notify_all()
             if error.errno == errno.ENOSPC:
                 self.metrics.errors.labels(kind=KIND_DISK_FULL).inc()
-                log.error("outbox disk full: event %s not accepted (%s)", key_base, error)
+                log.error("outbox disk full: event not accepted",
+                          extra={"fields": {"key": key_base, "error": str(error)}})
                 raise OutboxDiskFullError(
                     f"outbox disk full at {self.directory}: event {key_base} not accepted"
                 ) from error
-            self.metrics.errors.labels(kind=KIND_WRITE).inc()
-            log.error("outbox write failed: event %s not accepted (%s)", key_base, error)
+            self.metrics.errors.labels(kind=KIND_OUTBOX_WRITE).inc()
+            log.error("outbox write failed: event not accepted",
+                      extra={"fields": {"key": key_base, "error": str(error)}})
             raise OutboxError(f"cannot write event {key_base} to {self.directory}: {error}") from error
         with self._changed:
             self._reserved_bytes -= len(data)
@@ -360,11 +362,9 @@ class S3Outbox:
         if self._full_since is None:
             self._full_since = time.monotonic()
             log.error(
-                "OUTBOX FULL: %d events, %d of %d bytes waiting for S3; new events wait (nothing is dropped)",
-                len(self._index),
-                self._committed_bytes,
-                self.max_bytes,
-                extra={"event_key": key_base},
+                "OUTBOX FULL: new events wait for S3 (nothing is dropped)",
+                extra={"fields": {"events": len(self._index), "bytes": self._committed_bytes,
+                                  "maxBytes": self.max_bytes, "key": key_base}},
             )
 
     def _update_full_state(self) -> None:
@@ -377,7 +377,8 @@ class S3Outbox:
             self._refused_size = 0
             self.metrics.full.set(0)
         if self._full_since is not None and self._used_bytes() <= self.max_bytes // 2:
-            log.warning("outbox has room again after %.1f s full", time.monotonic() - self._full_since)
+            log.warning("outbox has room again",
+                        extra={"fields": {"fullSeconds": round(time.monotonic() - self._full_since, 1)}})
             self._full_since = None
 
     def _write_durably(self, path: Path, data: bytes) -> None:
@@ -473,7 +474,8 @@ class S3Outbox:
             partial += 1
         if partial:
             self.metrics.errors.labels(kind=KIND_PARTIAL).inc(partial)
-            log.warning("outbox: discarded %d partial writes left by a crash (never acknowledged)", partial)
+            log.warning("outbox: discarded partial writes left by a crash (never acknowledged)",
+                        extra={"fields": {"partial": partial}})
             fsync_directory(self._tmp_dir)
         for path in self._entries_dir.iterdir():
             match = _ENTRY_NAME.match(path.name)
@@ -484,14 +486,13 @@ class S3Outbox:
             self._next_seq = max(self._next_seq, int(match[1]) + 1)
         if self._index:
             log.info(
-                "outbox: resuming with %d events (%d bytes) from %s",
-                len(self._index),
-                self._committed_bytes,
-                self.directory,
+                "outbox: resuming",
+                extra={"fields": {"events": len(self._index), "bytes": self._committed_bytes,
+                                  "directory": str(self.directory)}},
             )
 
     def _discard(self, path: Path, why: str) -> None:
-        log.error("outbox: discarding corrupt entry %s: %s", path.name, why)
+        log.error("outbox: discarding corrupt entry", extra={"fields": {"entry": path.name, "why": why}})
         path.unlink(missing_ok=True)
         self.metrics.errors.labels(kind=KIND_CORRUPT).inc()
 
@@ -548,22 +549,21 @@ class S3Outbox:
                 now = time.monotonic()
                 if outage_started is None:
                     outage_started, last_report = now, now
-                    log.error("outbox: upload failed (%s), retrying with backoff: %s", error.kind, error)
+                    log.error(f"outbox: upload failed ({error.kind}), retrying with backoff",
+                              extra={"fields": {"kind": error.kind, "error": str(error)}})
                 elif now - last_report >= 60.0:
                     last_report = now
                     log.error(
-                        "outbox: still failing after %d attempts, %.0f s (%s): %s",
-                        failures + 1,
-                        now - outage_started,
-                        error.kind,
-                        error,
+                        f"outbox: still failing ({error.kind})",
+                        extra={"fields": {"attempts": failures + 1, "seconds": round(now - outage_started),
+                                          "kind": error.kind, "error": str(error)}},
                     )
                 self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
                 failures += 1
                 continue
             except Exception as error:  # a sink bug must not kill the uploader; count and back off
                 self.metrics.errors.labels(kind=KIND_UPLOAD_BUG).inc()
-                log.exception("outbox: unexpected upload failure: %s", error)
+                log.exception("outbox: unexpected upload failure", extra={"fields": {"error": str(error)}})
                 self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
                 failures += 1
                 continue
@@ -571,9 +571,9 @@ class S3Outbox:
             self.metrics.misconfigured.set(0)
             if outage_started is not None:
                 log.warning(
-                    "outbox: S3 confirmed uploads again after %d failed attempts, %.1f s",
-                    failures,
-                    time.monotonic() - outage_started,
+                    "outbox: S3 confirmed uploads again",
+                    extra={"fields": {"failedAttempts": failures,
+                                      "seconds": round(time.monotonic() - outage_started, 1)}},
                 )
             failures, outage_started = 0, None
 
@@ -602,15 +602,16 @@ class S3Outbox:
             fsync_directory(self._dead_dir)
             fsync_directory(self._entries_dir)
         except OSError as error:
-            self.metrics.errors.labels(kind=KIND_WRITE).inc()
-            log.error("outbox: cannot move a rejected event to dead-letter (%s); it is tried again", error)
+            self.metrics.errors.labels(kind=KIND_OUTBOX_WRITE).inc()
+            log.error("outbox: cannot move a rejected event to dead-letter; it is tried again",
+                      extra={"fields": {"error": str(error)}})
             return
         with self._changed:
             self._remove(entry)
         self._rejections.pop(entry.seq, None)
         self.metrics.dead_letters.inc()
-        log.error("outbox: event moved to dead-letter after %d rejections (%s): %s",
-                  MAX_REJECTIONS, target, why)
+        log.error(f"outbox: event moved to dead-letter: {why}",
+                  extra={"fields": {"rejections": MAX_REJECTIONS, "entry": str(target), "why": why}})
 
     def _upload(self, indexed: _Indexed) -> None:
         try:

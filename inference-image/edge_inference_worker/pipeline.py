@@ -8,9 +8,9 @@ resumed from any checkpoint makes exactly the decisions an uninterrupted run mak
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,11 +18,14 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+import numpy as np
 from edge_inference_api.models import WorkerConfig
 
-from .decode import DecodeError, SampledFrame, VideoReader
+from .backoff import backoff_delay
+from .decode import DecodeError, SampledFrame, VideoInfo, VideoReader
 from .detector import Detector
-from .events import Detection, Event, EventGrouper
+from .event_document import ModelInfo, SourceFile, encode_document, event_document, key_base
+from .events import Detection, Event, EventGrouper, Interest
 from .files import VideoFile
 from .httpserver import HealthState
 from .indexer import EventIndexWriter
@@ -31,9 +34,9 @@ from .metrics import WorkerMetrics
 from .motion import MotionGate
 from .outbox import OutboxEntryTooLargeError, OutboxError
 from .outcomes import DONE, EMPTY, FAILED, TRUNCATED, UNREADABLE, VANISHED
-from .record import ModelInfo, SourceFile, encode_document, event_document, key_base
 from .snapshot import render_snapshot
 from .stationary import StationaryTracker
+from .streams import ReadAhead, ReadAheadLimit, aligned_batches, timed
 from .webhook import Notifier
 
 log = logging.getLogger(__name__)
@@ -51,9 +54,8 @@ RETRY_BACKOFF = (0.5, 30.0)
 # converted), and FRAMES_HELD_ELSEWHERE frames' worth at the size of the first (the decoder's reference
 # and reordering pictures and its tables, the BGR images being detected, kept as an event's best frame
 # or drawn as a snapshot: measured about 18 4:2:0 frames at 1080p). So larger frames do not grow the
-# total: 176 frames read ahead at 640x360, the floor of 8 at 1080p (docs/benchmarks.md, "Real
-# cameras"). Gated speed-up at 2 fps on static-heavy 360p footage (bench/motion_gating.py): 8 frames
-# 4.83x, 32 5.14x, 64 5.59x, 128 5.79x, 256 6.02x.
+# total (docs/benchmarks.md, "Real cameras"). The gated speed-up grows with the read-ahead up to 256
+# frames (docs/benchmarks.md, "Motion gating", for the measured table).
 READ_AHEAD_BATCHES = 2
 READ_AHEAD_BYTES = 64 * 2**20
 READ_AHEAD_GATED_FRAMES = (8, 256)
@@ -66,9 +68,13 @@ KIND_EVENT_TOO_LARGE = "event_too_large"
 KIND_PIPELINE = "pipeline"
 
 T = TypeVar("T")
+# The jitter of `retry_delay`: no seed, as workers that failed together should not retry in step.
+_JITTER = random.Random()
 
 
-class Outbox(Protocol):
+class OutboxWriter(Protocol):
+    """Where the pipeline puts events: the worker's `Outbox`."""
+
     def put(self, key_base: str, metadata_json: bytes, snapshot_jpeg: bytes, timeout: float | None = None) -> bool: ...
 
 
@@ -79,13 +85,18 @@ class Services:
     config: WorkerConfig
     detector: Detector
     model: ModelInfo
-    outbox: Outbox
+    outbox: OutboxWriter
     ledger: Ledger
     metrics: WorkerMetrics
     health: HealthState
     stop: threading.Event
     index: EventIndexWriter | None = None  # the event index's records (None: no index written)
     notifier: Notifier | None = None  # the job's webhook (None: no webhook)
+
+    def beat(self) -> None:
+        """The worker's one heartbeat: the metric liveness alerts read and the /healthz probe."""
+        self.metrics.beat()
+        self.health.beat()
 
 
 @dataclass
@@ -108,33 +119,6 @@ class Stopped(Exception):
     """The stop event was set while waiting; unwinds to the file loop without recording anything."""
 
 
-def timed(items: Iterable[T], observe: Callable[[float], None]) -> Iterator[T]:
-    """Yield from `items`, observing the time spent producing each item."""
-    iterator = iter(items)
-    while True:
-        started = time.perf_counter()
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return
-        observe(time.perf_counter() - started)
-        yield item
-
-
-@dataclass(frozen=True)
-class ReadAheadLimit:
-    """How far a producer may run ahead: up to `budget_bytes` of items, at least `min_items`, at most `max_items`.
-
-    `reserve_items` items' worth of bytes, at the size of the first item, are held elsewhere and taken
-    off the budget.
-    """
-
-    budget_bytes: int
-    min_items: int
-    max_items: int
-    reserve_items: int = 0
-
-
 def read_ahead_limit(batch_size: int, gated: bool) -> ReadAheadLimit:
     """The decoder's lead over the detector (see READ_AHEAD_BATCHES); always at least one batch."""
     batches = READ_AHEAD_BATCHES * batch_size
@@ -144,112 +128,11 @@ def read_ahead_limit(batch_size: int, gated: bool) -> ReadAheadLimit:
     return ReadAheadLimit(READ_AHEAD_BYTES, max(lowest, batch_size), max(highest, batches), FRAMES_HELD_ELSEWHERE)
 
 
-class ReadAhead(Iterator[T]):
-    """Items of `items`, produced by a background thread at most `limit` ahead (sizes from `size_of`).
-
-    Decoding the next frames while the detector works on this one fills the CPU time torch leaves
-    idle between its parallel sections (bench/overhead.py: about +5% frames per second on 2 CPUs).
-    An exception of the producer is raised here after the items before it. Close this iterator (or
-    exhaust it) before closing what `items` reads: closing stops and joins the producer.
-    """
-
-    def __init__(self, items: Iterable[T], limit: ReadAheadLimit, size_of: Callable[[T], int] = lambda _: 0) -> None:
-        self._limit = limit
-        self._size_of = size_of
-        self._changed = threading.Condition()
-        self._held: collections.deque[tuple[T, int]] = collections.deque()
-        self._bytes = 0
-        self._first_size: int | None = None
-        self._finished = False
-        self._error: BaseException | None = None
-        self._cancelled = False
-        self._thread = threading.Thread(target=self._produce, args=(items,), name="decode-ahead", daemon=True)
-        self._thread.start()
-
-    @property
-    def held_items(self) -> int:
-        with self._changed:
-            return len(self._held)
-
-    @property
-    def held_bytes(self) -> int:
-        with self._changed:
-            return self._bytes
-
-    def __next__(self) -> T:
-        with self._changed:
-            while not self._held and not self._finished:
-                self._changed.wait()
-            if self._held:
-                item, size = self._held.popleft()
-                self._bytes -= size
-                self._changed.notify_all()
-                return item
-            error, self._error = self._error, None
-        if error is not None:
-            raise error
-        raise StopIteration
-
-    def close(self) -> None:
-        """Stop the producer (it finishes the item it is making) and wait for it."""
-        with self._changed:
-            self._cancelled = True
-            self._changed.notify_all()
-        self._thread.join()
-
-    def _produce(self, items: Iterable[T]) -> None:
-        try:
-            with closing(iter(items)) as source:
-                for item in source:
-                    if not self._offer(item, self._size_of(item)):
-                        return
-            self._finish(None)
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._finish(exc)
-
-    def _offer(self, item: T, size: int) -> bool:
-        with self._changed:
-            while not self._cancelled and self._full(size):
-                self._changed.wait()
-            if self._cancelled:
-                return False
-            self._held.append((item, size))
-            self._bytes += size
-            self._changed.notify_all()
-            return True
-
-    def _full(self, size: int) -> bool:
-        held, limit = len(self._held), self._limit
-        if self._first_size is None:
-            self._first_size = size
-        if held >= limit.max_items:
-            return True
-        budget = limit.budget_bytes - limit.reserve_items * self._first_size
-        return held >= limit.min_items and self._bytes + size > budget
-
-    def _finish(self, error: BaseException | None) -> None:
-        with self._changed:
-            self._finished, self._error = True, error
-            self._changed.notify_all()
-
-
 def with_images(frames: Iterable[SampledFrame]) -> Iterator[SampledFrame]:
     """Frames with their BGR image converted (on the read-ahead thread, when every frame is detected)."""
     for frame in frames:
         _ = frame.image
         yield frame
-
-
-def aligned_batches(frames: Iterable[SampledFrame], size: int) -> Iterator[list[SampledFrame]]:
-    """Group sampled frames by `index // size`, so batch boundaries do not depend on where we started."""
-    batch: list[SampledFrame] = []
-    for frame in frames:
-        if batch and frame.index // size != batch[0].index // size:
-            yield batch
-            batch = []
-        batch.append(frame)
-    if batch:
-        yield batch
 
 
 def retry_until_done(services: Services, what: str, kind: str, action: Callable[[], T]) -> T:
@@ -260,28 +143,32 @@ def retry_until_done(services: Services, what: str, kind: str, action: Callable[
             return action()
         except OSError as exc:
             services.metrics.errors.labels(kind=kind).inc()
-            delay = min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt)
+            delay = retry_delay(attempt)
             log.error(
                 f"{what} failed, retrying",
                 extra={"fields": {"kind": kind, "error": str(exc), "attempt": attempt + 1, "retryIn": delay}},
             )
             attempt += 1
-            services.metrics.beat()
-            services.health.beat()
+            services.beat()
             if services.stop.wait(delay):
                 raise Stopped() from None
+
+
+def retry_delay(attempt: int) -> float:
+    """How long a write to the node's disk waits before its next try (the worker's one back-off)."""
+    return backoff_delay(attempt, *RETRY_BACKOFF, _JITTER)
 
 
 class FilePipeline:
     """Processes one file; `run()` returns what happened."""
 
     def __init__(self, services: Services, file: VideoFile) -> None:
-        self.s = services
+        self.services = services
         self.file = file
         config = services.config
         self.fps = config.sampling.fps
-        self.interest = frozenset(config.model.classes)
         self.blur = frozenset(config.events.blur_classes)
+        self.interest = Interest(frozenset(config.model.classes), config.model.confidence)
         self.grouper = EventGrouper(file.file_id, config.events.min_frames, config.events.cooldown_seconds)
         self.gate = MotionGate(config.sampling.motion_threshold) if config.sampling.motion_gating else None
         events = config.events
@@ -295,37 +182,11 @@ class FilePipeline:
         self._source: SourceFile | None = None
 
     def run(self) -> FileResult:
+        """Decode, analyse and emit the whole file (from its checkpoint); what went wrong becomes the outcome."""
         if self.file.size == 0:
             return FileResult(EMPTY, "zero-byte file")
-        progress = self.s.ledger.get(self.file.file_id)
-        # A checkpoint only holds for the same or a grown file (cameras append); a shorter one was replaced.
-        start = progress.start_index(self.fps) if progress and progress.size <= self.file.size else 0
-        start -= start % self.s.detector.batch_size
         try:
-            with VideoReader(self.file.path) as reader:
-                info = reader.info
-                self._source = SourceFile(
-                    self.file.name, self.file.file_id, self.file.size, self.file.mtime_ns,
-                    info.duration, info.width, info.height,
-                )
-                log.info(
-                    "file started",
-                    extra={"fields": {"file": self.file.name, "fileId": self.file.file_id, "codec": info.codec,
-                                      "width": info.width, "height": info.height, "duration": info.duration,
-                                      "resumeAt": start / self.fps}},
-                )
-                self._checkpoint_index = start
-                # From a checkpoint, decode one sample earlier: it is only the motion gate's reference.
-                first = max(0, start - 1) if self.gate else start
-                decoded = timed(reader.samples(self.fps, first, self.s.metrics.frames_decoded), self._observe_decode)
-                if self.gate is None:
-                    decoded = with_images(decoded)
-                limit = read_ahead_limit(self.s.detector.batch_size, gated=self.gate is not None)
-                with closing(ReadAhead(decoded, limit, lambda frame: frame.nbytes)) as samples:
-                    if first < start:
-                        samples = self._prime_gate(samples, start)
-                    if not self._analyse(samples):
-                        return FileResult(None, "stopped", self.events, self.frames)
+            finished = self._read(self._resume_index())
         except FileNotFoundError:
             return FileResult(VANISHED, "file disappeared before it was opened")
         except PermissionError as exc:
@@ -338,14 +199,56 @@ class FilePipeline:
             # Keep what was found before the damage: close the open events like an end of file.
             self._emit(self.grouper.finish())
             return FileResult(TRUNCATED, str(exc), self.events, self.frames)
+        if not finished:
+            return FileResult(None, "stopped", self.events, self.frames)
         self._emit(self.grouper.finish())
         return FileResult(DONE, "", self.events, self.frames)
 
+    def _resume_index(self) -> int:
+        """The first sample to analyse: the checkpoint's, at a batch boundary (0 without one)."""
+        progress = self.services.ledger.get(self.file.file_id)
+        # A checkpoint only holds for the same or a grown file (cameras append); a shorter one was replaced.
+        start = progress.start_index(self.fps) if progress and progress.size <= self.file.size else 0
+        return start - start % self.services.detector.batch_size
+
+    def _read(self, start: int) -> bool:
+        """Analyse the file from sample `start`; False if stopped."""
+        with VideoReader(self.file.path) as reader:
+            self._opened(reader.info, start)
+            # From a checkpoint, decode one sample earlier: it is only the motion gate's reference.
+            first = max(0, start - 1) if self.gate else start
+            with closing(self._read_ahead(reader, first)) as samples:
+                return self._analyse(self._prime_gate(samples, start) if first < start else samples)
+
+    def _opened(self, info: VideoInfo, start: int) -> None:
+        self._source = SourceFile(
+            self.file.name, self.file.file_id, self.file.size, self.file.mtime_ns,
+            info.duration, info.width, info.height,
+        )
+        self._checkpoint_index = start
+        log.info(
+            "file started",
+            extra={"fields": {"file": self.file.name, "fileId": self.file.file_id, "codec": info.codec,
+                              "width": info.width, "height": info.height, "duration": info.duration,
+                              "resumeAt": start / self.fps}},
+        )
+
+    def _read_ahead(self, reader: VideoReader, first: int) -> ReadAhead[SampledFrame]:
+        """The sampled frames from sample `first`, each decode timed, decoded ahead on a thread."""
+        metrics = self.services.metrics
+        decoded = timed(reader.samples(self.fps, first, metrics.frames_decoded), self._observe_decode)
+        if self.gate is None:
+            decoded = with_images(decoded)
+        limit = read_ahead_limit(self.services.detector.batch_size, gated=self.gate is not None)
+        return ReadAhead(decoded, limit, lambda frame: frame.nbytes)
+
     def _observe_decode(self, seconds: float) -> None:
-        self.s.metrics.decode_seconds.observe(seconds)
-        self.s.metrics.stage_seconds.labels(stage="decode").observe(seconds)
+        self.services.metrics.decode_seconds.observe(seconds)
+        self.services.metrics.stage_seconds.labels(stage="decode").observe(seconds)
 
     def _prime_gate(self, samples: Iterator[SampledFrame], start: int) -> Iterator[SampledFrame]:
+        """Feed the samples before `start` to the motion gate only (its reference frame), then yield the rest."""
+        assert self.gate is not None
         for frame in samples:
             if frame.index < start:
                 self.gate.moved(frame.luma)
@@ -354,18 +257,16 @@ class FilePipeline:
 
     def _analyse(self, samples: Iterable[SampledFrame]) -> bool:
         """Run every batch; False if stopped (the last checkpoint stands)."""
-        size = self.s.detector.batch_size
+        size = self.services.detector.batch_size
         for batch in aligned_batches(samples, size):
-            analysed = self._detect(batch)
-            for item in analysed:
-                started = time.perf_counter()
-                closed = self.grouper.observe(item.frame.time, self._moving(item), item)
-                self.s.metrics.stage_seconds.labels(stage="group").observe(time.perf_counter() - started)
+            for item in self._detect(batch):
+                with self.services.metrics.stage("group"):
+                    closed = self.grouper.observe(item.frame.time, self._moving(item), item)
                 self._emit(closed)
             self.frames += len(batch)
             next_index = batch[-1].index + 1
             self._after_batch(next_index, size)
-            if self.s.stop.is_set():
+            if self.services.stop.is_set():
                 if self._idle and next_index % size == 0:
                     self._checkpoint(next_index)
                 return False
@@ -389,49 +290,52 @@ class FilePipeline:
 
     def _detect(self, batch: list[SampledFrame]) -> list[_Analysed]:
         """Motion gate, then one forward pass over the frames that need it."""
-        metrics = self.s.metrics
-        active = not self.grouper.idle
-        wanted = []
-        for frame in batch:
-            started = time.perf_counter()
-            moved = self.gate.moved(frame.luma) if self.gate else True
-            metrics.stage_seconds.labels(stage="motion").observe(time.perf_counter() - started)
-            due = self.stationary is not None and self.stationary.recheck_due(frame.time)
-            wanted.append(moved or active or due)
+        wanted = self._needs_detection(batch)
         images = [f.image for f, w in zip(batch, wanted, strict=True) if w]
-        results: list[list[Detection]] = []
-        if images:
-            started = time.perf_counter()
-            results = self.s.detector.detect(images)
-            elapsed = time.perf_counter() - started
-            metrics.inference_seconds.observe(elapsed)
-            metrics.stage_seconds.labels(stage="detect").observe(elapsed / len(images))
-            metrics.frames_analysed.inc(len(images))
+        found = iter(self._forward(images))
         skipped = len(batch) - len(images)
         if skipped:
-            metrics.frames_skipped_motion.inc(skipped)
+            self.services.metrics.frames_skipped_motion.inc(skipped)
         out = []
-        found = iter(results)
-        confidence = self.s.config.model.confidence
         for frame, want in zip(batch, wanted, strict=True):
             if not want:
                 out.append(_Analysed(frame, None))
                 continue
             detections = next(found)
-            interesting = [d for d in detections if d.cls in self.interest and d.confidence >= confidence]
-            out.append(_Analysed(frame, interesting, detections))
+            out.append(_Analysed(frame, self.interest.keep(detections), detections))
         return out
 
+    def _needs_detection(self, batch: list[SampledFrame]) -> list[bool]:
+        """Per frame: something moved, an event is open, or a stationary object is due for a recheck."""
+        active = not self.grouper.idle
+        wanted = []
+        for frame in batch:
+            with self.services.metrics.stage("motion"):
+                moved = self.gate.moved(frame.luma) if self.gate else True
+            due = self.stationary is not None and self.stationary.recheck_due(frame.time)
+            wanted.append(moved or active or due)
+        return wanted
+
+    def _forward(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """One forward pass of the detector over `images` (none: no pass)."""
+        if not images:
+            return []
+        metrics = self.services.metrics
+        with metrics.stage("detect", frames=len(images)) as timing:
+            results = self.services.detector.detect(images)
+        metrics.inference_seconds.observe(timing.seconds)
+        metrics.frames_analysed.inc(len(images))
+        return results
+
     def _emit(self, events: list[Event]) -> None:
+        metrics = self.services.metrics
         for event in events:
-            started = time.perf_counter()
-            key, document, jpeg = self._render(event, self.s.config.events.snapshot_quality)
-            self.s.metrics.stage_seconds.labels(stage="snapshot").observe(time.perf_counter() - started)
-            started = time.perf_counter()
-            if self._put(event, key, document, jpeg):
-                self._announce(key, json.loads(document))
-            self.s.metrics.stage_seconds.labels(stage="outbox").observe(time.perf_counter() - started)
-            self.s.metrics.events.labels(**{"class": event.cls}).inc()
+            with metrics.stage("snapshot"):
+                key, document, jpeg = self._render(event, self.services.config.events.snapshot_quality)
+            with metrics.stage("outbox"):
+                if self._put(event, key, document, jpeg):
+                    self._announce(key, json.loads(document))
+            metrics.events.labels(**{"class": event.cls}).inc()
             self.events += 1
             log.info(
                 "event",
@@ -441,7 +345,7 @@ class FilePipeline:
             )
 
     def _render(self, event: Event, quality: int) -> tuple[str, bytes, bytes]:
-        config = self.s.config
+        config = self.services.config
         best: _Analysed = event.best_frame
         jpeg, redaction = render_snapshot(
             best.frame.image,
@@ -452,53 +356,53 @@ class FilePipeline:
             quality=quality,
         )
         key = key_base(sink_prefix(config), config.job, config.node, self.file.file_id, event.event_id)
+        assert self._source is not None  # set when the file was opened, before any event
         document = event_document(
-            event, self._source, self.s.model, config.job, config.node, key, config.events.snapshot, redaction
+            event, self._source, self.services.model, config.job, config.node, key, config.events.snapshot, redaction
         )
         return key, encode_document(document), jpeg
 
     def _announce(self, key: str, document: dict) -> None:
         """An event is in the outbox: add it to its hour's index record (before any checkpoint past it), and
         queue its webhook message."""
-        index = self.s.index
+        index = self.services.index
         if index is not None:
-            retry_until_done(self.s, "event index record", KIND_STATE_WRITE,
+            retry_until_done(self.services, "event index record", KIND_STATE_WRITE,
                              lambda: index.record(document, f"{key}.json"))
-        if self.s.notifier is not None:
-            self.s.notifier.event(document, f"{key}.json")
+        if self.services.notifier is not None:
+            self.services.notifier.event(document, f"{key}.json")
 
     def _put(self, event: Event, key: str, document: bytes, jpeg: bytes) -> bool:
         """Hand the event to the outbox, waiting (and beating) while it is full; never drops it on a full disk.
 
         True once it is in the outbox; False for an event too large to store (counted and logged).
         """
+        services = self.services
         attempt = 0
         while True:
             try:
-                if self.s.outbox.put(key, document, jpeg, timeout=OUTBOX_WAIT_SECONDS):
+                if services.outbox.put(key, document, jpeg, timeout=OUTBOX_WAIT_SECONDS):
                     return True
-                if self.s.stop.is_set():
+                if services.stop.is_set():
                     raise Stopped()
             except OutboxEntryTooLargeError:
                 if len(jpeg) and attempt == 0:
                     _, document, jpeg = self._render(event, FALLBACK_JPEG_QUALITY)
                     attempt += 1
                     continue
-                self.s.metrics.errors.labels(kind=KIND_EVENT_TOO_LARGE).inc()
+                services.metrics.errors.labels(kind=KIND_EVENT_TOO_LARGE).inc()
                 log.error("event larger than the outbox bound, not stored", extra={"fields": {"key": key}})
                 return False
             except OutboxError as exc:  # disk full or write error: counted by the outbox; wait and retry
-                delay = min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt)
+                delay = retry_delay(attempt)
                 attempt += 1
                 log.error("outbox write failed, retrying", extra={"fields": {"key": key, "error": str(exc)}})
-                if self.s.stop.wait(delay):
+                if services.stop.wait(delay):
                     raise Stopped() from None
-            self.s.metrics.beat()
-            self.s.health.beat()
+            services.beat()
 
     def _after_batch(self, next_index: int, size: int) -> None:
-        self.s.metrics.beat()
-        self.s.health.beat()
+        self.services.beat()
         video_time = next_index / self.fps
         if (
             self._idle
@@ -509,26 +413,29 @@ class FilePipeline:
         now = time.monotonic()
         if now - self._last_progress >= PROGRESS_LOG_SECONDS:
             self._last_progress = now
-            duration = self._source.duration if self._source else None
-            log.info(
-                "file progress",
-                extra={"fields": {
-                    "file": self.file.name,
-                    "videoSeconds": round(video_time, 2),
-                    "durationSeconds": duration,
-                    "percent": round(100 * video_time / duration, 1) if duration else None,
-                    "sampledFrames": self.frames,
-                    "events": self.events,
-                    "fps": round(self.frames / max(1e-9, now - self._started), 2),
-                }},
-            )
+            self._log_progress(video_time, now)
+
+    def _log_progress(self, video_time: float, now: float) -> None:
+        duration = self._source.duration if self._source else None
+        log.info(
+            "file progress",
+            extra={"fields": {
+                "file": self.file.name,
+                "videoSeconds": round(video_time, 2),
+                "durationSeconds": duration,
+                "percent": round(100 * video_time / duration, 1) if duration else None,
+                "sampledFrames": self.frames,
+                "events": self.events,
+                "fps": round(self.frames / max(1e-9, now - self._started), 2),
+            }},
+        )
 
     def _checkpoint(self, next_index: int) -> None:
         file = self.file
-        flush_index(self.s)  # the index objects of the events before the checkpoint are queued first
+        flush_index(self.services)  # the index objects of the events before the checkpoint are queued first
         retry_until_done(
-            self.s, "ledger checkpoint", KIND_STATE_WRITE,
-            lambda: self.s.ledger.checkpoint(file.file_id, file.rel, file.size, next_index, self.fps),
+            self.services, "ledger checkpoint", KIND_STATE_WRITE,
+            lambda: self.services.ledger.checkpoint(file.file_id, file.rel, file.size, next_index, self.fps),
         )
         self._checkpoint_index = next_index
 
@@ -545,8 +452,7 @@ def flush_index(services: Services) -> None:
                 return
         except OutboxError as exc:  # disk full or write error: counted by the outbox; wait and retry
             log.error("index object not queued, retrying", extra={"fields": {"error": str(exc)}})
-        services.metrics.beat()
-        services.health.beat()
+        services.beat()
         if services.stop.wait(RETRY_BACKOFF[0]):
             raise Stopped()
 

@@ -27,7 +27,8 @@ import numpy as np
 import yaml
 from edge_inference_api.models import ModelSpec
 
-from .detector import ClassFilter, ModelError, cpu_threads, one_line, use_cuda, weights_sha256
+from .checksums import sha256_of
+from .detector import ClassFilter, ModelError, cpu_threads, first_line, use_cuda
 from .events import Detection
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,8 @@ class OnnxRuntimeSession:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # Pool threads spin between ops, ONNX Runtime's default: on idle cores a sleeping pool lost 6-9% of fps,
-        # under load it saved CPU (docs/benchmarks.md, "Torch-free runtime", runs 2 to 4).
+        # Pool threads spin between ops, ONNX Runtime's default: on idle cores a sleeping pool lost fps, under
+        # load it saved CPU (docs/benchmarks.md, "Torch-free runtime", runs 2 to 4, for the numbers).
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         if cuda:  # CUDA and cuDNN come from NVIDIA's wheels (Dockerfile.cuda), not from the system's library path
@@ -215,7 +216,7 @@ def _check_ir(xml: Path) -> None:
     try:
         root = ElementTree.parse(xml).getroot().tag
     except (ElementTree.ParseError, OSError) as exc:
-        raise ModelError(f"cannot load model {xml}: not an OpenVINO IR file ({one_line(exc)})") from None
+        raise ModelError(f"cannot load model {xml}: not an OpenVINO IR file ({first_line(exc)})") from None
     if root != "net":
         raise ModelError(f"cannot load model {xml}: not an OpenVINO IR file (its root element is <{root}>, not <net>)")
 
@@ -240,7 +241,7 @@ class ExportedModelDetector:
         sha256: str | None = None,
     ) -> None:
         self.name = name or spec.name
-        self.sha256 = sha256 or weights_sha256(export)
+        self.sha256 = sha256 or sha256_of(export)
         self.spec = spec
         self._session = open_session(export, spec, environ)
         self.backend = self._session.backend
@@ -253,8 +254,9 @@ class ExportedModelDetector:
         self._rect = not (isinstance(height, int) and isinstance(width, int))
         self._shape = (spec.image_size, spec.image_size) if self._rect else (height, width)
         if not self._rect and self._shape != (spec.image_size, spec.image_size):
-            log.warning("model %s was exported at %sx%s; it runs at that size, not imageSize %s",
-                        export, width, height, spec.image_size)
+            log.warning("model was exported at a fixed size; it runs at that size, not imageSize",
+                        extra={"fields": {"model": str(export), "width": width, "height": height,
+                                          "imageSize": spec.image_size}})
         self.batch_size = 1
 
     def warm_up(self, width: int = 640, height: int = 360) -> None:
@@ -313,7 +315,7 @@ def open_session(export: Path, spec: ModelSpec, environ: Mapping[str, str]) -> O
     except ModelError:
         raise
     except Exception as exc:  # each runtime raises its own kinds for a bad file; all mean "cannot load"
-        raise ModelError(f"cannot load model {export}: {one_line(exc)}") from None
+        raise ModelError(f"cannot load model {export}: {first_line(exc)}") from None
 
 
 def _onnxruntime_has_cuda() -> bool:

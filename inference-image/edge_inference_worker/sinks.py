@@ -10,6 +10,7 @@ import errno
 import io
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -26,8 +27,8 @@ KIND_UNREACHABLE = "s3_unreachable"  # no answer: refused, reset, timed out, DNS
 KIND_S3_ERROR = "s3_error"  # a well-formed S3 error (5xx, AccessDenied, NoSuchBucket, ...)
 KIND_GARBAGE = "s3_garbage"  # an answer that is not S3 (non-XML, no ETag on a 200)
 KIND_DISK_FULL = "disk_full"
-KIND_WRITE = "sink_write"  # a directory sink failing for another OS reason
-SINK_ERROR_KINDS = (KIND_UNREACHABLE, KIND_S3_ERROR, KIND_GARBAGE, KIND_DISK_FULL, KIND_WRITE)
+KIND_SINK_WRITE = "sink_write"  # a directory sink failing for another OS reason
+SINK_ERROR_KINDS = (KIND_UNREACHABLE, KIND_S3_ERROR, KIND_GARBAGE, KIND_DISK_FULL, KIND_SINK_WRITE)
 
 # What a failure says about the future, for the outbox: try again later; this one object will never
 # be stored (dead-letter it after a few tries); or the configuration is wrong for every object.
@@ -135,24 +136,49 @@ class MinioSink:
         if not result.etag:
             raise SinkError(KIND_GARBAGE, f"{where}: server answered without an ETag; not an S3 confirmation")
 
+    def exists(self, key: str) -> bool:
+        """Whether the bucket holds `key` (a HEAD); other failures raise `SinkError`."""
+        where = f"s3://{self.bucket}/{key}"
+        try:
+            translate_minio_errors(lambda: self.client.stat_object(self.bucket, key), where)
+        except SinkError as error:
+            if isinstance(error.__cause__, S3Error) and error.__cause__.code in ("NoSuchKey", "NoSuchObject"):
+                return False
+            raise
+        return True
 
-class DirectorySink:
+    def object_chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        """The body of one object, streamed in chunks.
+
+        Raises `SinkError` if the object cannot be opened; a connection lost mid-body raises what
+        the HTTP client raises.
+        """
+        where = f"s3://{self.bucket}/{key} on {self.endpoint}"
+        response = translate_minio_errors(lambda: self.client.get_object(self.bucket, key), where)
+        try:
+            yield from response.stream(chunk_size)
+        finally:
+            response.close()
+            response.release_conn()
+
+
+class FolderSink:
     """Objects as files under a folder, each written atomically (tmp + fsync + rename + dir fsync)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
     def __repr__(self) -> str:
-        return f"DirectorySink({self.root})"
+        return f"FolderSink({self.root})"
 
     def check(self) -> None:
         """Create the folder if needed and make sure it is a writable directory."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise SinkError(KIND_WRITE, f"cannot create output folder {self.root}: {error}") from error
+            raise SinkError(KIND_SINK_WRITE, f"cannot create output folder {self.root}: {error}") from error
         if not os.access(self.root, os.W_OK):
-            raise SinkError(KIND_WRITE, f"output folder {self.root} is not writable")
+            raise SinkError(KIND_SINK_WRITE, f"output folder {self.root} is not writable")
 
     def put_object(self, key: str, data: bytes, content_type: str) -> None:
         """Write `root/key` atomically: readers see the old file or the whole new one, never a part.
@@ -167,7 +193,7 @@ class DirectorySink:
             target.parent.mkdir(parents=True, exist_ok=True)
             replace_durably(target, data, tmp)
         except OSError as error:
-            kind = KIND_DISK_FULL if error.errno == errno.ENOSPC else KIND_WRITE
+            kind = KIND_DISK_FULL if error.errno == errno.ENOSPC else KIND_SINK_WRITE
             verdict = REJECTED if error.errno == errno.ENAMETOOLONG else TRANSIENT
             raise SinkError(kind, f"cannot write {target}: {error}", verdict) from error
 
@@ -185,7 +211,7 @@ def sink_from_config(
             secure=sink.secure,
             region=sink.region,
         )
-    return DirectorySink(Path(sink.path))
+    return FolderSink(Path(sink.path))
 
 
 def _http_client(timeout: float, secure: bool) -> urllib3.PoolManager:

@@ -1,7 +1,7 @@
 """Webhook notifications: a signed JSON message per event, posted once the event is confirmed in S3.
 
 The messages go through an outbox of their own (`<stateDir>/webhook-outbox`, the same durable
-`S3Outbox`), whose "sink" first checks that the event's JSON document is in the bucket (so the
+`Outbox`), whose "sink" first checks that the event's JSON document is in the bucket (so the
 keys and links in the message work) and then POSTs the message. So delivery is at least once, in
 order, retried with the outbox's back-off through outages and worker restarts, and a receiver that
 keeps refusing never holds up the events' own uploads (a different queue). A message the receiver
@@ -23,10 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import urllib3
-from minio.error import S3Error
 
-from .outbox import OutboxError, S3Outbox
-from .sinks import REJECTED, TRANSIENT, DirectorySink, MinioSink, Sink, SinkError, translate_minio_errors
+from .outbox import Outbox, OutboxError
+from .sinks import REJECTED, TRANSIENT, FolderSink, MinioSink, Sink, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +102,15 @@ class WebhookSink:
 def stored_check(sink: Sink) -> Callable[[str], bool]:
     """Whether an object is in the sink: a HEAD on S3, a file test in a folder."""
     if isinstance(sink, MinioSink):
-        def in_bucket(key: str) -> bool:
-            try:
-                translate_minio_errors(lambda: sink.client.stat_object(sink.bucket, key), f"s3://{sink.bucket}/{key}")
-            except SinkError as error:
-                if isinstance(error.__cause__, S3Error) and error.__cause__.code in ("NoSuchKey", "NoSuchObject"):
-                    return False
-                raise
-            return True
-
-        return in_bucket
-    assert isinstance(sink, DirectorySink)
+        return sink.exists
+    assert isinstance(sink, FolderSink)
     return lambda key: (sink.root / key).is_file()
 
 
 class Notifier:
     """Queues the message about each event of the wanted classes in the webhook outbox."""
 
-    def __init__(self, outbox: S3Outbox, classes: list[str], bucket: str | None) -> None:
+    def __init__(self, outbox: Outbox, classes: list[str], bucket: str | None) -> None:
         self.outbox = outbox
         self.classes = frozenset(classes)
         self.bucket = bucket

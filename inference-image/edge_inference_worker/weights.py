@@ -19,16 +19,16 @@ from pathlib import Path
 
 from edge_inference_api.models import S3Sink, WorkerConfig
 
+from .checksums import sha256_of
 from .config import S3Credentials
 from .detector import (
     EXPORT_STEM,
     ModelError,
     export_folder,
     exports_in,
+    first_line,
     model_dir,
-    one_line,
     resolve_model,
-    weights_sha256,
 )
 from .modelstore import fetch_model
 
@@ -71,7 +71,7 @@ def prepare_model(config: WorkerConfig, credentials: S3Credentials, environ: Map
     if weights.suffix != ".pt":
         log.info("model needs no export", extra={"fields": {"weights": str(weights)}})
         return None
-    folder = export_folder(model_cache(config), weights_sha256(weights))
+    folder = export_folder(model_cache(config), sha256_of(weights))
     if exports_in(folder, EXPORT_STEM):
         log.info("model already exported", extra={"fields": {"weights": str(weights), "export": str(folder)}})
         return folder
@@ -106,7 +106,7 @@ def export_weights(weights: Path, folder: Path, stem: str) -> None:
             outputs = [Path(model.export(format=f, dynamic=True, device="cpu", **extra))
                        for f, extra in EXPORT_ARGUMENTS.items()]
         except Exception as exc:  # ultralytics raises many kinds for weights it cannot export
-            raise ModelError(f"cannot export {weights}: {one_line(exc)}") from None
+            raise ModelError(f"cannot export {weights}: {first_line(exc)}") from None
         source.unlink()
         for output in outputs:
             output.rename(staging / output.name.replace("weights", stem, 1))

@@ -27,19 +27,20 @@ from pathlib import Path
 from edge_inference_api.models import ENV_WEBHOOK_HMAC_KEY, Mode, S3Sink, WorkerConfig
 from prometheus_client import CollectorRegistry
 
-from .allocator import tune_malloc
 from .config import S3Credentials
 from .detector import Detector, ModelError, load_detector
-from .files import Refusal, SettleTracker, VideoFile, fingerprint, scan, shown
+from .event_document import ModelInfo
+from .exit_codes import EXIT_FILES_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
+from .files import SettleTracker, SkippedFile, VideoFile, fingerprint, scan, shown
 from .httpserver import HealthState, serve
 from .indexer import EventIndexWriter
 from .ledger import FINISHED, FileProgress, Ledger
+from .malloc_tuning import tune_malloc
 from .metrics import WorkerMetrics
 from .modelstore import ModelFetchError
-from .outbox import OutboxError, S3Outbox
+from .outbox import Outbox, OutboxError
 from .outcomes import DONE, FAILED, SKIPPED, TERMINAL
 from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done, sink_prefix
-from .record import ModelInfo
 from .sinks import Sink, SinkError, sink_from_config
 from .termination import ENV_TERMINATION_LOG, write_termination_message
 from .webhook import Notifier, WebhookSink, stored_check
@@ -48,12 +49,6 @@ from .weights import locate_weights, model_cache
 __all__ = ["ENV_TERMINATION_LOG", "Worker", "settings_digest"]
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FILES_FAILED = 1
-EXIT_USAGE = 2
-EXIT_STARTUP = 3
-EXIT_STOPPED = 143  # 128 + SIGTERM: a Batch run stopped before it finished
 
 # On SIGTERM the outbox gets this long to deliver what waits (the pod's grace period is 30 s).
 SHUTDOWN_FLUSH_SECONDS = 10.0
@@ -115,18 +110,19 @@ class Worker:
                 raise StartupError(str(exc)) from None
             # S3 may come back: the outbox keeps the events and retries; say so now, loudly.
             log.error("event sink not usable yet; events wait in the outbox", extra={"fields": {"error": str(exc)}})
+        metrics = WorkerMetrics(self.registry)
         try:
-            outbox = S3Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry)
+            outbox = Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry,
+                            errors=metrics.errors)
         except (OutboxError, OSError) as exc:  # locked by another worker, or the state disk refuses
             raise StartupError(f"outbox at {state / 'outbox'}: {exc}") from None
-        metrics = WorkerMetrics(self.registry, outbox.metrics.errors)
         try:
             server = serve(self.config.metrics_port, self.registry, self.health) if self.config.metrics_port else None
         except OSError as exc:
             outbox.close(0)
             raise StartupError(f"metrics port {self.config.metrics_port}: {exc.strerror or exc}") from None
         outbox.start()
-        webhooks: S3Outbox | None = None
+        webhooks: Outbox | None = None
         try:
             webhooks = self._webhook_outbox(state, sink) if self.config.webhook else None
             detector = self._load_detector(state)
@@ -169,7 +165,7 @@ class Worker:
             if server is not None:
                 server.shutdown()
 
-    def _webhook_outbox(self, state: Path, sink: Sink) -> S3Outbox:
+    def _webhook_outbox(self, state: Path, sink: Sink) -> Outbox:
         """The job's webhook messages: a durable outbox of their own (docs/events.md, "Notifications")."""
         key = self.environ.get(ENV_WEBHOOK_HMAC_KEY, "")
         if not key:
@@ -177,19 +173,19 @@ class Worker:
         assert self.config.webhook is not None
         receiver = WebhookSink(self.config.webhook.url, key.encode(), stored_check(sink))
         try:
-            webhooks = S3Outbox(state / "webhook-outbox", receiver, WEBHOOK_OUTBOX_BYTES, CollectorRegistry())
+            webhooks = Outbox(state / "webhook-outbox", receiver, WEBHOOK_OUTBOX_BYTES, CollectorRegistry())
         except (OutboxError, OSError) as exc:
             raise StartupError(f"webhook outbox at {state / 'webhook-outbox'}: {exc}") from None
         webhooks.start()
         return webhooks
 
-    def _notifier(self, webhooks: S3Outbox | None) -> Notifier | None:
+    def _notifier(self, webhooks: Outbox | None) -> Notifier | None:
         if webhooks is None or self.config.webhook is None:
             return None
         bucket = self.config.sink.bucket if isinstance(self.config.sink, S3Sink) else None
         return Notifier(webhooks, self.config.webhook.classes, bucket)
 
-    def _drain_webhooks(self, webhooks: S3Outbox) -> None:
+    def _drain_webhooks(self, webhooks: Outbox) -> None:
         """Batch: give the receiver a while to take what waits; what it does not take waits for the next run."""
         grace = float(self.environ.get(ENV_WEBHOOK_DRAIN, WEBHOOK_DRAIN_SECONDS))
         deadline = time.monotonic() + grace
@@ -198,7 +194,8 @@ class Worker:
                 log.warning("webhook messages left for the next run on this node",
                             extra={"fields": {"messages": webhooks.depth(), "waited": grace}})
                 return
-            self.health.beat()
+            if self.services is not None:
+                self.services.beat()
 
     def _load_detector(self, state: Path) -> Detector:
         try:
@@ -210,7 +207,7 @@ class Worker:
 
     # ------------------------------------------------------------------ modes
 
-    def _batch(self, services: Services, outbox: S3Outbox) -> int:
+    def _batch(self, services: Services, outbox: Outbox) -> int:
         root = Path(self.config.input_dir)
         for item in scan(root, self.config.include):
             if self.stop.is_set():
@@ -230,8 +227,7 @@ class Worker:
         root = Path(self.config.input_dir)
         settle = SettleTracker(self.config.settle_seconds)
         while not self.stop.is_set():
-            services.metrics.beat()
-            self.health.beat()
+            services.beat()
             present: set[str] = set()
             for item in scan(root, self.config.include):
                 if self.stop.is_set():
@@ -287,9 +283,9 @@ class Worker:
             return None
         return entry
 
-    def _handle(self, services: Services, item: VideoFile | Refusal) -> None:
+    def _handle(self, services: Services, item: VideoFile | SkippedFile) -> None:
         """One scanned path: refuse it, report an earlier result, or process it."""
-        if isinstance(item, Refusal):
+        if isinstance(item, SkippedFile):
             self._report(services, item.rel, FileResult(item.outcome, item.reason))
             return
         item = self._identify(services, item)
@@ -359,7 +355,7 @@ class Worker:
             fields["reason"] = result.reason
             log.warning(f"file {result.outcome}: {result.reason}", extra={"fields": fields})
 
-    def _drain(self, services: Services, outbox: S3Outbox) -> int:
+    def _drain(self, services: Services, outbox: Outbox) -> int:
         """Batch: wait until every event is confirmed by the sink.
 
         EXIT_STOPPED if stopped first; EXIT_USAGE once the sink has said a definite no (missing
@@ -369,8 +365,7 @@ class Worker:
         while not outbox.wait_empty(DRAIN_WAKE_SECONDS):
             if self.stop.is_set():
                 return EXIT_STOPPED
-            services.metrics.beat()
-            self.health.beat()
+            services.beat()
             now = time.monotonic()
             refusal = outbox.sink_refusal()
             if refusal is not None and now - refusal.since >= self.sink_grace:

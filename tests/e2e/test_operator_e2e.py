@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_api.models import ENV_WORKER_CONFIG, WorkerConfig
 from edge_inference_operator.names import ANNOTATION_SPEC_HASH
 
@@ -44,7 +44,9 @@ def test_continuous_job_runs_on_every_edge_node_and_reports_progress(kind, job_m
     workers = kind.edge_workers()
     kind.wait(lambda: kind.status("lobby")["nodes"]["desired"] == len(workers), what="desired nodes")
     kind.wait(
-        lambda: kind.condition("lobby", c.READY) == ("True", c.ALL_NODES_READY), timeout=600, what="AllNodesReady"
+        lambda: kind.condition("lobby", conditions.READY) == ("True", conditions.ALL_NODES_READY),
+        timeout=600,
+        what="AllNodesReady",
     )
     # Per-node progress read by the in-cluster operator from each worker's /metrics.
     kind.wait(
@@ -57,7 +59,7 @@ def test_continuous_job_runs_on_every_edge_node_and_reports_progress(kind, job_m
     )
     assert kind.status("lobby")["readyNodes"] == f"{len(workers)}/{len(workers)}"
     reasons = {e["reason"] for e in kind.events_about("lobby")}
-    assert c.ALL_NODES_READY in reasons  # an Event for the transition
+    assert conditions.ALL_NODES_READY in reasons  # an Event for the transition
     for ds in kind.daemonsets():
         kubernetes_validate.validate({"apiVersion": "apps/v1", "kind": "DaemonSet", **ds}, "1.33", strict=True)
         env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -141,7 +143,7 @@ def test_batch_runs_once_per_target_node_and_succeeds(kind, job_manifest) -> Non
         what="one Job per node",
     )
     kind.wait(lambda: kind.status("backfill").get("phase") == "Succeeded", timeout=900, what="Succeeded")
-    assert kind.condition("backfill", c.READY) == ("True", c.BATCH_SUCCEEDED)
+    assert kind.condition("backfill", conditions.READY) == ("True", conditions.BATCH_SUCCEEDED)
     assert kind.status("backfill")["nodes"]["succeeded"] == len(workers)
 
 
@@ -154,7 +156,10 @@ def test_invalid_spec_gets_a_specific_reason(kind, job_manifest) -> None:
         ).returncode
         == 0
     )
-    kind.wait(lambda: kind.condition("cuda-on-cpu", c.READY) == ("False", c.INVALID_SPEC), what="InvalidSpec")
+    kind.wait(
+        lambda: kind.condition("cuda-on-cpu", conditions.READY) == ("False", conditions.INVALID_SPEC),
+        what="InvalidSpec",
+    )
     assert not [d for d in kind.daemonsets() if d["metadata"]["name"].startswith("cuda-on-cpu")]
 
 

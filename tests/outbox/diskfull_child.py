@@ -23,13 +23,13 @@ SNAPSHOT_BYTES = 20_000
 
 def main(mountpoint: Path, sink_dir: Path) -> dict:
     import prometheus_client
-    from edge_inference_worker.outbox import OutboxDiskFullError, S3Outbox, decode_entry
-    from edge_inference_worker.sinks import DirectorySink, SinkError
+    from edge_inference_worker.outbox import Outbox, OutboxDiskFullError, decode_entry
+    from edge_inference_worker.sinks import FolderSink, SinkError
     from outbox.producer import sample_event
 
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mountpoint)], check=True)
     registry = prometheus_client.CollectorRegistry()
-    outbox = S3Outbox(mountpoint / "outbox", DirectorySink(sink_dir), 64 << 20, registry, backoff=(0.01, 0.05))
+    outbox = Outbox(mountpoint / "outbox", FolderSink(sink_dir), 64 << 20, registry, backoff=(0.01, 0.05))
 
     def disk_full_errors() -> float:
         return registry.get_sample_value("edge_inference_errors_total", {"kind": "disk_full"}) or 0
@@ -52,7 +52,7 @@ def main(mountpoint: Path, sink_dir: Path) -> dict:
         "entries_intact": decoded == [sample_event(i)[0] for i in range(accepted)],
     }
     try:
-        DirectorySink(mountpoint / "sink").put_object("big.jpg", b"\0" * TMPFS_BYTES, "image/jpeg")
+        FolderSink(mountpoint / "sink").put_object("big.jpg", b"\0" * TMPFS_BYTES, "image/jpeg")
     except SinkError as error:
         report["directory_sink_error"] = error.kind
         report["directory_sink_leftovers"] = [p.name for p in (mountpoint / "sink").iterdir()]

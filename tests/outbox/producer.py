@@ -29,7 +29,7 @@ def sample_event(index: int, snapshot_bytes: int = 4096) -> tuple[str, bytes, by
 
 def main(argv: list[str]) -> None:
     import prometheus_client
-    from edge_inference_worker.outbox import S3Outbox
+    from edge_inference_worker.outbox import Outbox
     from edge_inference_worker.sinks import MinioSink
 
     outbox_dir, endpoint, bucket, first, count, ack_file, snapshot_bytes = argv
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
         region="us-east-1",
     )
     registry = prometheus_client.CollectorRegistry()
-    outbox = S3Outbox(Path(outbox_dir), sink, 1 << 30, registry, backoff=(0.02, 0.2))
+    outbox = Outbox(Path(outbox_dir), sink, 1 << 30, registry, backoff=(0.02, 0.2))
 
     def errors(kind: str) -> int:
         return int(registry.get_sample_value("edge_inference_errors_total", {"kind": kind}) or 0)

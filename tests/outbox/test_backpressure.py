@@ -5,7 +5,7 @@ import threading
 
 import prometheus_client
 import pytest
-from edge_inference_worker.outbox import OutboxEntryTooLargeError, S3Outbox, encode_entry
+from edge_inference_worker.outbox import Outbox, OutboxEntryTooLargeError, encode_entry
 from edge_inference_worker.sinks import sink_from_config
 from outbox.producer import sample_event
 from support.s3server import wait_until
@@ -23,7 +23,7 @@ def test_full_outbox_blocks_says_so_and_resumes(s3_server, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="edge_inference_worker.outbox")
     registry = prometheus_client.CollectorRegistry()
     sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
-    outbox = S3Outbox(tmp_path / "outbox", sink, FITS * ENTRY_BYTES, registry, backoff=(0.05, 0.2))
+    outbox = Outbox(tmp_path / "outbox", sink, FITS * ENTRY_BYTES, registry, backoff=(0.05, 0.2))
     s3_server.stop()  # S3 is away: nothing drains
     outbox.start()
     try:
@@ -69,7 +69,7 @@ def test_full_outbox_blocks_says_so_and_resumes(s3_server, tmp_path, caplog):
 def test_close_releases_a_blocked_put_without_writing(tmp_path):
     registry = prometheus_client.CollectorRegistry()
     sink = sink_from_config(_unreachable_sink_config(), "a", "b")
-    outbox = S3Outbox(tmp_path / "outbox", sink, ENTRY_BYTES, registry)
+    outbox = Outbox(tmp_path / "outbox", sink, ENTRY_BYTES, registry)
     assert outbox.put(*sample_event(0))
     results: list[bool] = []
     blocked = threading.Thread(target=lambda: results.append(outbox.put(*sample_event(1))))
@@ -84,7 +84,7 @@ def test_close_releases_a_blocked_put_without_writing(tmp_path):
 
 def test_an_event_bigger_than_the_whole_outbox_is_refused_at_once(tmp_path):
     registry = prometheus_client.CollectorRegistry()
-    outbox = S3Outbox(tmp_path / "outbox", sink_from_config(_unreachable_sink_config(), "a", "b"), 1000, registry)
+    outbox = Outbox(tmp_path / "outbox", sink_from_config(_unreachable_sink_config(), "a", "b"), 1000, registry)
     with pytest.raises(OutboxEntryTooLargeError, match="more than the outbox bound of 1000"):
         outbox.put("events/x", b"{}", b"\xff" * 2000)
     assert outbox.depth() == 0

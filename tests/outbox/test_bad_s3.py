@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import prometheus_client
 import pytest
-from edge_inference_worker.outbox import S3Outbox
+from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import MinioSink, SinkError
 from outbox.producer import sample_event
 from support.s3server import wait_until
@@ -142,7 +142,7 @@ def test_errors_and_garbage_are_counted_retried_and_lose_nothing(proxy, s3_serve
     script = [*FAULTS, *FAULTS]  # every kind of fault, twice, in a row
     proxy.faults.extend(script)
     registry = prometheus_client.CollectorRegistry()
-    outbox = S3Outbox(tmp_path / "outbox", proxy_sink(proxy, s3_server), 1 << 26, registry, backoff=(0.01, 0.05))
+    outbox = Outbox(tmp_path / "outbox", proxy_sink(proxy, s3_server), 1 << 26, registry, backoff=(0.01, 0.05))
     events = [sample_event(i) for i in range(20)]
     for event in events:
         assert outbox.put(*event)

@@ -3,14 +3,14 @@
 import time
 
 import prometheus_client
-from edge_inference_worker.outbox import S3Outbox
+from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import sink_from_config
 from outbox.producer import sample_event
 
 
 def test_close_flushes_what_waits(s3_server, tmp_path):
     sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
-    outbox = S3Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
+    outbox = Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
     outbox.start()
     for index in range(50):
         assert outbox.put(*sample_event(index))
@@ -24,7 +24,7 @@ def test_close_flushes_what_waits(s3_server, tmp_path):
 def test_close_gives_up_after_the_flush_timeout_and_keeps_the_events(s3_server, tmp_path):
     sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
     # A long backoff: close must interrupt the uploader's wait, not sit it out.
-    outbox = S3Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry(), backoff=(30.0, 60.0))
+    outbox = Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry(), backoff=(30.0, 60.0))
     s3_server.stop()
     outbox.start()
     for index in range(5):
@@ -37,7 +37,7 @@ def test_close_gives_up_after_the_flush_timeout_and_keeps_the_events(s3_server, 
     assert len(list((tmp_path / "outbox" / "entries").iterdir())) == 5
 
     s3_server.start()
-    reopened = S3Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
+    reopened = Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
     assert reopened.depth() == 5
     reopened.start()
     reopened.close(flush_timeout=60)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import prometheus_client
-from edge_inference_worker.outbox import S3Outbox
+from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import sink_from_config
 from outbox.producer import sample_event
 from support.s3server import wait_until
@@ -69,7 +69,7 @@ def test_sigkill_mid_write_loses_no_acknowledged_event(s3_server, tmp_path):
     leftovers = len(list((outbox_dir / "tmp").iterdir()))
     registry = prometheus_client.CollectorRegistry()
     sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
-    outbox = S3Outbox(outbox_dir, sink, 1 << 30, registry, backoff=(0.02, 0.2))
+    outbox = Outbox(outbox_dir, sink, 1 << 30, registry, backoff=(0.02, 0.2))
     assert registry.get_sample_value("edge_inference_errors_total", {"kind": "outbox_partial"}) == leftovers
     assert not list((outbox_dir / "tmp").iterdir())
     outbox.start()

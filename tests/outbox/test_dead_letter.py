@@ -11,7 +11,7 @@ import time
 
 import prometheus_client
 import pytest
-from edge_inference_worker.outbox import MAX_REJECTIONS, S3Outbox, encode_entry
+from edge_inference_worker.outbox import MAX_REJECTIONS, Outbox, encode_entry
 from edge_inference_worker.sinks import check_key_fits, sink_from_config
 from support.s3server import wait_until
 
@@ -32,7 +32,7 @@ def test_a_rejected_event_is_dead_lettered_and_later_events_flow(s3_server, tmp_
     _queue_as_an_older_worker_did(directory, TOO_LONG)
     registry = prometheus_client.CollectorRegistry()
     sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
-    outbox = S3Outbox(directory, sink, 10 * 2**20, registry, backoff=(0.05, 0.2))
+    outbox = Outbox(directory, sink, 10 * 2**20, registry, backoff=(0.05, 0.2))
     caplog.set_level(logging.INFO, logger="edge_inference_worker.outbox")
     outbox.start()
     try:
@@ -50,7 +50,7 @@ def test_a_rejected_event_is_dead_lettered_and_later_events_flow(s3_server, tmp_
     assert registry.get_sample_value("edge_inference_errors_total", {"kind": "s3_error"}) == MAX_REJECTIONS
 
     # A restart neither uploads nor loses what was dead-lettered.
-    again = S3Outbox(directory, sink, 10 * 2**20, prometheus_client.CollectorRegistry())
+    again = Outbox(directory, sink, 10 * 2**20, prometheus_client.CollectorRegistry())
     try:
         assert again.depth() == 0
     finally:
@@ -61,7 +61,7 @@ def test_a_rejected_event_is_dead_lettered_and_later_events_flow(s3_server, tmp_
 def test_keys_longer_than_s3_allows_are_refused_before_they_are_queued(tmp_path):
     with pytest.raises(ValueError, match="1024"):
         check_key_fits(TOO_LONG + ".json")
-    outbox = S3Outbox(tmp_path / "outbox", sink_from_config_dir(tmp_path), 2**20, prometheus_client.CollectorRegistry())
+    outbox = Outbox(tmp_path / "outbox", sink_from_config_dir(tmp_path), 2**20, prometheus_client.CollectorRegistry())
     try:
         with pytest.raises(ValueError, match="1024"):
             outbox.put(TOO_LONG, b"{}", b"")

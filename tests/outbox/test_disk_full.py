@@ -66,11 +66,11 @@ def test_enospc_reported_at_fsync_is_refused_cleanly(tmp_path, monkeypatch):
     import os
 
     import prometheus_client
-    from edge_inference_worker.outbox import OutboxDiskFullError, S3Outbox
-    from edge_inference_worker.sinks import DirectorySink
+    from edge_inference_worker.outbox import Outbox, OutboxDiskFullError
+    from edge_inference_worker.sinks import FolderSink
 
     registry = prometheus_client.CollectorRegistry()
-    outbox = S3Outbox(tmp_path / "outbox", DirectorySink(tmp_path / "delivered"), 1 << 20, registry)
+    outbox = Outbox(tmp_path / "outbox", FolderSink(tmp_path / "delivered"), 1 << 20, registry)
     assert outbox.put(*sample_event(0))
     real_fsync = os.fsync
 

@@ -3,7 +3,8 @@
 import random
 
 import pytest
-from edge_inference_worker.outbox import CorruptEntryError, backoff_delay, decode_entry, encode_entry
+from edge_inference_worker.backoff import backoff_delay
+from edge_inference_worker.outbox import CorruptEntryError, decode_entry, encode_entry
 
 KEY = "events/default/job/node-a/f0123/e0042"
 METADATA = b'{"schema":"edgeinference.io/event/v1","class":"person"}'

@@ -8,7 +8,7 @@ from edge_inference_worker.outbox import (
     ENTRY_EVENT,
     ENTRY_OBJECT,
     CorruptEntryError,
-    S3Outbox,
+    Outbox,
     decode_entry,
     encode_entry,
 )
@@ -55,7 +55,7 @@ class RecordingSink:
 
 def test_objects_reach_the_sink_at_their_key_after_the_events_before_them(s3_server, tmp_path):
     sink = RecordingSink(sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key))
-    outbox = S3Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
+    outbox = Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
     s3_server.stop()  # everything waits on disk, then drains in order
     events = [sample_event(i) for i in range(3)]
     for event in events:
@@ -76,7 +76,7 @@ def test_objects_reach_the_sink_at_their_key_after_the_events_before_them(s3_ser
 
 def test_an_object_with_a_bad_key_is_refused_before_it_is_stored(s3_server, tmp_path):
     sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
-    outbox = S3Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
+    outbox = Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
     with pytest.raises(ValueError, match="'..'"):
         outbox.put_object("events/../x.json", b"{}", "application/json")
     assert outbox.depth() == 0
@@ -85,11 +85,11 @@ def test_an_object_with_a_bad_key_is_refused_before_it_is_stored(s3_server, tmp_
 
 def test_object_entries_survive_a_restart_and_are_not_counted_as_events(s3_server, tmp_path):
     sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
-    outbox = S3Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
+    outbox = Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
     assert outbox.put(*sample_event(0))
     assert outbox.put_object(INDEX_KEY, b"{}", "application/json")
     outbox.close(flush_timeout=0)
-    reopened = S3Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
+    reopened = Outbox(tmp_path / "outbox", sink, 1 << 26, prometheus_client.CollectorRegistry())
     assert (reopened.depth(), reopened.events_waiting()) == (2, 1)
     assert sorted(p.suffix for p in (tmp_path / "outbox" / "entries").iterdir()) == [".evt", ".obj"]
     reopened.start()

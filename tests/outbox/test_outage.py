@@ -5,7 +5,7 @@ import threading
 import time
 
 import prometheus_client
-from edge_inference_worker.outbox import S3Outbox
+from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import sink_from_config
 from outbox.producer import sample_event
 from support.s3server import wait_until
@@ -33,7 +33,7 @@ def test_outage_mid_run_loses_nothing_and_duplicates_nothing(s3_server, tmp_path
     registry = prometheus_client.CollectorRegistry()
     clock = VideoClock()
     sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
-    outbox = S3Outbox(tmp_path / "outbox", sink, 64 << 20, registry, clock=clock, backoff=(0.05, 0.5))
+    outbox = Outbox(tmp_path / "outbox", sink, 64 << 20, registry, clock=clock, backoff=(0.05, 0.5))
     outbox.start()
     uploaded = lambda: sample(registry, "edge_inference_events_uploaded_total")  # noqa: E731
     unreachable = lambda: sample(registry, "edge_inference_errors_total", kind="s3_unreachable")  # noqa: E731

@@ -2,15 +2,15 @@
 
 import prometheus_client
 import pytest
-from edge_inference_worker.outbox import OutboxLockedError, S3Outbox
-from edge_inference_worker.sinks import DirectorySink, sink_from_config
+from edge_inference_worker.outbox import Outbox, OutboxLockedError
+from edge_inference_worker.sinks import FolderSink, sink_from_config
 from outbox.producer import sample_event
 from support.s3server import wait_until
 
 
 def test_restart_resumes_oldest_first_and_discards_damaged_entries(s3_server, tmp_path):
     directory = tmp_path / "outbox"
-    first = S3Outbox(directory, DirectorySink(tmp_path / "unused"), 1 << 26, prometheus_client.CollectorRegistry())
+    first = Outbox(directory, FolderSink(tmp_path / "unused"), 1 << 26, prometheus_client.CollectorRegistry())
     for index in range(10):
         assert first.put(*sample_event(index))
     first.close(flush_timeout=0)  # never started: everything stays on disk
@@ -23,7 +23,7 @@ def test_restart_resumes_oldest_first_and_discards_damaged_entries(s3_server, tm
 
     registry = prometheus_client.CollectorRegistry()
     sink = sink_from_config(s3_server.s3_sink(), s3_server.access_key, s3_server.secret_key)
-    second = S3Outbox(directory, sink, 1 << 26, registry, backoff=(0.02, 0.1))
+    second = Outbox(directory, sink, 1 << 26, registry, backoff=(0.02, 0.1))
     assert second.depth() == 10  # the damaged one is found when its turn comes
     assert registry.get_sample_value("edge_inference_errors_total", {"kind": "outbox_partial"}) == 1
     assert registry.get_sample_value("edge_inference_errors_total", {"kind": "outbox_corrupt"}) == 1  # stray file
@@ -43,7 +43,7 @@ def test_restart_resumes_oldest_first_and_discards_damaged_entries(s3_server, tm
 
 def test_uploads_go_oldest_first_jpeg_before_json(tmp_path):
     delivered = tmp_path / "delivered"
-    outbox = S3Outbox(tmp_path / "outbox", DirectorySink(delivered), 1 << 26, prometheus_client.CollectorRegistry())
+    outbox = Outbox(tmp_path / "outbox", FolderSink(delivered), 1 << 26, prometheus_client.CollectorRegistry())
     for index in range(20):
         assert outbox.put(*sample_event(index))
     outbox.start()
@@ -59,27 +59,27 @@ def test_uploads_go_oldest_first_jpeg_before_json(tmp_path):
 
 
 def test_two_outboxes_never_share_a_directory(tmp_path):
-    first = S3Outbox(
-        tmp_path / "outbox", DirectorySink(tmp_path / "out"), 1 << 20, prometheus_client.CollectorRegistry()
+    first = Outbox(
+        tmp_path / "outbox", FolderSink(tmp_path / "out"), 1 << 20, prometheus_client.CollectorRegistry()
     )
     with pytest.raises(OutboxLockedError, match="in use by another process"):
-        S3Outbox(
+        Outbox(
             tmp_path / "outbox",
-            DirectorySink(tmp_path / "out"),
+            FolderSink(tmp_path / "out"),
             1 << 20,
             prometheus_client.CollectorRegistry(),
             lock_timeout=0.2,
         )
     first.close(flush_timeout=0)
-    second = S3Outbox(
-        tmp_path / "outbox", DirectorySink(tmp_path / "out"), 1 << 20, prometheus_client.CollectorRegistry()
+    second = Outbox(
+        tmp_path / "outbox", FolderSink(tmp_path / "out"), 1 << 20, prometheus_client.CollectorRegistry()
     )
     second.close(flush_timeout=0)
 
 
 def test_every_error_kind_is_exported_at_zero_from_the_start(tmp_path):
     registry = prometheus_client.CollectorRegistry()
-    outbox = S3Outbox(tmp_path / "outbox", DirectorySink(tmp_path / "out"), 1 << 20, registry)
+    outbox = Outbox(tmp_path / "outbox", FolderSink(tmp_path / "out"), 1 << 20, registry)
     kinds = [
         "outbox_partial",
         "outbox_corrupt",

@@ -3,12 +3,11 @@
 import os
 
 import pytest
-from edge_inference_api.models import DirectorySink as DirectorySinkConfig
-from edge_inference_api.models import S3Sink
+from edge_inference_api.models import DirectorySink, S3Sink
 from edge_inference_worker.sinks import (
     KIND_UNREACHABLE,
     BucketMissingError,
-    DirectorySink,
+    FolderSink,
     MinioSink,
     SinkError,
     check_key,
@@ -57,7 +56,7 @@ def test_a_stopped_server_is_unreachable(s3_server):
 
 
 def test_directory_sink_writes_atomically_and_overwrites(tmp_path):
-    sink = sink_from_config(DirectorySinkConfig(path=str(tmp_path / "events")), None, None)
+    sink = sink_from_config(DirectorySink(path=str(tmp_path / "events")), None, None)
     sink.check()
     sink.put_object("ns/job/node/f/e.jpg", b"first", "image/jpeg")
     sink.put_object("ns/job/node/f/e.jpg", b"second", "image/jpeg")
@@ -70,7 +69,7 @@ def test_a_partial_file_left_by_a_crash_is_consumed_when_the_key_is_retried(tmp_
     folder = tmp_path / "ns/job/node/f"
     folder.mkdir(parents=True)
     (folder / ".e.jpg.part").write_bytes(b"half a jp")  # what a SIGKILL mid-write leaves
-    DirectorySink(tmp_path).put_object("ns/job/node/f/e.jpg", b"whole jpeg", "image/jpeg")
+    FolderSink(tmp_path).put_object("ns/job/node/f/e.jpg", b"whole jpeg", "image/jpeg")
     assert os.listdir(folder) == ["e.jpg"]
     assert (folder / "e.jpg").read_bytes() == b"whole jpeg"
 
@@ -80,7 +79,7 @@ def test_keys_that_could_escape_are_refused(tmp_path, key):
     with pytest.raises(ValueError, match="invalid object key"):
         check_key(key)
     with pytest.raises(ValueError):
-        DirectorySink(tmp_path).put_object(key, b"x", "text/plain")
+        FolderSink(tmp_path).put_object(key, b"x", "text/plain")
     assert list(tmp_path.iterdir()) == []
 
 

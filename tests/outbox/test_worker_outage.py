@@ -4,8 +4,8 @@ after every file (minutes of video) was analysed; the bucket ends up exactly as 
 import os
 import subprocess
 
-from edge_inference_worker.synthetic import make_video, short_scenario, static_heavy_scenario
 from support.s3server import free_ports
+from support.synthetic import make_video, short_scenario, static_heavy_scenario
 from support.worker_harness import detect_args, metric_value, run_worker, wait_for
 
 

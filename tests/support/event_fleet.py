@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 import cv2
 import numpy as np
 from edge_inference_api.models import JobRef, SnapshotStyle
+from edge_inference_worker.event_document import ModelInfo, SourceFile, encode_document, event_document, key_base
 from edge_inference_worker.events import Event, event_id
 from edge_inference_worker.files import file_id
-from edge_inference_worker.record import ModelInfo, SourceFile, encode_document, event_document, key_base
 from edge_inference_worker.review.index import EventSummary, encode_index, group_by_index_key, summary_from_document
 from edge_inference_worker.snapshot import Redaction
 

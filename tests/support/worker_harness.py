@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_inference_worker.synthetic import GroundTruth
+from support.synthetic import GroundTruth
 
 MODEL = "synthetic-yolov5n"
 IMAGE_SIZE = 320  # what the bundled model was trained at

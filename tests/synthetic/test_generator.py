@@ -7,7 +7,7 @@ import json
 import av
 import numpy as np
 import pytest
-from edge_inference_worker.synthetic import (
+from support.synthetic import (
     CLASS_NAMES,
     SUPPORTED_FORMATS,
     VISIBLE_FRACTION,

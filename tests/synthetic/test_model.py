@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from edge_inference_worker.synthetic import CLASS_NAMES, make_video, short_scenario
+from support.synthetic import CLASS_NAMES, make_video, short_scenario
 
 MODEL = Path(__file__).resolve().parents[2] / "inference-image" / "edge_inference_worker" / "models" / (
     "synthetic-yolov5n.pt")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from edge_inference_worker.detector import PACKAGE_MODEL_DIR
-from edge_inference_worker.synthetic import make_video, short_scenario, static_heavy_scenario
 from support.s3server import s3_server_module  # noqa: F401  (a fixture, for the S3 tests)
+from support.synthetic import make_video, short_scenario, static_heavy_scenario
 from support.worker_harness import MODEL, Clip, detect_args, run_worker
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 
 from edge_inference_worker.config import S3Credentials, parse_detect_flags
-from edge_inference_worker.worker import EXIT_OK, Worker
+from edge_inference_worker.exit_codes import EXIT_OK
+from edge_inference_worker.worker import Worker
 from support.worker_harness import IMAGE_SIZE, MODEL, assert_events_match_truth, event_documents
 
 

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 from edge_inference_api.models import Device
-from edge_inference_worker.detector import resolve_model, weights_sha256
+from edge_inference_worker.checksums import sha256_of
+from edge_inference_worker.detector import resolve_model
 from edge_inference_worker.files import file_id
 from support.worker_harness import (
     MODEL,
@@ -38,7 +39,7 @@ def test_objects_keys_and_metadata(directory_run, short_clip, built_in_models, w
         assert key == f"ns/job1/node-a/{fid}/{doc['id']}"
         assert doc["schemaVersion"] == 1 and doc["source"]["path"] == "cam1/short.mp4"
         assert doc["source"]["fileId"] == fid and doc["node"] == "node-a"
-        assert doc["model"] == {"name": MODEL, "sha256": weights_sha256(ran)}
+        assert doc["model"] == {"name": MODEL, "sha256": sha256_of(ran)}
         assert doc["wallTime"]["start"] is not None and doc["wallTime"]["start"] <= doc["wallTime"]["end"]
         assert doc["frames"] >= 3 and 0.25 <= doc["confidence"]["mean"] <= doc["confidence"]["peak"] <= 1.0
         assert doc["snapshot"]["redaction"]["applied"] is False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from edge_inference_worker.synthetic import make_video, short_scenario
+from support.synthetic import make_video, short_scenario
 from support.worker_harness import assert_events_match_truth, detect_args, event_documents, log_lines, run_worker
 
 CLIPS = {"hevc.mkv": "hevc", "mjpeg.avi": "mjpeg"}

@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from edge_inference_worker.files import Refusal, SettleTracker, VideoFile, file_id, glob_regex, scan
+from edge_inference_worker.files import SettleTracker, SkippedFile, VideoFile, file_id, glob_regex, scan
 
 INCLUDE = ["**/*.mp4", "**/*.mkv"]
 
@@ -49,7 +49,7 @@ def test_symlink_escapes_are_refused_and_inside_links_allowed(tmp_path):
     results = {r.rel: r for r in scan(root, INCLUDE)}
     assert set(results) == {"escape.mp4", "inside.mp4", "passwd.mp4", "real.mp4"}
     for rel in ("escape.mp4", "passwd.mp4"):
-        assert isinstance(results[rel], Refusal) and results[rel].outcome == "symlink_escape"
+        assert isinstance(results[rel], SkippedFile) and results[rel].outcome == "symlink_escape"
     assert isinstance(results["inside.mp4"], VideoFile)
 
 
@@ -69,7 +69,7 @@ def test_a_folder_that_cannot_be_listed_is_reported(tmp_path):
     # Root reads every folder, so the unlistable folder here is the input folder gone missing
     # (an unmounted camera share in Continuous mode).
     assert list(scan(tmp_path / "unmounted", INCLUDE)) == [
-        Refusal("./", "unreadable", "cannot list folder: No such file or directory")
+        SkippedFile("./", "unreadable", "cannot list folder: No such file or directory")
     ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_inference_worker.synthetic import make_video, short_scenario
+from support.synthetic import make_video, short_scenario
 from support.worker_harness import assert_events_match_truth, detect_args, event_documents, log_lines, run_worker
 
 

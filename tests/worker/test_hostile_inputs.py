@@ -12,11 +12,12 @@ import threading
 
 import pytest
 from edge_inference_worker.config import S3Credentials, parse_detect_flags
+from edge_inference_worker.exit_codes import EXIT_FILES_FAILED
 from edge_inference_worker.files import VideoFile, file_id
 from edge_inference_worker.ledger import Ledger
 from edge_inference_worker.pipeline import process_file
-from edge_inference_worker.synthetic import make_video, short_scenario
-from edge_inference_worker.worker import EXIT_FILES_FAILED, Worker
+from edge_inference_worker.worker import Worker
+from support.synthetic import make_video, short_scenario
 from support.worker_harness import IMAGE_SIZE, MODEL, event_documents
 
 # file -> (outcome, words the log line / summary reason must contain)

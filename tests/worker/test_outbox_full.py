@@ -8,8 +8,8 @@ import json
 import signal
 import subprocess
 
-from edge_inference_worker.synthetic import make_video, short_scenario
 from support.s3server import free_ports
+from support.synthetic import make_video, short_scenario
 from support.worker_harness import (
     assert_events_match_truth,
     detect_args,

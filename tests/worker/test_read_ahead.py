@@ -15,11 +15,10 @@ from edge_inference_worker.pipeline import (
     FRAMES_HELD_ELSEWHERE,
     READ_AHEAD_BYTES,
     READ_AHEAD_GATED_FRAMES,
-    ReadAhead,
-    ReadAheadLimit,
     read_ahead_limit,
     with_images,
 )
+from edge_inference_worker.streams import ReadAhead, ReadAheadLimit
 from support.worker_harness import wait_for
 
 

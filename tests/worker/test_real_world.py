@@ -22,7 +22,7 @@ from edge_inference_worker.config import ConfigError, parse_detect_flags
 from edge_inference_worker.files import file_id
 from edge_inference_worker.ledger import Ledger
 from edge_inference_worker.logs import JsonFormatter
-from edge_inference_worker.synthetic import make_video, render_frames, short_scenario
+from support.synthetic import make_video, render_frames, short_scenario
 from support.worker_harness import (
     LogCapture,
     detect_flags,

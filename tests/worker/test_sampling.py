@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from edge_inference_worker.decode import FrameSampler, SampledFrame
-from edge_inference_worker.pipeline import aligned_batches
+from edge_inference_worker.streams import aligned_batches
 
 
 def sample(frame_times, fps, start_index=0):

@@ -11,7 +11,7 @@ import pytest
 from edge_inference_worker.events import Detection, EventGrouper
 from edge_inference_worker.motion import MotionGate
 from edge_inference_worker.stationary import StationaryTracker
-from edge_inference_worker.synthetic import make_video, parked_car_scenario
+from support.synthetic import make_video, parked_car_scenario
 from support.worker_harness import detect_flags, event_documents, run_in_process
 
 PARKED = Detection("car", 0.9, (40.0, 40.0, 180.0, 100.0))

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from edge_inference_api.models import WorkerConfig
-from edge_inference_worker.detector import EXPORT_STEM, PACKAGE_MODEL_DIR, export_folder, weights_sha256
+from edge_inference_worker.checksums import sha256_of
+from edge_inference_worker.detector import EXPORT_STEM, PACKAGE_MODEL_DIR, export_folder
 from support.worker_harness import (
     IMAGE_SIZE,
     MODEL,
@@ -88,7 +89,7 @@ def test_pt_weights_run_torch_free_once_prepare_model_exported_them(short_clip, 
     prepare = [sys.executable, "-m", "edge_inference_worker.cli", "prepare-model"]
     prepared = subprocess.run(prepare, env=env, capture_output=True, text=True, timeout=300)
     assert prepared.returncode == 0, prepared.stderr[-3000:]
-    folder = export_folder(tmp_path / "state" / "models", weights_sha256(weights))
+    folder = export_folder(tmp_path / "state" / "models", sha256_of(weights))
     assert (folder / f"{EXPORT_STEM}.onnx").is_file() and (folder / f"{EXPORT_STEM}_openvino_model").is_dir()
     again = subprocess.run(prepare, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "model already exported" in again.stderr
@@ -98,7 +99,7 @@ def test_pt_weights_run_torch_free_once_prepare_model_exported_them(short_clip, 
     started = next(line for line in log_lines(result.stderr) if line["msg"] == "worker started")
     assert started["backend"] in ("openvino", "onnxruntime")
     documents = list(event_documents(tmp_path / "events").values())
-    assert {d["model"]["sha256"] for d in documents} == {weights_sha256(weights)}  # the user's weights, exported
+    assert {d["model"]["sha256"] for d in documents} == {sha256_of(weights)}  # the user's weights, exported
     assert_events_match_truth(documents, short_clip.truth)
 
 

@@ -19,7 +19,7 @@ import minio
 from edge_inference_api import models
 from minio.error import S3Error
 
-from ..sinks import DirectorySink, MinioSink, SinkError, check_key, sink_from_config, translate_minio_errors
+from ..sinks import FolderSink, MinioSink, SinkError, check_key, sink_from_config, translate_minio_errors
 
 # How long a presigned snapshot link stays valid: long enough to keep a page open for a shift.
 PRESIGNED_LINK_LIFETIME = timedelta(hours=12)
@@ -150,7 +150,7 @@ class FolderStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         """Write one file atomically (the index backfill)."""
-        DirectorySink(self.root).put_object(key, data, content_type)
+        FolderSink(self.root).put_object(key, data, content_type)
 
     def link(self, key: str) -> None:
         """A folder has no links to hand out: reports embed the snapshots instead."""

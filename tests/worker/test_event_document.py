@@ -3,8 +3,7 @@
 import json
 
 from edge_inference_api.models import JobRef, SnapshotStyle
-from edge_inference_worker.events import Event
-from edge_inference_worker.record import (
+from edge_inference_worker.event_document import (
     SCHEMA_VERSION,
     ModelInfo,
     SourceFile,
@@ -13,6 +12,7 @@ from edge_inference_worker.record import (
     key_base,
     wall_clock,
 )
+from edge_inference_worker.events import Event
 from edge_inference_worker.snapshot import Redaction
 
 JOB = JobRef(namespace="shop", name="doors")

@@ -6,14 +6,14 @@ import subprocess
 import sys
 import textwrap
 
-from edge_inference_worker.allocator import tune_malloc
+from edge_inference_worker.malloc_tuning import tune_malloc
 
 # A frame's worth of buffers (MB), allocated, touched and freed 50 times, in a fresh interpreter.
 PATTERN = textwrap.dedent(
     """
     import resource, sys
     import numpy as np
-    from edge_inference_worker.allocator import tune_malloc
+    from edge_inference_worker.malloc_tuning import tune_malloc
     tuned = tune_malloc({}) if sys.argv[1] == "tuned" else False
     sizes = [int(mb * 1e6) for mb in (0.7, 1.2, 4.9, 6.5, 3.3, 1.6, 0.8, 13.0, 0.3)]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -2,9 +2,9 @@
 
 Every frame allocates and frees a few buffers of 0.5-13 MB (the decoded picture, the letterboxed
 tensor, activations). With glibc's defaults such buffers are mmapped or trimmed off the heap when
-freed, so the next frame faults the same memory in again, zero-filled: measured on 2 CPUs
-(docs/benchmarks.md) about 2,300 minor page faults a frame and 10-15% of the frame rate. Fixing
-both thresholds keeps up to 64 MB of freed memory in the process instead.
+freed, so the next frame faults the same memory in again, zero-filled, at a cost in frame rate
+(docs/benchmarks.md, "Overhead", for the faults and the fps measured). Fixing both thresholds
+keeps up to 64 MB of freed memory in the process instead.
 """
 
 from __future__ import annotations
