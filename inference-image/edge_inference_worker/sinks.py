@@ -10,9 +10,9 @@ import errno
 import io
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import certifi
 import minio
@@ -21,6 +21,8 @@ from edge_inference_api import models
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
 from edge_inference_worker.durable import replace_durably
+
+R = TypeVar("R")
 
 # Error kinds, the `kind` label of the errors counter.
 KIND_UNREACHABLE = "s3_unreachable"  # no answer: refused, reset, timed out, DNS
@@ -200,7 +202,7 @@ class FolderSink:
 
 def sink_from_config(
     sink: models.S3Sink | models.DirectorySink, access_key: str | None, secret_key: str | None
-) -> Sink:
+) -> MinioSink | FolderSink:
     """The sink a `WorkerConfig.sink` describes (credentials come from the environment, not the config)."""
     if isinstance(sink, models.S3Sink):
         return MinioSink(
@@ -227,7 +229,7 @@ def _http_client(timeout: float, secure: bool) -> urllib3.PoolManager:
     )
 
 
-def translate_minio_errors(call, where: str):
+def translate_minio_errors(call: Callable[[], R], where: str) -> R:
     """Run one minio call, turning its many failure types into a `SinkError` with a kind.
 
     `where` (the bucket/key) starts the message.

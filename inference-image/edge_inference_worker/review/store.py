@@ -174,6 +174,7 @@ def store_from_sink(
         if public_endpoint:
             links = presigning_client(public_endpoint, access_key, secret_key, sink.region or DEFAULT_REGION)
         return BucketStore(writer, sink.prefix, links)
+    assert isinstance(sink, models.DirectorySink)
     return FolderStore(Path(sink.path))
 
 
