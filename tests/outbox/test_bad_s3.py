@@ -15,7 +15,7 @@ import pytest
 from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import MinioSink, SinkError
 from outbox.producer import sample_event
-from support.s3server import wait_until
+from support.waiting import wait_until
 
 S3_INTERNAL_ERROR = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
