@@ -13,7 +13,7 @@ from edge_inference_worker.outbox import (
     encode_entry,
 )
 from edge_inference_worker.sinks import sink_from_config
-from outbox.producer import sample_event
+from real_s3.producer import sample_event
 from support.waiting import wait_until
 
 

@@ -4,7 +4,7 @@ import prometheus_client
 import pytest
 from edge_inference_worker.outbox import Outbox, OutboxLockedError
 from edge_inference_worker.sinks import FolderSink, sink_from_config
-from outbox.producer import sample_event
+from real_s3.producer import sample_event
 from support.waiting import wait_until
 
 

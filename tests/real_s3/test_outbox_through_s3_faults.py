@@ -14,7 +14,7 @@ import prometheus_client
 import pytest
 from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import MinioSink, SinkError
-from outbox.producer import sample_event
+from real_s3.producer import sample_event
 from support.waiting import wait_until
 
 S3_INTERNAL_ERROR = (
