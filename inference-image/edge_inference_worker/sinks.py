@@ -11,6 +11,7 @@ import io
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -148,6 +149,29 @@ class MinioSink:
                 return False
             raise
         return True
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every key under `prefix` (recursive), in key order; a failure raises `SinkError`."""
+        listing = iter(self.client.list_objects(self.bucket, prefix=prefix, recursive=True))
+        where = f"listing s3://{self.bucket}/{prefix}"
+        while (item := translate_minio_errors(lambda: next(listing, None), where)) is not None:
+            yield item.object_name
+
+    def read(self, key: str) -> bytes:
+        """One object's bytes; a failure raises `SinkError` (its cause the client's error, e.g. NoSuchKey)."""
+        return translate_minio_errors(lambda: self._read(check_key(key)), f"s3://{self.bucket}/{key}")
+
+    def _read(self, key: str) -> bytes:
+        response = self.client.get_object(self.bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def link(self, key: str, lifetime: timedelta) -> str:
+        """A presigned GET URL of `key` at this sink's address (signed here; no request is made)."""
+        return self.client.presigned_get_object(self.bucket, check_key(key), expires=lifetime)
 
     def object_chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
         """The body of one object, streamed in chunks.
