@@ -42,4 +42,4 @@ crd: setup  ## regenerate crds/, the chart's copy and docs/reference.md from the
 lint: setup  ## ruff, the import contracts and mypy (tests/test_lint.py runs the same in `make test`)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m mypy -p edge_inference_api -p edge_inference_operator
+	$(BIN)/python -m mypy -p edge_inference_api -p edge_inference_operator -p edge_inference_worker

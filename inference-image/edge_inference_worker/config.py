@@ -144,6 +144,14 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--watch", action="store_true", help="Continuous mode: keep watching for new files")
     parser.add_argument("--include", action="append", metavar="GLOB", help="file glob (repeatable; ** is recursive)")
+    _add_model_arguments(parser)
+    _add_event_arguments(parser)
+    _add_worker_arguments(parser)
+    add_s3_arguments(parser)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The detector and the sampling of `detect`."""
     parser.add_argument("--model", default=DEFAULT_MODEL, help="built-in model name or a weights file")
     parser.add_argument("--device", choices=[d.value for d in Device], default=Device.AUTO.value)
     parser.add_argument("--image-size", type=int, default=_default(ModelSpec, "image_size"))
@@ -158,6 +166,10 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-motion-gating", action="store_true", help="analyse every sampled frame")
     parser.add_argument("--motion-threshold", type=float, default=_default(SamplingSpec, "motion_threshold"))
+
+
+def _add_event_arguments(parser: argparse.ArgumentParser) -> None:
+    """How detections become events, and their snapshots."""
     parser.add_argument("--min-frames", type=int, default=_default(EventsSpec, "min_frames"))
     parser.add_argument(
         "--cooldown", type=float, default=_default(EventsSpec, "cooldown_seconds"),
@@ -174,6 +186,10 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot", choices=[s.value for s in SnapshotStyle], default=SnapshotStyle.ANNOTATED.value)
     parser.add_argument("--blur", type=_csv, default=None, metavar="CLASSES", help="classes blurred in snapshots")
     parser.add_argument("--snapshot-quality", type=int, default=_default(EventsSpec, "snapshot_quality"))
+
+
+def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's state, metrics, identity, polling and webhook."""
     parser.add_argument("--state-dir", help="outbox, ledger and model cache (default: per input/output pair)")
     parser.add_argument("--outbox-max-mb", type=int, default=_default(OutboxSpec, "max_megabytes"))
     parser.add_argument("--metrics-port", type=int, default=0, help="serve /metrics, /healthz, /readyz (0: off)")
@@ -185,7 +201,6 @@ def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-url", help=f"POST each event here, signed with {ENV_WEBHOOK_HMAC_KEY}")
     parser.add_argument("--webhook-classes", type=_csv, default=None, metavar="CLASSES",
                         help="classes sent to the webhook (default: all)")
-    add_s3_arguments(parser)
 
 
 def add_s3_arguments(parser: argparse.ArgumentParser) -> None:

@@ -98,6 +98,7 @@ class SampledFrame:
     def image(self) -> np.ndarray:
         """BGR, full resolution (converted once, then the decoder's frame is let go)."""
         if self._image is None:
+            assert self._frame is not None  # let go only once the image is converted
             self._image = self._frame.to_ndarray(format="bgr24")
             self._frame = None
         return self._image
@@ -116,7 +117,7 @@ class SampledFrame:
         frame = self._frame
         if frame is not None and frame.format.name in _EIGHT_BIT_YUV:
             plane = frame.planes[0]
-            rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+            rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
             return rows[:, : plane.width]
         return self.image
 
@@ -215,11 +216,13 @@ class VideoReader:
     def samples(self, fps: float, start_index: int = 0, decoded: Counter | None = None) -> Iterator[SampledFrame]:
         """Decode from sample `start_index` on, yielding the frames on the k / fps grid."""
         sampler = FrameSampler(fps, start_index)
+        time_base = self._time_base
+        assert time_base is not None  # every stream PyAV opens for decoding has one
         if self._frame_step and fps * self._frame_step <= SKIP_NONREF_BELOW:
             self._stream.codec_context.skip_frame = "NONREF"
         start_time = start_index / fps
         if start_index > 0:
-            target = self._start_pts + int(start_time / self._time_base)
+            target = self._start_pts + int(start_time / time_base)
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         frames = 0
         last_time = -self._frame_step
@@ -229,7 +232,7 @@ class VideoReader:
                 if decoded is not None:
                     decoded.inc()
                 if frame.pts is not None:
-                    frame_time = float((frame.pts - self._start_pts) * self._time_base)
+                    frame_time = float((frame.pts - self._start_pts) * time_base)
                 else:
                     frame_time = last_time + self._frame_step
                 last_time = frame_time

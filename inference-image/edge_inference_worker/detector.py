@@ -154,7 +154,8 @@ class ClassFilter:
         for box, conf, cls_id in zip(boxes, confidences, classes, strict=True):
             label = self.names[int(cls_id)]
             if self._interest.wants(label, conf) or label in self._blur:
-                out.append(Detection(label, round(float(conf), 4), tuple(round(float(v), 1) for v in box)))
+                x1, y1, x2, y2 = (round(float(v), 1) for v in box)
+                out.append(Detection(label, round(float(conf), 4), (x1, y1, x2, y2)))
         return out
 
 

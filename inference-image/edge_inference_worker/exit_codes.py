@@ -10,3 +10,5 @@ EXIT_FILES_FAILED = 1  # a Batch run finished but some files failed (summary in 
 EXIT_USAGE = 2
 EXIT_STARTUP = 3  # the worker could not start (model missing, state folder unusable)
 EXIT_STOPPED = 143  # 128 + SIGTERM: stopped by SIGTERM/SIGINT before a Batch run finished
+# `edge-inference events ...`: the store could not be read, or the event was not found.
+EXIT_EVENTS_FAILED = 1

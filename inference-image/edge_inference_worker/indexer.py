@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -45,7 +46,7 @@ class ObjectOutbox(Protocol):
 class EventIndexWriter:
     """Keeps this node's hour records and hands their index objects to the outbox."""
 
-    def __init__(self, folder: Path, prefix: str, outbox: ObjectOutbox, clock=time.time) -> None:
+    def __init__(self, folder: Path, prefix: str, outbox: ObjectOutbox, clock: Callable[[], float] = time.time) -> None:
         self.folder = Path(folder)
         self.prefix = prefix
         self.outbox = outbox

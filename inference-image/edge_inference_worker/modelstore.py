@@ -129,10 +129,7 @@ def _unpack(archive: Path, folder: Path) -> None:
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".unpack-"))
     try:
         with zipfile.ZipFile(archive) as zipped:
-            for member in zipped.namelist():
-                destination = (staging / member).resolve()
-                if not destination.is_relative_to(staging.resolve()):
-                    raise ModelFetchError(f"model archive member {member!r} escapes the archive folder")
+            _refuse_escapes(zipped, staging)
             zipped.extractall(staging)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
@@ -140,3 +137,11 @@ def _unpack(archive: Path, folder: Path) -> None:
         raise ModelFetchError(f"model archive is not a valid zip: {error}") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _refuse_escapes(zipped: zipfile.ZipFile, staging: Path) -> None:
+    """Raise `ModelFetchError` for a member that would land outside `staging` (`../`, an absolute path)."""
+    for member in zipped.namelist():
+        destination = (staging / member).resolve()
+        if not destination.is_relative_to(staging.resolve()):
+            raise ModelFetchError(f"model archive member {member!r} escapes the archive folder")

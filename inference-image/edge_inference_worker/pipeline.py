@@ -46,6 +46,7 @@ CHECKPOINT_VIDEO_SECONDS = 10.0
 PROGRESS_LOG_SECONDS = 10.0
 # How long one blocking outbox write waits before the loop beats the heartbeat and checks for stop.
 OUTBOX_WAIT_SECONDS = 5.0
+# (base, cap) in seconds of `retry_delay`, the back-off of writes to the node's disk.
 RETRY_BACKOFF = (0.5, 30.0)
 # Frames decoded ahead of the detector: two batches (the next decodes during this one). With motion
 # gating, far more: decoding runs on through an event's forward passes, and the static stretch after

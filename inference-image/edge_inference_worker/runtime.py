@@ -17,7 +17,7 @@ import ast
 import importlib.util
 import logging
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -108,9 +108,9 @@ def select_boxes(
     xywh, conf, classes = candidates[keep, :4], conf[keep], classes[keep]
     corner = np.column_stack((xywh[:, 0] - xywh[:, 2] / 2, xywh[:, 1] - xywh[:, 3] / 2, xywh[:, 2], xywh[:, 3]))
     chosen = cv2.dnn.NMSBoxesBatched(corner.tolist(), conf.tolist(), classes.tolist(), confidence, iou)
-    chosen = np.asarray(chosen, dtype=np.int64).reshape(-1)[:MAX_DETECTIONS]
+    kept = np.asarray(chosen, dtype=np.int64).reshape(-1)[:MAX_DETECTIONS]
     xyxy = np.column_stack((corner[:, 0], corner[:, 1], corner[:, 0] + corner[:, 2], corner[:, 1] + corner[:, 3]))
-    return xyxy[chosen], conf[chosen], classes[chosen]
+    return xyxy[kept], conf[kept], classes[kept]
 
 
 def select_end_to_end(
@@ -143,7 +143,10 @@ def export_info(metadata: Mapping[str, object], where: Path) -> ExportInfo:
         raise ModelError(f"{where} has no class names in its metadata: export it with ultralytics (`yolo export`)")
     args = value("args")
     nms_inside = bool(value("end2end")) or (isinstance(args, dict) and bool(args.get("nms")))
-    return ExportInfo({int(k): str(v) for k, v in names.items()}, int(value("stride") or 32), nms_inside)
+    stride = value("stride") or 32
+    if not isinstance(stride, int):
+        raise ModelError(f"{where} has the stride {stride!r} in its metadata, not a whole number of pixels")
+    return ExportInfo({int(k): str(v) for k, v in names.items()}, stride, nms_inside)
 
 
 class OnnxRuntimeSession:
@@ -221,7 +224,7 @@ def _check_ir(xml: Path) -> None:
         raise ModelError(f"cannot load model {xml}: not an OpenVINO IR file (its root element is <{root}>, not <net>)")
 
 
-def _single(found, folder: Path) -> Path:
+def _single(found: Iterable[Path], folder: Path) -> Path:
     files = sorted(found)
     if len(files) != 1:
         raise ModelError(f"cannot load model {folder}: it should hold one OpenVINO .xml model, it holds {len(files)}")
@@ -252,7 +255,7 @@ class ExportedModelDetector:
         self._stride = info.stride
         height, width = self._session.input_shape[2:]
         self._rect = not (isinstance(height, int) and isinstance(width, int))
-        self._shape = (spec.image_size, spec.image_size) if self._rect else (height, width)
+        self._shape = (spec.image_size, spec.image_size) if self._rect else (int(height), int(width))
         if not self._rect and self._shape != (spec.image_size, spec.image_size):
             log.warning("model was exported at a fixed size; it runs at that size, not imageSize",
                         extra={"fields": {"model": str(export), "width": width, "height": height,

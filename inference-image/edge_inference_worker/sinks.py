@@ -10,9 +10,10 @@ import errno
 import io
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import certifi
 import minio
@@ -21,6 +22,8 @@ from edge_inference_api import models
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
 from edge_inference_worker.durable import replace_durably
+
+R = TypeVar("R")
 
 # Error kinds, the `kind` label of the errors counter.
 KIND_UNREACHABLE = "s3_unreachable"  # no answer: refused, reset, timed out, DNS
@@ -147,6 +150,29 @@ class MinioSink:
             raise
         return True
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every key under `prefix` (recursive), in key order; a failure raises `SinkError`."""
+        listing = iter(self.client.list_objects(self.bucket, prefix=prefix, recursive=True))
+        where = f"listing s3://{self.bucket}/{prefix}"
+        while (item := translate_minio_errors(lambda: next(listing, None), where)) is not None:
+            yield item.object_name
+
+    def read(self, key: str) -> bytes:
+        """One object's bytes; a failure raises `SinkError` (its cause the client's error, e.g. NoSuchKey)."""
+        return translate_minio_errors(lambda: self._read(check_key(key)), f"s3://{self.bucket}/{key}")
+
+    def _read(self, key: str) -> bytes:
+        response = self.client.get_object(self.bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def link(self, key: str, lifetime: timedelta) -> str:
+        """A presigned GET URL of `key` at this sink's address (signed here; no request is made)."""
+        return self.client.presigned_get_object(self.bucket, check_key(key), expires=lifetime)
+
     def object_chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
         """The body of one object, streamed in chunks.
 
@@ -200,7 +226,7 @@ class FolderSink:
 
 def sink_from_config(
     sink: models.S3Sink | models.DirectorySink, access_key: str | None, secret_key: str | None
-) -> Sink:
+) -> MinioSink | FolderSink:
     """The sink a `WorkerConfig.sink` describes (credentials come from the environment, not the config)."""
     if isinstance(sink, models.S3Sink):
         return MinioSink(
@@ -227,7 +253,7 @@ def _http_client(timeout: float, secure: bool) -> urllib3.PoolManager:
     )
 
 
-def translate_minio_errors(call, where: str):
+def translate_minio_errors(call: Callable[[], R], where: str) -> R:
     """Run one minio call, turning its many failure types into a `SinkError` with a kind.
 
     `where` (the bucket/key) starts the message.

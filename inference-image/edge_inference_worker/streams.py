@@ -7,7 +7,6 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -112,10 +111,15 @@ class ReadAhead(Iterator[T]):
             self._finish(exc)
 
     def _offer_all(self, items: Iterable[T]) -> None:
-        with closing(iter(items)) as source:
+        source = iter(items)
+        try:
             for item in source:
                 if not self._offer(item, self._size_of(item)):
                     return
+        finally:
+            close = getattr(source, "close", None)  # a generator: run its cleanup (the decoder's) here
+            if close is not None:
+                close()
 
     def _offer(self, item: T, size: int) -> bool:
         with self._changed:

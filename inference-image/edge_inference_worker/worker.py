@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from edge_inference_api.models import ENV_WEBHOOK_HMAC_KEY, Mode, S3Sink, WorkerConfig
@@ -41,7 +42,7 @@ from .modelstore import ModelFetchError
 from .outbox import Outbox, OutboxError
 from .outcomes import DONE, FAILED, SKIPPED, TERMINAL
 from .pipeline import KIND_STATE_WRITE, FileResult, Services, Stopped, process_file, retry_until_done, sink_prefix
-from .sinks import Sink, SinkError, sink_from_config
+from .sinks import FolderSink, MinioSink, Sink, SinkError, sink_from_config
 from .termination import ENV_TERMINATION_LOG, write_termination_message
 from .webhook import Notifier, WebhookSink, stored_check
 from .weights import locate_weights, model_cache
@@ -85,7 +86,7 @@ class Worker:
         self.stop = stop
         self.registry = CollectorRegistry()
         self.health = HealthState()
-        self.results: dict[str, tuple[str, str]] = {}  # name -> (outcome, reason), reported once each
+        self.results: dict[str, tuple[str | None, str]] = {}  # name -> (outcome, reason), reported once each
         self.services: Services | None = None  # set once the model is loaded
         self.settings = settings_digest(config)
         self.sink_grace = float(environ.get(ENV_SINK_ERROR_GRACE, SINK_ERROR_GRACE_SECONDS))
@@ -93,7 +94,32 @@ class Worker:
         self._earlier = 0  # files finished in an earlier run, reported since the last summary line
 
     def run(self) -> int:
+        """Start (folders, sink, outbox, metrics port, model), then run the configured mode; the exit code."""
         malloc_tuned = tune_malloc(self.environ)
+        state = self._state_folder()
+        sink = self._checked_sink()
+        metrics = WorkerMetrics(self.registry)
+        outbox = self._open_outbox(state, sink, metrics)
+        server = self._serve_metrics(outbox)
+        outbox.start()
+        webhooks: Outbox | None = None
+        try:
+            webhooks = self._webhook_outbox(state, sink) if self.config.webhook else None
+            services = self.services = self._services(state, outbox, metrics, webhooks)
+            log.info(
+                "worker started",
+                extra={"fields": {"mode": self.config.mode.value, "input": self.config.input_dir,
+                                  "sink": repr(sink), "model": services.detector.name,
+                                  "device": services.detector.device, "backend": services.detector.backend,
+                                  "node": self.config.node, "job": self.config.job.model_dump(),
+                                  "mallocTuned": malloc_tuned}},
+            )
+            return self._run_mode(services, outbox, webhooks)
+        finally:
+            self._shut_down(outbox, webhooks, server)
+
+    def _state_folder(self) -> Path:
+        """The state folder, made if missing; the input folder must exist."""
         state = Path(self.config.state_dir)
         if not Path(self.config.input_dir).is_dir():
             raise StartupError(f"input folder {self.config.input_dir} does not exist or is not a folder")
@@ -102,6 +128,10 @@ class Worker:
             (state / "ledger").mkdir(exist_ok=True)
         except OSError as exc:
             raise StartupError(f"state folder {state} is not usable: {exc}") from None
+        return state
+
+    def _checked_sink(self) -> MinioSink | FolderSink:
+        """The event sink, checked: a folder that cannot be written stops the start; S3 may come back later."""
         sink = sink_from_config(self.config.sink, self.credentials.access_key, self.credentials.secret_key)
         try:
             sink.check()
@@ -110,60 +140,61 @@ class Worker:
                 raise StartupError(str(exc)) from None
             # S3 may come back: the outbox keeps the events and retries; say so now, loudly.
             log.error("event sink not usable yet; events wait in the outbox", extra={"fields": {"error": str(exc)}})
-        metrics = WorkerMetrics(self.registry)
+        return sink
+
+    def _open_outbox(self, state: Path, sink: Sink, metrics: WorkerMetrics) -> Outbox:
         try:
-            outbox = Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry,
-                            errors=metrics.errors)
+            return Outbox(state / "outbox", sink, self.config.outbox.max_megabytes * 1024 * 1024, self.registry,
+                          errors=metrics.errors)
         except (OutboxError, OSError) as exc:  # locked by another worker, or the state disk refuses
             raise StartupError(f"outbox at {state / 'outbox'}: {exc}") from None
+
+    def _serve_metrics(self, outbox: Outbox) -> ThreadingHTTPServer | None:
+        """/metrics and the probes on the configured port (none for port 0)."""
+        if not self.config.metrics_port:
+            return None
         try:
-            server = serve(self.config.metrics_port, self.registry, self.health) if self.config.metrics_port else None
+            return serve(self.config.metrics_port, self.registry, self.health)
         except OSError as exc:
             outbox.close(0)
             raise StartupError(f"metrics port {self.config.metrics_port}: {exc.strerror or exc}") from None
-        outbox.start()
-        webhooks: Outbox | None = None
-        try:
-            webhooks = self._webhook_outbox(state, sink) if self.config.webhook else None
-            detector = self._load_detector(state)
-            self.health.ready = True
-            services = self.services = Services(
-                config=self.config,
-                detector=detector,
-                model=ModelInfo(detector.name, detector.sha256),
-                outbox=outbox,
-                ledger=Ledger(state / "ledger"),
-                metrics=metrics,
-                health=self.health,
-                stop=self.stop,
-                index=EventIndexWriter(state / "index", sink_prefix(self.config), outbox),
-                notifier=self._notifier(webhooks),
-            )
-            log.info(
-                "worker started",
-                extra={"fields": {"mode": self.config.mode.value, "input": self.config.input_dir,
-                                  "sink": repr(sink), "model": detector.name, "device": detector.device,
-                                  "backend": detector.backend,
-                                  "node": self.config.node, "job": self.config.job.model_dump(),
-                                  "mallocTuned": malloc_tuned}},
-            )
-            if self.config.mode == Mode.CONTINUOUS:
-                self._continuous(services)
-                return EXIT_OK
-            result = self._batch(services, outbox)
-            if webhooks is not None and result == EXIT_OK:
-                self._drain_webhooks(webhooks)
-            return result
-        finally:
-            if webhooks is not None:
-                webhooks.close(0)
-            # A sink that says no for good will not take the events in the next 10 s either.
-            outbox.close(0 if outbox.sink_refusal() else SHUTDOWN_FLUSH_SECONDS)
-            if outbox.depth():
-                log.warning("events left in the outbox for the next start",
-                            extra={"fields": {"events": outbox.depth()}})
-            if server is not None:
-                server.shutdown()
+
+    def _services(self, state: Path, outbox: Outbox, metrics: WorkerMetrics, webhooks: Outbox | None) -> Services:
+        """What the pipeline works with, once the model is loaded (the worker is ready from then on)."""
+        detector = self._load_detector(state)
+        self.health.ready = True
+        return Services(
+            config=self.config,
+            detector=detector,
+            model=ModelInfo(detector.name, detector.sha256),
+            outbox=outbox,
+            ledger=Ledger(state / "ledger"),
+            metrics=metrics,
+            health=self.health,
+            stop=self.stop,
+            index=EventIndexWriter(state / "index", sink_prefix(self.config), outbox),
+            notifier=self._notifier(webhooks),
+        )
+
+    def _run_mode(self, services: Services, outbox: Outbox, webhooks: Outbox | None) -> int:
+        if self.config.mode == Mode.CONTINUOUS:
+            self._continuous(services)
+            return EXIT_OK
+        result = self._batch(services, outbox)
+        if webhooks is not None and result == EXIT_OK:
+            self._drain_webhooks(webhooks)
+        return result
+
+    def _shut_down(self, outbox: Outbox, webhooks: Outbox | None, server: ThreadingHTTPServer | None) -> None:
+        if webhooks is not None:
+            webhooks.close(0)
+        # A sink that says no for good will not take the events in the next 10 s either.
+        outbox.close(0 if outbox.sink_refusal() else SHUTDOWN_FLUSH_SECONDS)
+        if outbox.depth():
+            log.warning("events left in the outbox for the next start",
+                        extra={"fields": {"events": outbox.depth()}})
+        if server is not None:
+            server.shutdown()
 
     def _webhook_outbox(self, state: Path, sink: Sink) -> Outbox:
         """The job's webhook messages: a durable outbox of their own (docs/events.md, "Notifications")."""
@@ -228,16 +259,7 @@ class Worker:
         settle = SettleTracker(self.config.settle_seconds)
         while not self.stop.is_set():
             services.beat()
-            present: set[str] = set()
-            for item in scan(root, self.config.include):
-                if self.stop.is_set():
-                    break
-                present.add(item.rel)
-                if isinstance(item, VideoFile) and self._finished_earlier(services, item) is None:
-                    if not settle.ready(item, time.monotonic()):
-                        continue
-                    settle.forget(item.rel)
-                self._handle(services, item)
+            present = self._scan_once(services, root, settle)
             self._log_earlier()
             settle.retain(present)
             if not self.stop.is_set():  # a complete scan: forget what is gone (memory stays flat)
@@ -245,6 +267,20 @@ class Worker:
                 self.results = {name: r for name, r in self.results.items() if name in names}
                 self._identities = {rel: i for rel, i in self._identities.items() if rel in present}
             self.stop.wait(self.config.poll_seconds)
+
+    def _scan_once(self, services: Services, root: Path, settle: SettleTracker) -> set[str]:
+        """Handle every file that has settled; the paths seen (all of them unless stopped part way)."""
+        present: set[str] = set()
+        for item in scan(root, self.config.include):
+            if self.stop.is_set():
+                break
+            present.add(item.rel)
+            if isinstance(item, VideoFile) and self._finished_earlier(services, item) is None:
+                if not settle.ready(item, time.monotonic()):
+                    continue
+                settle.forget(item.rel)
+            self._handle(services, item)
+        return present
 
     def _identify(self, services: Services, file: VideoFile) -> VideoFile:
         """The file with the id the ledger knows it by: its path's, or that of the same bytes elsewhere."""
@@ -312,11 +348,12 @@ class Worker:
         failures = 0
         if result.outcome == FAILED:
             again = previous is not None and previous.outcome == FAILED and previous.settings == self.settings
-            failures = previous.failures + 1 if again else 1
+            failures = previous.failures + 1 if previous is not None and again else 1
         try:
             content = fingerprint(file.path, file.size)
         except OSError:  # rotated away meanwhile: it cannot be renamed back under another name either
             content = ""
+        assert result.outcome is not None  # only a final outcome is recorded
         services.ledger.finish(file.file_id, file.rel, file.size, result.outcome, fingerprint=content,
                                settings=self.settings, finished_at=time.time(), failures=failures)
 
@@ -345,7 +382,9 @@ class Worker:
         services.metrics.files.labels(outcome=result.outcome).inc()
         if quiet:
             return
-        fields = {"file": name, "outcome": result.outcome, "events": result.events, "sampledFrames": result.frames}
+        fields: dict[str, object] = {
+            "file": name, "outcome": result.outcome, "events": result.events, "sampledFrames": result.frames,
+        }
         if result.seconds:
             fields["seconds"] = round(result.seconds, 3)
             fields["framesPerSecond"] = round(result.frames / result.seconds, 2)

@@ -22,6 +22,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from support.jobs import manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
@@ -176,11 +177,6 @@ def job_manifest(kind: Kind) -> Callable[..., dict[str, Any]]:
                 "credentialsSecretRef": {"name": "s3-credentials"},
             },
         }
-        return {
-            "apiVersion": "edgeinference.io/v1alpha1",
-            "kind": "InferenceJob",
-            "metadata": {"name": name, "namespace": kind.namespace},
-            "spec": {**base, **spec},
-        }
+        return manifest(name, kind.namespace, {**base, **spec})
 
     return make

@@ -19,6 +19,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from support.helm import find_objects, render_chart
+from support.release import build_script_images
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO_ROOT / "requirements"
@@ -273,14 +274,7 @@ def test_export_image_runs_prepare_model_by_default() -> None:
 
 
 def test_build_script_tags_images_with_the_version_the_chart_uses() -> None:
-    result = subprocess.run(
-        ["bash", str(REPO_ROOT / "scripts" / "build-images.sh"), "--dry-run"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    built = dict(reversed(line.split()) for line in result.stdout.splitlines())
+    built = {dockerfile: tag for tag, dockerfile in build_script_images().items()}
     version = _pyproject()["project"]["version"]
     assert built == {
         "operator/Dockerfile": f"ghcr.io/edge-inference/operator:{version}",

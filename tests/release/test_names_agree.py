@@ -4,14 +4,20 @@ defaults, the Argo CD examples and the README name the same images, tags, regist
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 
 import pytest
 import yaml
 from support.helm import CHART_DIR, RELEASE_NAME, find_objects, render_chart
-from support.release import REPO_ROOT, bake_groups, bake_targets, bake_variables, load_script, project_version
+from support.release import (
+    REPO_ROOT,
+    bake_groups,
+    bake_targets,
+    bake_variables,
+    build_script_images,
+    load_script,
+    project_version,
+)
 
 REGISTRY = "ghcr.io/edge-inference"
 CHART_REPOSITORY = f"oci://{REGISTRY}/charts"
@@ -25,15 +31,7 @@ def _release_env() -> dict[str, str]:
 
 def _build_script_images() -> dict[str, str]:
     """image tag -> Dockerfile, as scripts/build-images.sh would build every bake target."""
-    result = subprocess.run(
-        ["bash", str(REPO_ROOT / "scripts" / "build-images.sh"), "--dry-run"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-        env={**os.environ, "IMAGES": " ".join(bake_groups()["default"])},
-    )
-    return dict(line.split() for line in result.stdout.splitlines())
+    return build_script_images(" ".join(bake_groups()["default"]))
 
 
 def _chart_image_refs() -> set[str]:

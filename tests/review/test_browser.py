@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from edge_inference_worker.review.query import EventQuery
 from playwright.sync_api import Page, sync_playwright
-from support.s3server import free_ports, wait_until
+from support.s3server import free_ports
+from support.waiting import wait_until
 
 from .test_events_cli import NIGHT, expected
 

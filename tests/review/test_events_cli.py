@@ -17,7 +17,7 @@ from edge_inference_worker.review.store import BucketStore
 from edge_inference_worker.review.timerange import night_of
 from edge_inference_worker.sinks import MinioSink
 from support.event_fleet import fleet_events, index_objects, one_event, utc
-from support.s3server import wait_until
+from support.waiting import wait_until
 
 from .conftest import FLEET_START, PREFIX, upload_events
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import urllib.error
 import urllib.request
 
 
@@ -13,7 +14,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def loopback_url(port: int, path: str) -> str:
+    """`http://127.0.0.1:<port><path>`."""
+    return f"http://127.0.0.1:{port}{path}"
+
+
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
-    """(status, body) of a GET; an HTTP error status raises, as urllib does."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.status, response.read().decode()
+    """(status, body) of a GET, an error status too; (0, "") while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""

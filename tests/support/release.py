@@ -1,13 +1,15 @@
 """What the release tests share: the bake file resolved as buildx resolves it, the project version, and the
 release scripts (files under scripts/, which are not a package) loaded as modules.
 
-    from support.release import bake_targets, load_script, project_version
+    from support.release import bake_targets, build_script_images, load_script, project_version
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -113,3 +115,18 @@ def bake_targets(path: Path = BAKE_FILE) -> dict[str, BakeTarget]:
             args=dict(body.get("args", {})),
         )
     return targets
+
+
+def build_script_images(images: str | None = None) -> dict[str, str]:
+    """image tag -> Dockerfile, as `scripts/build-images.sh --dry-run` would build them (its default
+    images, or the `IMAGES` given)."""
+    env = {**os.environ, "IMAGES": images} if images is not None else None
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "build-images.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        env=env,
+    )
+    return dict(line.split() for line in result.stdout.splitlines())

@@ -56,18 +56,6 @@ DEFAULT_BUCKET = "events"
 _COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.02):
-    """Poll `condition()` until it returns something truthy (returned) or fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
-
-
 class S3ServerError(RuntimeError):
     """The S3 server process could not be started or did not become ready in time."""
 

@@ -7,13 +7,13 @@ Used by tests/worker (and usable by benchmarks): the worker runs as the real con
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.net import http_get, loopback_url
 from support.synthetic import GroundTruth
 
 MODEL = "synthetic-yolov5n"
@@ -27,6 +27,20 @@ FPS = 2.0
 class Clip:
     path: Path
     truth: GroundTruth
+
+
+def offline_environment(config_dir: Path) -> dict[str, str]:
+    """The environment of a worker subprocess: offline (ultralytics' settings in `config_dir`), one thread."""
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "YOLO_OFFLINE": "1",
+        "YOLO_AUTOINSTALL": "false",
+        "ORT_DISABLE_TELEMETRY": "1",
+        "YOLO_CONFIG_DIR": str(config_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def detect_args(input_dir: Path, out: str, state_dir: Path, *extra: str) -> list[str]:
@@ -85,17 +99,6 @@ def event_documents(out_dir: Path) -> dict[str, dict]:
     }
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
-    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def truth_intervals(truth: GroundTruth, cooldown: float = COOLDOWN) -> list[tuple[str, float, float]]:
     """Per class, the truth presence intervals merged where the gap is shorter than the cooldown
     (the worker rightly makes one event of them)."""
@@ -135,25 +138,11 @@ def assert_events_match_truth(documents: list[dict], truth: GroundTruth) -> None
     assert len(documents) == len(expected)
 
 
-def http_get(port: int, path: str) -> tuple[int, str]:
-    """(status, body) of a GET on the worker's metrics port; (0, "") while nothing listens."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
 def metric_value(port: int, name: str, labels: dict[str, str] | None = None) -> float | None:
     """One sample from the worker's /metrics, or None if absent."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    status, body = http_get(port, "/metrics")
+    status, body = http_get(loopback_url(port, "/metrics"))
     if status != 200:
         return None
     for family in text_string_to_metric_families(body):

@@ -4,7 +4,6 @@ of a worker subprocess (offline, one thread, the exported models as its built-in
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,22 +12,13 @@ import pytest
 from edge_inference_worker.detector import PACKAGE_MODEL_DIR
 from support.s3server import s3_server_module  # noqa: F401  (a fixture, for the S3 tests)
 from support.synthetic import make_video, short_scenario, static_heavy_scenario
-from support.worker_harness import MODEL, Clip, detect_args, run_worker
+from support.worker_harness import MODEL, Clip, detect_args, offline_environment, run_worker
 
 
 @pytest.fixture(scope="session")
 def offline_env(tmp_path_factory) -> dict[str, str]:
     """Offline, one thread, ultralytics' settings in a temp dir."""
-    return {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "YOLO_OFFLINE": "1",
-        "YOLO_AUTOINSTALL": "false",
-        "ORT_DISABLE_TELEMETRY": "1",
-        "YOLO_CONFIG_DIR": str(tmp_path_factory.mktemp("ultralytics")),
-        "PYTHONUNBUFFERED": "1",
-    }
+    return offline_environment(tmp_path_factory.mktemp("ultralytics"))
 
 
 @pytest.fixture(scope="session")

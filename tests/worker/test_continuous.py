@@ -8,8 +8,10 @@ import subprocess
 import time
 from datetime import datetime
 
+from support.net import http_get, loopback_url
 from support.s3server import free_ports
-from support.worker_harness import detect_args, event_documents, http_get, log_lines, metric_value, wait_for
+from support.waiting import wait_until
+from support.worker_harness import detect_args, event_documents, log_lines, metric_value
 
 SETTLE = 2.0
 CHUNKS = 5
@@ -37,8 +39,8 @@ def test_watch_waits_for_complete_files_and_picks_up_new_ones(short_clip, worker
     )
     process = subprocess.Popen(args, env=worker_env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))  # noqa: SIM115
     try:
-        wait_for(lambda: http_get(port, "/readyz")[0] == 200, 120, "readiness (model loaded)")
-        assert http_get(port, "/healthz")[0] == 200
+        wait_until(lambda: http_get(loopback_url(port, "/readyz"))[0] == 200, 120, "readiness (model loaded)")
+        assert http_get(loopback_url(port, "/healthz"))[0] == 200
 
         # A camera writing a segment: the file grows in chunks, each gap shorter than the settle time.
         data = short_clip.path.read_bytes()
@@ -51,19 +53,19 @@ def test_watch_waits_for_complete_files_and_picks_up_new_ones(short_clip, worker
                 handle.write(data[i * len(data) // CHUNKS : (i + 1) * len(data) // CHUNKS])
                 handle.flush()
                 last_write = time.time()
-        started = wait_for(lambda: first(log, "file started", file="cam1/seg-001.mp4"), 60, "the segment to start")
+        started = wait_until(lambda: first(log, "file started", file="cam1/seg-001.mp4"), 60, "the segment to start")
         started_at = datetime.fromisoformat(started["ts"].replace("Z", "+00:00")).timestamp()
         assert started_at >= last_write + SETTLE - 0.3, "started before the file had settled"
-        done = wait_for(lambda: first(log, "file done", file="cam1/seg-001.mp4"), 120, "the segment to finish")
+        done = wait_until(lambda: first(log, "file done", file="cam1/seg-001.mp4"), 120, "the segment to finish")
         assert done["events"] == 4
 
         # A later file, moved into place whole.
         staging = tmp_path / "staging.mp4"
         staging.write_bytes(data)
         staging.rename(videos / "cam1" / "seg-002.mp4")
-        done = wait_for(lambda: first(log, "file done", file="cam1/seg-002.mp4"), 120, "the new segment")
+        done = wait_until(lambda: first(log, "file done", file="cam1/seg-002.mp4"), 120, "the new segment")
         assert done["events"] == 4
-        wait_for(lambda: len(event_documents(out)) == 8, 30, "eight events delivered")
+        wait_until(lambda: len(event_documents(out)) == 8, 30, "eight events delivered")
 
         assert metric_value(port, "edge_inference_files_total", {"outcome": "done"}) == 2
         assert metric_value(port, "edge_inference_events_total", {"class": "person"}) == 4

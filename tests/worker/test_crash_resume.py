@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 from edge_inference_worker.files import file_id
+from support.net import http_get, loopback_url
 from support.s3server import free_ports
+from support.waiting import wait_until
 from support.worker_harness import (
     assert_events_match_truth,
     detect_args,
     event_documents,
-    http_get,
     ledger_entry,
     log_lines,
     metric_value,
     run_worker,
-    wait_for,
 )
 
 # Every sampled frame analysed: the slowest (and longest) run, so there is time to kill it mid-file.
@@ -91,7 +91,7 @@ def test_sigkill_mid_file_three_times(baseline, long_clip, worker_env, tmp_path)
         before = {"events": events_written(), "resume": resume_index()}
         process = start(args, worker_env, tmp_path / f"run{number}.log")
         try:
-            wait_for(lambda c=condition, b=before, p=process: c(b) or p.poll() is not None, 120, what)
+            wait_until(lambda c=condition, b=before, p=process: c(b) or p.poll() is not None, 120, what)
             assert process.poll() is None, f"the worker finished the file before it could be killed {what}"
             process.send_signal(signal.SIGKILL)
         finally:
@@ -118,7 +118,7 @@ def test_a_file_deleted_while_it_is_read_is_finished(baseline, long_clip, worker
     fid = file_id(copy.name)
     process = start(detect_args(videos, str(out), state, *FLAGS), worker_env, tmp_path / "run.log")
     try:
-        wait_for(lambda: ledger_entry(state, fid) or process.poll() is not None, 120, "the first checkpoint")
+        wait_until(lambda: ledger_entry(state, fid) or process.poll() is not None, 120, "the first checkpoint")
         assert process.poll() is None
         copy.unlink()  # the open file stays readable: the worker finishes what it started
         assert process.wait(timeout=120) == 0
@@ -139,12 +139,13 @@ def test_a_full_state_disk_pauses_counts_and_loses_nothing(baseline, long_clip, 
     args = detect_args(long_clip.path.parent, str(out), state, *FLAGS, "--metrics-port", str(port))
     process = start(args, worker_env, tmp_path / "run.log")
     try:
-        failures = wait_for(
+        failures = wait_until(
             lambda: metric_value(port, "edge_inference_errors_total", {"kind": "state_write"}), 120,
             "a counted state write failure",
         )
         assert failures >= 1
-        assert http_get(port, "/healthz")[0] == 200 and http_get(port, "/readyz")[0] == 200  # paused, not dead
+        healthy = http_get(loopback_url(port, "/healthz"))[0] == 200
+        assert healthy and http_get(loopback_url(port, "/readyz"))[0] == 200  # paused, not dead
         lines = log_lines((tmp_path / "run.log").read_text())
         assert any(line["msg"] == "ledger checkpoint failed, retrying" and "No space left" in line["error"]
                    for line in lines)
@@ -163,7 +164,7 @@ def test_sigterm_checkpoints_and_exits_143_then_resumes(baseline_gated, long_cli
     fid = file_id(long_clip.path.name)
     process = start(args, worker_env, tmp_path / "run.log")
     try:
-        wait_for(lambda: ledger_entry(state, fid) or process.poll() is not None, 120, "the first checkpoint")
+        wait_until(lambda: ledger_entry(state, fid) or process.poll() is not None, 120, "the first checkpoint")
         assert process.poll() is None
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 143  # stopped before the batch finished

@@ -8,17 +8,17 @@ import json
 import signal
 import subprocess
 
+from support.net import http_get, loopback_url
 from support.s3server import free_ports
 from support.synthetic import make_video, short_scenario
+from support.waiting import wait_until
 from support.worker_harness import (
     assert_events_match_truth,
     detect_args,
     event_keys,
-    http_get,
     log_lines,
     metric_value,
     run_worker,
-    wait_for,
 )
 
 
@@ -35,11 +35,11 @@ def test_a_full_outbox_blocks_loses_nothing_and_resumes(worker_env, s3_server_mo
                        "--metrics-port", str(metrics_port))
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))  # noqa: SIM115
     try:
-        wait_for(lambda: metric_value(metrics_port, "edge_inference_outbox_full") == 1, 120, "the outbox to fill")
+        wait_until(lambda: metric_value(metrics_port, "edge_inference_outbox_full") == 1, 120, "the outbox to fill")
         assert metric_value(metrics_port, "edge_inference_outbox_events") == 1
         assert metric_value(metrics_port, "edge_inference_errors_total", {"kind": "s3_unreachable"}) >= 1
         assert metric_value(metrics_port, "edge_inference_files_total", {"outcome": "done"}) is None  # blocked
-        assert http_get(metrics_port, "/healthz")[0] == 200  # waiting, not stalled
+        assert http_get(loopback_url(metrics_port, "/healthz"))[0] == 200  # waiting, not stalled
         assert any("OUTBOX FULL" in line["msg"] for line in log_lines(log.read_text()))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 143

@@ -19,7 +19,7 @@ from edge_inference_worker.pipeline import (
     with_images,
 )
 from edge_inference_worker.streams import ReadAhead, ReadAheadLimit
-from support.worker_harness import wait_for
+from support.waiting import wait_until
 
 
 def read_ahead(items, depth):
@@ -81,19 +81,19 @@ def test_items_are_held_up_to_the_byte_budget_within_the_frame_bounds():
     sizes = {i: 10 for i in range(100)}
     ahead = ReadAhead(iter(range(100)), ReadAheadLimit(budget_bytes=55, min_items=2, max_items=8), sizes.get)
     with closing(ahead):
-        wait_for(lambda: ahead.held_items == 5, 10, "the producer to fill the budget")
+        wait_until(lambda: ahead.held_items == 5, 10, "the producer to fill the budget")
         assert ahead.held_bytes == 50  # a sixth item of 10 bytes would pass 55
         assert next(ahead) == 0
-        wait_for(lambda: ahead.held_items == 5, 10, "the producer to refill")
+        wait_until(lambda: ahead.held_items == 5, 10, "the producer to refill")
     big = ReadAhead(iter(range(100)), ReadAheadLimit(budget_bytes=55, min_items=2, max_items=8), lambda _: 100)
     with closing(big):
-        wait_for(lambda: big.held_items == 2, 10, "the floor of two items, over budget")
+        wait_until(lambda: big.held_items == 2, 10, "the floor of two items, over budget")
     small = ReadAhead(iter(range(100)), ReadAheadLimit(budget_bytes=10**9, min_items=2, max_items=8), lambda _: 1)
     with closing(small):
-        wait_for(lambda: small.held_items == 8, 10, "the ceiling")
+        wait_until(lambda: small.held_items == 8, 10, "the ceiling")
     reserved = ReadAhead(iter(range(100)), ReadAheadLimit(100, 2, 50, reserve_items=4), sizes.get)
     with closing(reserved):
-        wait_for(lambda: reserved.held_items == 6, 10, "the budget less four items held elsewhere")
+        wait_until(lambda: reserved.held_items == 6, 10, "the budget less four items held elsewhere")
 
 
 def _clip(path, pix_fmt: str, width: int = 640, height: int = 360, frames: int = 300) -> None:
@@ -119,9 +119,9 @@ def test_the_gated_read_ahead_counts_frames_as_the_decoder_gives_them(tmp_path, 
         assert first.nbytes == 640 * 360 * bytes_per_pixel
         limit = read_ahead_limit(batch_size=1, gated=True)
         with closing(ReadAhead(reader.samples(25.0), limit, lambda frame: frame.nbytes)) as ahead:
-            wait_for(lambda: ahead.held_items >= READ_AHEAD_GATED_FRAMES[0], 30, "frames decoded ahead")
+            wait_until(lambda: ahead.held_items >= READ_AHEAD_GATED_FRAMES[0], 30, "frames decoded ahead")
             budget = READ_AHEAD_BYTES - FRAMES_HELD_ELSEWHERE * first.nbytes
-            wait_for(lambda: ahead.held_bytes + first.nbytes > budget
+            wait_until(lambda: ahead.held_bytes + first.nbytes > budget
                      or ahead.held_items == READ_AHEAD_GATED_FRAMES[1], 30, "the buffer to fill")
             assert ahead.held_bytes <= budget
 

@@ -23,13 +23,8 @@ from edge_inference_worker.files import file_id
 from edge_inference_worker.ledger import Ledger
 from edge_inference_worker.logs import JsonFormatter
 from support.synthetic import make_video, render_frames, short_scenario
-from support.worker_harness import (
-    LogCapture,
-    detect_flags,
-    event_documents,
-    run_in_process,
-    wait_for,
-)
+from support.waiting import wait_until
+from support.worker_harness import LogCapture, detect_flags, event_documents, run_in_process
 
 FILES = "edge_inference_files_total"
 
@@ -156,7 +151,7 @@ def test_watch_mode_survives_a_name_that_is_not_utf8(short_clip, worker_env, tmp
     videos = _folder(tmp_path, {ODD: short_clip.path.read_bytes()})
     flags = _flags(tmp_path, videos, "--watch", "--settle-seconds", "0", "--poll-seconds", "0.2")
     with _Background(flags, worker_env) as background:
-        wait_for(lambda: background.outcomes(ODD_SHOWN) or background.code is not None, 120, "the odd name")
+        wait_until(lambda: background.outcomes(ODD_SHOWN) or background.code is not None, 120, "the odd name")
         assert background.code is None, "the watcher died"
         assert background.outcomes(ODD_SHOWN) == ["done"]
     assert background.code == 0
@@ -196,10 +191,10 @@ def test_a_paused_avi_in_watch_mode_is_incomplete_then_finished(paused_avi, work
     videos = _folder(tmp_path, {"dvr/ch1.avi": half})
     flags = _flags(tmp_path, videos, "--watch", "--settle-seconds", "0.5", "--poll-seconds", "0.2")
     with _Background(flags, worker_env) as background:
-        wait_for(lambda: background.outcomes("dvr/ch1.avi"), 120, "the half-written file")
+        wait_until(lambda: background.outcomes("dvr/ch1.avi"), 120, "the half-written file")
         assert background.outcomes("dvr/ch1.avi") == ["truncated"]
         (videos / "dvr" / "ch1.avi").write_bytes(whole)  # the writer resumed and closed the file
-        wait_for(lambda: len(background.outcomes("dvr/ch1.avi")) == 2, 120, "the finished file")
+        wait_until(lambda: len(background.outcomes("dvr/ch1.avi")) == 2, 120, "the finished file")
         assert background.outcomes("dvr/ch1.avi") == ["truncated", "done"]
     documents = _by_file(tmp_path / "events")["dvr/ch1.avi"]
     assert len(documents) == 4  # each object once: the early events were overwritten, not copied
@@ -286,9 +281,9 @@ def test_a_grown_file_gets_its_done_line_and_is_counted(worker_env, tmp_path):
     videos = _folder(tmp_path, {"cam.mkv": half})
     flags = _flags(tmp_path, videos, "--watch", "--settle-seconds", "0.5", "--poll-seconds", "0.2")
     with _Background(flags, worker_env) as background:
-        wait_for(lambda: background.outcomes("cam.mkv"), 120, "the first part")
+        wait_until(lambda: background.outcomes("cam.mkv"), 120, "the first part")
         (videos / "cam.mkv").write_bytes(whole)
-        wait_for(lambda: len(background.outcomes("cam.mkv")) == 2, 120, "the grown file's line")
+        wait_until(lambda: len(background.outcomes("cam.mkv")) == 2, 120, "the grown file's line")
         assert background.outcomes("cam.mkv") == ["done", "done"]
         assert background.worker.registry.get_sample_value(FILES, {"outcome": "done"}) == 2
 

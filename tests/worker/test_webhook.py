@@ -14,7 +14,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from support.s3server import free_ports, wait_until
+from support.s3server import free_ports
+from support.waiting import wait_until
 from support.worker_harness import detect_args, run_worker
 
 HMAC_KEY = "test-hmac-key-0123456789"

@@ -11,11 +11,11 @@ reach it, when that differs from the one the server uses. Only GET routes exist.
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -75,10 +75,10 @@ def create_app(store: EventStore, source: str, clock: Callable[[], datetime] = l
     return Starlette(routes=routes)
 
 
-def query_from_params(params, now: datetime) -> EventQuery:
+def query_from_params(params: Mapping[str, str], now: datetime) -> EventQuery:
     """The page's address as a query, read exactly as `events list` reads its flags."""
     night = params.get("night")
-    args = SimpleNamespace(
+    args = argparse.Namespace(
         namespace=params.get("namespace") or None,
         job=params.get("job") or None,
         node=None,  # the node filter runs in the page, like the class filter

@@ -25,7 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from edge_inference_api.models import DirectorySink
+
 from ..config import ConfigError, add_s3_arguments, credentials_from_env, sink_from_out
+from ..exit_codes import EXIT_EVENTS_FAILED, EXIT_OK, EXIT_USAGE
 from ..sinks import SinkError
 from .index import EventSummary, IndexFormatError, summary_as_dict
 from .query import EventQuery, QueryError, find_events, read_document, rebuild_index, scan_prefix
@@ -33,9 +36,6 @@ from .report import ReportEvent, data_uri, render_report
 from .store import EventStore, ObjectMissingError, store_from_sink
 from .timerange import TimeFormatError, parse_instant, parse_night
 
-EXIT_OK = 0
-EXIT_FAILED = 1  # the store could not be read, or the event was not found
-EXIT_USAGE = 2
 FORMATS = ("table", "jsonl", "csv")
 TABLE_COLUMNS = ("start", "site", "node", "class", "peak", "frames", "id", "source")
 
@@ -84,7 +84,7 @@ def run_events_command(args: argparse.Namespace, environ: Mapping[str, str], out
         return EXIT_USAGE
     except (SinkError, IndexFormatError) as exc:
         print(f"edge-inference events: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_EVENTS_FAILED
 
 
 def query_from_args(args: argparse.Namespace, now: datetime) -> EventQuery:
@@ -111,7 +111,9 @@ def query_from_args(args: argparse.Namespace, now: datetime) -> EventQuery:
     )
 
 
-def _command(commands, name: str, help_text: str) -> argparse.ArgumentParser:
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("source", help="s3://bucket/prefix (as `detect --out`) or a local events folder")
     add_s3_arguments(parser)
@@ -143,7 +145,7 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 def _store(args: argparse.Namespace, environ: Mapping[str, str]) -> EventStore:
     sink = sink_from_out(args.source, args, environ)
-    if not args.source.startswith("s3://") and not Path(sink.path).is_dir():
+    if isinstance(sink, DirectorySink) and not Path(sink.path).is_dir():
         raise ConfigError(f"events folder {args.source} does not exist")
     credentials = credentials_from_env(environ)
     public = getattr(args, "public_endpoint", None)

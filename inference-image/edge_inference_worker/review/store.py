@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import minio
 from edge_inference_api import models
 from minio.error import S3Error
 
-from ..sinks import FolderSink, MinioSink, SinkError, check_key, sink_from_config, translate_minio_errors
+from ..sinks import FolderSink, MinioSink, SinkError, check_key, sink_from_config
 
 # How long a presigned snapshot link stays valid: long enough to keep a page open for a shift.
 PRESIGNED_LINK_LIFETIME = timedelta(hours=12)
@@ -61,47 +60,33 @@ class EventStore(Protocol):
 
 
 class BucketStore:
-    """Events in an S3/MinIO bucket, read through the worker's fail-fast minio client.
+    """Events in an S3/MinIO bucket, read through the worker's fail-fast sink.
 
-    `links`: the client that signs snapshot links, when browsers reach S3 at another address.
+    `links`: the sink that signs snapshot links, when browsers reach S3 at another address.
     """
 
-    def __init__(self, sink: MinioSink, prefix: str, links: minio.Minio | None = None) -> None:
+    def __init__(self, sink: MinioSink, prefix: str, links: MinioSink | None = None) -> None:
         self.sink = sink
         self.prefix = prefix
-        self.links = links or sink.client
+        self.links = links or sink
         self.counter = ReadCounter()
 
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key under `prefix` (recursive), in key order."""
         self.counter.list_requests += 1
-        listing = self.sink.client.list_objects(self.sink.bucket, prefix=prefix, recursive=True)
-        iterator = iter(listing)
-        while True:
-            item = translate_minio_errors(lambda: next(iterator, None), f"listing s3://{self.sink.bucket}/{prefix}")
-            if item is None:
-                return
+        for key in self.sink.keys(prefix):
             self.counter.keys_listed += 1
-            yield item.object_name
+            yield key
 
     def get(self, key: str) -> bytes:
         """The object's bytes; `ObjectMissingError` when there is none."""
         self.counter.objects_fetched += 1
-        where = f"s3://{self.sink.bucket}/{key}"
         try:
-            return translate_minio_errors(lambda: self._read(check_key(key)), where)
+            return self.sink.read(key)
         except SinkError as error:
             if isinstance(error.__cause__, S3Error) and error.__cause__.code == "NoSuchKey":
-                raise ObjectMissingError(error.kind, f"{where}: no such object") from None
+                raise ObjectMissingError(error.kind, f"s3://{self.sink.bucket}/{key}: no such object") from None
             raise
-
-    def _read(self, key: str) -> bytes:
-        response = self.sink.client.get_object(self.sink.bucket, key)
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         """Upload one object (the index backfill)."""
@@ -109,7 +94,7 @@ class BucketStore:
 
     def link(self, key: str) -> str:
         """A presigned GET URL: the browser fetches the snapshot from S3 with no credentials of its own."""
-        return self.links.presigned_get_object(self.sink.bucket, check_key(key), expires=PRESIGNED_LINK_LIFETIME)
+        return self.links.link(key, PRESIGNED_LINK_LIFETIME)
 
 
 class FolderStore:
@@ -172,17 +157,20 @@ def store_from_sink(
         assert isinstance(sink, models.S3Sink)
         links = None
         if public_endpoint:
-            links = presigning_client(public_endpoint, access_key, secret_key, sink.region or DEFAULT_REGION)
+            links = presigning_sink(public_endpoint, sink.bucket, access_key, secret_key, sink.region or DEFAULT_REGION)
         return BucketStore(writer, sink.prefix, links)
+    assert isinstance(sink, models.DirectorySink)
     return FolderStore(Path(sink.path))
 
 
-def presigning_client(endpoint: str, access_key: str | None, secret_key: str | None, region: str) -> minio.Minio:
-    """A client that only signs links for `endpoint`; the region is given, so signing needs no network."""
+def presigning_sink(
+    endpoint: str, bucket: str, access_key: str | None, secret_key: str | None, region: str
+) -> MinioSink:
+    """A sink that only signs links for `endpoint`; the region is given, so signing needs no network."""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
         raise ValueError(f"public endpoint {endpoint!r} must be http(s)://host[:port]")
-    return minio.Minio(
-        parts.netloc, access_key=access_key, secret_key=secret_key, secure=parts.scheme == "https", region=region
+    return MinioSink(
+        parts.netloc, bucket, access_key=access_key, secret_key=secret_key, secure=parts.scheme == "https",
+        region=region,
     )
-

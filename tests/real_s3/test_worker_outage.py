@@ -1,31 +1,19 @@
 """The whole worker through an S3 outage: S3 is killed after the first event, comes back only
 after every file (minutes of video) was analysed; the bucket ends up exactly as without outage."""
 
-import os
 import subprocess
 
 from support.s3server import free_ports
 from support.synthetic import make_video, short_scenario, static_heavy_scenario
-from support.worker_harness import detect_args, metric_value, run_worker, wait_for
-
-
-def worker_env(tmp_path, s3_server) -> dict[str, str]:
-    return {
-        **os.environ,
-        **s3_server.credentials_env(),
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "YOLO_OFFLINE": "1",
-        "YOLO_AUTOINSTALL": "false",
-        "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics"),
-    }
+from support.waiting import wait_until
+from support.worker_harness import detect_args, metric_value, offline_environment, run_worker
 
 
 def test_worker_delivers_every_event_exactly_once_across_an_outage(s3_server, tmp_path):
     videos = tmp_path / "videos"
     make_video(videos / "cam1" / "short.mp4", short_scenario(), seed=7)  # 24 s, 4 events
     make_video(videos / "cam2" / "yard.mp4", static_heavy_scenario(90.0, moving_fraction=0.3, seed=3), seed=3)
-    env = worker_env(tmp_path, s3_server)
+    env = {**offline_environment(tmp_path / "ultralytics"), **s3_server.credentials_env()}
 
     # The same job without an outage, into another bucket: what the bucket must hold in the end.
     client = s3_server.client()
@@ -53,9 +41,9 @@ def test_worker_delivers_every_event_exactly_once_across_an_outage(s3_server, tm
     with open(tmp_path / "worker.log", "w") as log:
         worker = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: any(k.endswith(".json") for k in s3_server.list_keys("outage/")), 120, "the first event")
+        wait_until(lambda: any(k.endswith(".json") for k in s3_server.list_keys("outage/")), 120, "the first event")
         s3_server.stop()
-        wait_for(
+        wait_until(
             lambda: metric_value(port, "edge_inference_files_total", {"outcome": "done"}) == 2,
             240,
             "every file analysed during the outage",

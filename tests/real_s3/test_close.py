@@ -5,7 +5,7 @@ import time
 import prometheus_client
 from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import sink_from_config
-from outbox.producer import sample_event
+from real_s3.producer import sample_event
 
 
 def test_close_flushes_what_waits(s3_server, tmp_path):

@@ -7,8 +7,8 @@ import prometheus_client
 import pytest
 from edge_inference_worker.outbox import Outbox, OutboxEntryTooLargeError, encode_entry
 from edge_inference_worker.sinks import sink_from_config
-from outbox.producer import sample_event
-from support.s3server import wait_until
+from real_s3.producer import sample_event
+from support.waiting import wait_until
 
 # Entry sizes vary by a few bytes with the timestamp in the header: leave some slack.
 ENTRY_BYTES = len(encode_entry(*sample_event(0), 1_800_000_000.123456)) + 32

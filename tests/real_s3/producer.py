@@ -1,6 +1,6 @@
 """Deterministic sample events, and a producer process for the crash test (run as a script).
 
-    python tests/outbox/producer.py OUTBOX_DIR ENDPOINT BUCKET FIRST COUNT ACK_FILE SNAPSHOT_BYTES
+    python tests/real_s3/producer.py OUTBOX_DIR ENDPOINT BUCKET FIRST COUNT ACK_FILE SNAPSHOT_BYTES
 
 puts events FIRST.. into an outbox whose uploader drains to the S3 server at ENDPOINT (keys in
 the environment), appending each index to ACK_FILE once `put` returned True. It prints

@@ -13,8 +13,8 @@ from edge_inference_worker.outbox import (
     encode_entry,
 )
 from edge_inference_worker.sinks import sink_from_config
-from outbox.producer import sample_event
-from support.s3server import wait_until
+from real_s3.producer import sample_event
+from support.waiting import wait_until
 
 
 def test_an_object_entry_round_trips():

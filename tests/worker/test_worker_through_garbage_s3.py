@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from support.s3server import free_ports
-from support.worker_harness import detect_args, event_documents, event_keys, metric_value, run_worker, wait_for
+from support.waiting import wait_until
+from support.worker_harness import detect_args, event_documents, event_keys, metric_value, run_worker
 
 
 class Garbage(BaseHTTPRequestHandler):
@@ -57,9 +58,9 @@ def test_garbage_answers_are_counted_and_nothing_is_lost(
     args = detect_args(videos, out, state, "--s3-endpoint", garbage_server, "--metrics-port", str(port))
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: metric_value(port, "edge_inference_files_total", {"outcome": "done"}) == 1, 120,
+        wait_until(lambda: metric_value(port, "edge_inference_files_total", {"outcome": "done"}) == 1, 120,
                  "the file analysed while S3 answers garbage")
-        wait_for(lambda: (metric_value(port, "edge_inference_errors_total", {"kind": "s3_garbage"}) or 0) >= 2, 30,
+        wait_until(lambda: (metric_value(port, "edge_inference_errors_total", {"kind": "s3_garbage"}) or 0) >= 2, 30,
                  "counted garbage answers")
         assert metric_value(port, "edge_inference_outbox_events") == 4  # every event waits on disk
         assert metric_value(port, "edge_inference_events_uploaded_total") == 0

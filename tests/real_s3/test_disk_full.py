@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from outbox.producer import sample_event
+from real_s3.producer import sample_event
 
 CHILD = Path(__file__).with_name("diskfull_child.py")
 

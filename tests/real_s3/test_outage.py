@@ -7,8 +7,8 @@ import time
 import prometheus_client
 from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import sink_from_config
-from outbox.producer import sample_event
-from support.s3server import wait_until
+from real_s3.producer import sample_event
+from support.waiting import wait_until
 
 EVENTS = 300
 VIDEO_SECONDS_PER_EVENT = 2.0  # an event every 2 s of video: 300 events are 10 minutes of video

@@ -1,6 +1,6 @@
 """The disk-full scenario, run inside its own mount namespace on a tiny real tmpfs.
 
-    unshare -Urm python tests/outbox/diskfull_child.py MOUNTPOINT SINK_DIR
+    unshare -Urm python tests/real_s3/diskfull_child.py MOUNTPOINT SINK_DIR
 
 mounts a 256 KiB tmpfs at MOUNTPOINT (visible only to this process), fills the outbox on it until
 the filesystem says ENOSPC, lets the uploader drain it into SINK_DIR (a normal folder), checks
@@ -25,7 +25,7 @@ def main(mountpoint: Path, sink_dir: Path) -> dict:
     import prometheus_client
     from edge_inference_worker.outbox import Outbox, OutboxDiskFullError, decode_entry
     from edge_inference_worker.sinks import FolderSink, SinkError
-    from outbox.producer import sample_event
+    from real_s3.producer import sample_event
 
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mountpoint)], check=True)
     registry = prometheus_client.CollectorRegistry()

@@ -13,7 +13,7 @@ import prometheus_client
 import pytest
 from edge_inference_worker.outbox import MAX_REJECTIONS, Outbox, encode_entry
 from edge_inference_worker.sinks import check_key_fits, sink_from_config
-from support.s3server import wait_until
+from support.waiting import wait_until
 
 TOO_LONG = "events/ns/job/node/" + "f" * 1100 + "/0123456789abcdef0123"
 

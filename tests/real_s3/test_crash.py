@@ -9,8 +9,8 @@ from pathlib import Path
 import prometheus_client
 from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import sink_from_config
-from outbox.producer import sample_event
-from support.s3server import wait_until
+from real_s3.producer import sample_event
+from support.waiting import wait_until
 
 PRODUCER = Path(__file__).with_name("producer.py")
 SNAPSHOT_BYTES = 256 * 1024  # big entries: most of a put is spent writing, so kills land mid-write

@@ -4,8 +4,8 @@ import prometheus_client
 import pytest
 from edge_inference_worker.outbox import Outbox, OutboxLockedError
 from edge_inference_worker.sinks import FolderSink, sink_from_config
-from outbox.producer import sample_event
-from support.s3server import wait_until
+from real_s3.producer import sample_event
+from support.waiting import wait_until
 
 
 def test_restart_resumes_oldest_first_and_discards_damaged_entries(s3_server, tmp_path):

@@ -14,8 +14,8 @@ import prometheus_client
 import pytest
 from edge_inference_worker.outbox import Outbox
 from edge_inference_worker.sinks import MinioSink, SinkError
-from outbox.producer import sample_event
-from support.s3server import wait_until
+from real_s3.producer import sample_event
+from support.waiting import wait_until
 
 S3_INTERNAL_ERROR = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
