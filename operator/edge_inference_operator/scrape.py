@@ -47,7 +47,7 @@ class ScrapePolicy:
     path: str = telemetry.PROGRESS_PATH  # METRICS_PATH: the whole Prometheus text, as before /progress
     keep_alive: bool = True  # False: a new TCP connection per scrape
     timeout: float = 2.0  # seconds for one scrape
-    concurrency: int = 32  # scrapes in flight at once
+    concurrency: int = 32  # scrapes in flight at once, across every job (the session's connection limit)
     interval: float = 0.0  # a node is asked at most this often (seconds; 0: on every call)
 
 
@@ -61,13 +61,16 @@ def policy_from_settings(settings: OperatorSettings) -> ScrapePolicy:
 
 
 def open_session(policy: ScrapePolicy) -> aiohttp.ClientSession:
-    """An HTTP session for scraping: connections kept across the scrape interval (or closed after each)."""
+    """The one HTTP session of all scrapes: at most `policy.concurrency` in flight across every job; idle
+    connections kept until their worker is due again (or none kept: a new connection per scrape)."""
     if not policy.keep_alive:
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
-    # The semaphore in scrape_pods bounds the scrapes in flight; the pool holds one idle connection per
-    # worker until it is due again (the longest stretch of its interval, and a scrape's time).
-    keepalive = policy.interval * 1.25 + policy.timeout + 5.0
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=keepalive))
+        connector = aiohttp.TCPConnector(limit=policy.concurrency, force_close=True)
+    else:
+        # The pool holds one idle connection per worker until its next scrape: the longest stretch of its
+        # interval, and a scrape's time.
+        keepalive = policy.interval * 1.25 + policy.timeout + 5.0
+        connector = aiohttp.TCPConnector(limit=policy.concurrency, keepalive_timeout=keepalive)
+    return aiohttp.ClientSession(connector=connector)
 
 
 def _samples(text: str) -> list[Sample]:
@@ -113,7 +116,10 @@ def worker_url(pod: Mapping[str, Any]) -> str | None:
 
 
 async def _get_once(session: aiohttp.ClientSession, url: str, timeout: float) -> tuple[int, str, bytes]:
-    async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+    # Connecting and each read are timed, not the wait for a free connection: with the fleet's scrapes
+    # queued behind the session's limit, a total timeout would fail workers that were never asked.
+    limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+    async with session.get(url, timeout=limits) as response:
         return response.status, response.content_type, await response.read()
 
 
@@ -217,17 +223,18 @@ async def scrape_pods(
     now: datetime.datetime,
     policy: ScrapePolicy,
 ) -> ScrapeRound:
-    """Ask every running worker pod of a job that is due (bounded concurrency); reports of all of them by node."""
-    limit = asyncio.Semaphore(policy.concurrency)
+    """Ask every running worker pod of a job that is due; reports of all of them by node.
+
+    `session` (from open_session) bounds the scrapes in flight.
+    """
     targets = running_workers(pods)
     due = {node: url for node, url in targets.items() if memory.due((job_key, node), url, now)}
 
     async def one(node: str, url: str) -> tuple[str, WorkerProgress | ScrapeError]:
-        async with limit:
-            try:
-                return node, await scrape_worker(session, url, policy)
-            except ScrapeError as error:
-                return node, error
+        try:
+            return node, await scrape_worker(session, url, policy)
+        except ScrapeError as error:
+            return node, error
 
     results = await asyncio.gather(*(one(node, url) for node, url in due.items()))
     memory.forget(job_key, keep_nodes=targets)

@@ -211,10 +211,14 @@ async def test_kept_alive_connections_are_reused(
 async def test_scrapes_in_flight_are_bounded(progress_server: ProgressServer) -> None:
     progress_server.hold_until_in_flight = 3  # each request waits until 3 are in flight: they overlap for sure
     progress_server.expected = 20
-    pods = [running_pod(f"n{i}", progress_server.port) for i in range(20)]
-    async with aiohttp.ClientSession() as session:
-        scraped = await scrape_pods(session, pods, ScrapeMemory(), "ns/job", T0, ScrapePolicy(concurrency=3))
-    assert scraped.asked == 20 and scraped.errors == {}
+    policy = ScrapePolicy(concurrency=3)
+    pods = [running_pod(f"n{i}", progress_server.port) for i in range(10)]
+    async with open_session(policy) as session:  # the bound holds across jobs: two jobs scraped at once
+        scraped = await asyncio.gather(
+            scrape_pods(session, pods, ScrapeMemory(), "ns/one", T0, policy),
+            scrape_pods(session, pods, ScrapeMemory(), "ns/two", T0, policy),
+        )
+    assert [s.asked for s in scraped] == [10, 10] and [s.errors for s in scraped] == [{}, {}]
     assert progress_server.most_in_flight == 3
 
 
