@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import datetime
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -47,7 +47,7 @@ class ScrapePolicy:
     path: str = telemetry.PROGRESS_PATH  # METRICS_PATH: the whole Prometheus text, as before /progress
     keep_alive: bool = True  # False: a new TCP connection per scrape
     timeout: float = 2.0  # seconds for one scrape
-    concurrency: int = 32  # scrapes in flight at once, across every job (the session's connection limit)
+    concurrency: int = 32  # scrapes in flight at once, across every job sharing a ScrapeMemory
     interval: float = 0.0  # a node is asked at most this often (seconds; 0: on every call)
 
 
@@ -61,16 +61,15 @@ def policy_from_settings(settings: OperatorSettings) -> ScrapePolicy:
 
 
 def open_session(policy: ScrapePolicy) -> aiohttp.ClientSession:
-    """The one HTTP session of all scrapes: at most `policy.concurrency` in flight across every job; idle
-    connections kept until their worker is due again (or none kept: a new connection per scrape)."""
+    """The one HTTP session of all scrapes: idle connections kept until their worker is due again (or
+    none kept: a new connection per scrape). ScrapeMemory bounds the scrapes in flight, not the
+    connector: its limit wakes waiters at a cost that grows with their number (docs/benchmarks.md)."""
     if not policy.keep_alive:
-        connector = aiohttp.TCPConnector(limit=policy.concurrency, force_close=True)
-    else:
-        # The pool holds one idle connection per worker until its next scrape: the longest stretch of its
-        # interval, and a scrape's time.
-        keepalive = policy.interval * 1.25 + policy.timeout + 5.0
-        connector = aiohttp.TCPConnector(limit=policy.concurrency, keepalive_timeout=keepalive)
-    return aiohttp.ClientSession(connector=connector)
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
+    # The pool holds one idle connection per worker until its next scrape: the longest stretch of its
+    # interval, and a minute for the reconcile that asks it to come round.
+    keepalive = policy.interval * 1.25 + policy.timeout + 60.0
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=keepalive))
 
 
 def _samples(text: str) -> list[Sample]:
@@ -158,47 +157,85 @@ def _stretch(node: str) -> float:
     return 0.75 + (zlib.crc32(node.encode()) % 1000) / 2000
 
 
+Outcome = WorkerProgress | ScrapeError
+
+
 class ScrapeMemory:
-    """The latest report of every (job, node): last good figures, when last seen, failing since when;
-    and when each node is due to be asked again (and at which address)."""
+    """What scraping keeps across reconciles, for every job: the latest report of each (job, node) (last
+    good figures, when last seen, failing since when); when each node is due to be asked again (and at
+    which address); the retries of failing nodes in flight; the errors not yet handed out; and the
+    bound on scrapes in flight."""
 
     def __init__(self) -> None:
         self._reports: dict[tuple[str, str], NodeReport] = {}
         self._due: dict[tuple[str, str], tuple[datetime.datetime, str]] = {}  # -> (next scrape, url asked)
+        self._retrying: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._errors: dict[str, dict[str, str]] = {}  # job -> node -> why its latest scrape failed
+        self._slots: asyncio.Semaphore | None = None
+
+    def slots(self, concurrency: int) -> asyncio.Semaphore:
+        """The one bound on scrapes in flight across every job (made in the running loop on first use)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(concurrency)
+        return self._slots
 
     def due(self, key: tuple[str, str], url: str, now: datetime.datetime) -> bool:
-        """Whether a node should be asked now: never asked, its pod's address changed, or its time has come."""
+        """Whether a node should be asked now: never asked, its pod's address changed, or its time has come
+        (and no retry of it is in flight)."""
         when, asked = self._due.get(key, (now, url))
-        return asked != url or now >= when
+        return key not in self._retrying and (asked != url or now >= when)
+
+    def failing(self, key: tuple[str, str]) -> bool:
+        return self.report(key).failing_since is not None
 
     def report(self, key: tuple[str, str]) -> NodeReport:
         return self._reports.get(key, NodeReport())
 
-    def record(
-        self, key: tuple[str, str], progress: WorkerProgress | None, now: datetime.datetime, url: str, interval: float
-    ) -> NodeReport:
-        """Remember one scrape's outcome (None: it failed) made at `now`; the node is due again after its interval."""
-        old = self.report(key)
-        if progress is not None:
-            new = NodeReport(progress=progress, last_seen=now, failing_since=None)
-        else:
-            new = NodeReport(progress=old.progress, last_seen=old.last_seen, failing_since=old.failing_since or now)
-        self._reports[key] = new
+    def asked(self, key: tuple[str, str], url: str, now: datetime.datetime, interval: float) -> None:
+        """A node was asked at `now`: it is due again after its interval."""
         self._due[key] = (now + datetime.timedelta(seconds=interval * _stretch(key[1])), url)
-        return new
+
+    def record(self, key: tuple[str, str], outcome: Outcome, now: datetime.datetime) -> None:
+        """Remember one scrape's outcome, made at `now` (a failure keeps the last good figures)."""
+        old = self.report(key)
+        if isinstance(outcome, ScrapeError):
+            self._errors.setdefault(key[0], {})[key[1]] = str(outcome)
+            new = NodeReport(progress=old.progress, last_seen=old.last_seen, failing_since=old.failing_since or now)
+        else:
+            new = NodeReport(progress=outcome, last_seen=now, failing_since=None)
+        self._reports[key] = new
+
+    def retry(self, key: tuple[str, str], attempt: Coroutine[Any, Any, Outcome], now: datetime.datetime) -> None:
+        """Run a failing node's scrape in the background; its outcome lands here for a later call."""
+
+        async def retry() -> None:
+            outcome = await attempt
+            if key in self._due:  # not forgotten meanwhile
+                self.record(key, outcome, now)
+
+        self._retrying[key] = task = asyncio.create_task(retry())
+        task.add_done_callback(lambda _: self._retrying.pop(key, None))
+
+    def take_errors(self, job_key: str) -> dict[str, str]:
+        """The errors of a job's scrapes that ended since the last call, by node."""
+        return self._errors.pop(job_key, {})
 
     def forget(self, job_key: str, keep_nodes: Iterable[str] = ()) -> None:
-        """Drop what is remembered about a job's nodes, except `keep_nodes`."""
+        """Drop what is remembered about a job's nodes, except `keep_nodes` (their retries are cancelled)."""
         keep = set(keep_nodes)
         for key in [k for k in self._reports.keys() | self._due.keys() if k[0] == job_key and k[1] not in keep]:
             self._reports.pop(key, None)
             self._due.pop(key, None)
+            if (task := self._retrying.pop(key, None)) is not None:
+                task.cancel()
+        if not keep:
+            self._errors.pop(job_key, None)
 
 
 @dataclasses.dataclass(frozen=True)
 class ScrapeRound:
     """One call's outcome: every running node's report (asked now or remembered), how many nodes were
-    asked, and why each failed one failed."""
+    asked, and why each failed scrape that ended since the last call failed."""
 
     reports: dict[str, NodeReport]
     asked: int
@@ -215,6 +252,14 @@ def running_workers(pods: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return targets
 
 
+async def _outcome(session: aiohttp.ClientSession, url: str, policy: ScrapePolicy, slots: asyncio.Semaphore) -> Outcome:
+    async with slots:
+        try:
+            return await scrape_worker(session, url, policy)
+        except ScrapeError as error:
+            return error
+
+
 async def scrape_pods(
     session: aiohttp.ClientSession,
     pods: Iterable[Mapping[str, Any]],
@@ -225,23 +270,22 @@ async def scrape_pods(
 ) -> ScrapeRound:
     """Ask every running worker pod of a job that is due; reports of all of them by node.
 
-    `session` (from open_session) bounds the scrapes in flight.
+    Nodes that answered last time are awaited. Nodes already failing are asked in the background: a
+    worker that hangs would hold the reconcile for the scrape's timeout every time it is due, and its
+    report (failing since its first failed scrape, hence Stale after the grace) does not need the answer.
+    At most `policy.concurrency` scrapes are in flight across every call sharing `memory`.
     """
     targets = running_workers(pods)
-    due = {node: url for node, url in targets.items() if memory.due((job_key, node), url, now)}
-
-    async def one(node: str, url: str) -> tuple[str, WorkerProgress | ScrapeError]:
-        try:
-            return node, await scrape_worker(session, url, policy)
-        except ScrapeError as error:
-            return node, error
-
-    results = await asyncio.gather(*(one(node, url) for node, url in due.items()))
     memory.forget(job_key, keep_nodes=targets)
-    errors = {}
-    for node, outcome in results:
-        if isinstance(outcome, ScrapeError):
-            errors[node] = str(outcome)
-        progress = None if isinstance(outcome, ScrapeError) else outcome
-        memory.record((job_key, node), progress, now, due[node], policy.interval)
-    return ScrapeRound({node: memory.report((job_key, node)) for node in targets}, len(results), errors)
+    due = {node: url for node, url in targets.items() if memory.due((job_key, node), url, now)}
+    awaited = {node: url for node, url in due.items() if not memory.failing((job_key, node))}
+    slots = memory.slots(policy.concurrency)
+    for node, url in due.items():
+        memory.asked((job_key, node), url, now, policy.interval)
+        if node not in awaited:
+            memory.retry((job_key, node), _outcome(session, url, policy, slots), now)
+    outcomes = await asyncio.gather(*(_outcome(session, url, policy, slots) for url in awaited.values()))
+    for node, outcome in zip(awaited, outcomes, strict=True):
+        memory.record((job_key, node), outcome, now)
+    reports = {node: memory.report((job_key, node)) for node in targets}
+    return ScrapeRound(reports, len(due), memory.take_errors(job_key))

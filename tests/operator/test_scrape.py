@@ -22,6 +22,7 @@ from edge_inference_operator.scrape import (
     scrape_worker,
     worker_url,
 )
+from support import waiting
 from support.net import free_port
 
 T0 = datetime.datetime(2026, 11, 26, 6, 0, tzinfo=datetime.UTC)
@@ -62,6 +63,7 @@ class ProgressServer:
         self.hold_until_in_flight = 0
         self.expected = 0
         self._changed = asyncio.Condition()
+        self.release = asyncio.Event()  # answers the requests a silent server holds
         self.port = 0
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -75,7 +77,7 @@ class ProgressServer:
             await asyncio.wait_for(self._changed.wait_for(self._may_answer), timeout=10)
             self.in_flight -= 1
         if self.silent:
-            await asyncio.Event().wait()  # never answers; the client's timeout ends it
+            await self.release.wait()  # holds the request: the client's timeout ends it, or release
         return web.Response(body=self.body, content_type="application/json")
 
     def _may_answer(self) -> bool:
@@ -211,42 +213,52 @@ async def test_kept_alive_connections_are_reused(
 async def test_scrapes_in_flight_are_bounded(progress_server: ProgressServer) -> None:
     progress_server.hold_until_in_flight = 3  # each request waits until 3 are in flight: they overlap for sure
     progress_server.expected = 20
-    policy = ScrapePolicy(concurrency=3)
+    policy, memory = ScrapePolicy(concurrency=3), ScrapeMemory()
     pods = [running_pod(f"n{i}", progress_server.port) for i in range(10)]
     async with open_session(policy) as session:  # the bound holds across jobs: two jobs scraped at once
         scraped = await asyncio.gather(
-            scrape_pods(session, pods, ScrapeMemory(), "ns/one", T0, policy),
-            scrape_pods(session, pods, ScrapeMemory(), "ns/two", T0, policy),
+            scrape_pods(session, pods, memory, "ns/one", T0, policy),
+            scrape_pods(session, pods, memory, "ns/two", T0, policy),
         )
     assert [s.asked for s in scraped] == [10, 10] and [s.errors for s in scraped] == [{}, {}]
     assert progress_server.most_in_flight == 3
 
 
-async def test_failures_are_reported_not_raised_and_a_silent_node_stays_failing(
+async def test_failures_are_reported_not_raised_and_the_last_good_figures_kept(
     progress_server: ProgressServer,
 ) -> None:
-    """The status turns a node Stale once `now - failing_since` passes the grace: failing_since is the first
-    failed scrape, kept while the node stays silent; the last good figures are kept."""
-    policy = ScrapePolicy(timeout=0.3)
+    """The status turns a node Stale once `now - failing_since` passes the grace: failing_since is the
+    first failed scrape; the last good figures stay."""
     pods = [running_pod("good", progress_server.port), running_pod("dead", free_port())]
     memory = ScrapeMemory()
     async with aiohttp.ClientSession() as session:
-        first = await scrape_pods(session, pods, memory, "ns/job", T0, policy)
-        progress_server.silent = True  # hangs: each scrape ends at the client's timeout
-        second = await scrape_pods(session, pods, memory, "ns/job", later(30), policy)
-        third = await scrape_pods(session, pods, memory, "ns/job", later(35), policy)
-        progress_server.silent = False
+        first = await scrape_pods(session, pods, memory, "ns/job", T0, ScrapePolicy())
         progress_server.body = b"not json"
-        fourth = await scrape_pods(session, pods, memory, "ns/job", later(40), policy)
+        second = await scrape_pods(session, pods[:1], memory, "ns/job", later(30), ScrapePolicy())
     assert first.reports["good"].progress.frames_analysed == 1234 and first.reports["good"].failing_since is None
     assert first.reports["dead"].progress is None and first.reports["dead"].failing_since == T0
-    assert "dead" in first.errors and "good" not in first.errors
-    assert second.reports["dead"].failing_since == T0  # the failing streak keeps its start
-    assert "TimeoutError" in second.errors["good"]
-    assert third.reports["good"].failing_since == later(30) and third.reports["good"].last_seen == T0
-    assert third.reports["good"].progress.frames_analysed == 1234  # last good figures kept
-    assert "unusable progress" in fourth.errors["good"]
-    assert fourth.reports["good"].failing_since == later(30)
+    assert list(first.errors) == ["dead"] and "Cannot connect" in first.errors["dead"]
+    assert "unusable progress: progress: Invalid JSON" in second.errors["good"]
+    assert second.reports["good"].failing_since == later(30) and second.reports["good"].last_seen == T0
+    assert second.reports["good"].progress.frames_analysed == 1234
+    assert "dead" not in second.reports  # its pod is gone: forgotten
+
+
+async def test_a_silent_worker_is_retried_without_holding_up_the_reconcile(progress_server: ProgressServer) -> None:
+    memory, key = ScrapeMemory(), ("ns/job", "n")
+    pods = [running_pod("n", progress_server.port)]
+    progress_server.silent = True
+    async with aiohttp.ClientSession() as session:
+        first = await scrape_pods(session, pods, memory, "ns/job", T0, ScrapePolicy(timeout=0.3))
+        patient = ScrapePolicy(timeout=60)  # were the retry awaited, the call would outlast the deadline below
+        second = await asyncio.wait_for(scrape_pods(session, pods, memory, "ns/job", later(10), patient), 10)
+        await waiting.wait_for(lambda: progress_server.requests == 2, 10, "the retry reaching the worker")
+        progress_server.silent = False
+        progress_server.release.set()
+        await waiting.wait_for(lambda: not memory.failing(key), 10, "the retry's answer")
+    assert "TimeoutError" in first.errors["n"] and first.reports["n"].failing_since == T0
+    assert second.asked == 1 and second.errors == {} and second.reports["n"].failing_since == T0
+    assert memory.report(key).last_seen == later(10)  # the retry's answer, recorded at its reconcile's time
 
 
 async def test_a_node_is_asked_again_only_when_due_or_when_its_pod_moved(progress_server: ProgressServer) -> None:
