@@ -47,7 +47,7 @@ class ScrapePolicy:
     path: str = telemetry.PROGRESS_PATH  # METRICS_PATH: the whole Prometheus text, as before /progress
     keep_alive: bool = True  # False: a new TCP connection per scrape
     timeout: float = 2.0  # seconds for one scrape
-    concurrency: int = 32  # scrapes in flight at once, across every job sharing a ScrapeMemory
+    concurrency: int = 32  # scrapes in flight at once across every job sharing a ScrapeMemory (and as many retries)
     interval: float = 0.0  # a node is asked at most this often (seconds; 0: on every call)
 
 
@@ -171,13 +171,16 @@ class ScrapeMemory:
         self._due: dict[tuple[str, str], tuple[datetime.datetime, str]] = {}  # -> (next scrape, url asked)
         self._retrying: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._errors: dict[str, dict[str, str]] = {}  # job -> node -> why its latest scrape failed
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: dict[bool, asyncio.Semaphore] = {}  # retry? -> bound
 
-    def slots(self, concurrency: int) -> asyncio.Semaphore:
-        """The one bound on scrapes in flight across every job (made in the running loop on first use)."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(concurrency)
-        return self._slots
+    def slots(self, concurrency: int, retry: bool) -> asyncio.Semaphore:
+        """The bound on scrapes in flight across every job (made in the running loop on first use).
+
+        Retries of failing nodes have a bound of their own: hung workers never hold up the others.
+        """
+        if retry not in self._slots:
+            self._slots[retry] = asyncio.Semaphore(concurrency)
+        return self._slots[retry]
 
     def due(self, key: tuple[str, str], url: str, now: datetime.datetime) -> bool:
         """Whether a node should be asked now: never asked, its pod's address changed, or its time has come
@@ -273,17 +276,17 @@ async def scrape_pods(
     Nodes that answered last time are awaited. Nodes already failing are asked in the background: a
     worker that hangs would hold the reconcile for the scrape's timeout every time it is due, and its
     report (failing since its first failed scrape, hence Stale after the grace) does not need the answer.
-    At most `policy.concurrency` scrapes are in flight across every call sharing `memory`.
+    At most `policy.concurrency` scrapes (and as many retries) are in flight across every call sharing `memory`.
     """
     targets = running_workers(pods)
     memory.forget(job_key, keep_nodes=targets)
     due = {node: url for node, url in targets.items() if memory.due((job_key, node), url, now)}
     awaited = {node: url for node, url in due.items() if not memory.failing((job_key, node))}
-    slots = memory.slots(policy.concurrency)
+    slots, retry_slots = memory.slots(policy.concurrency, retry=False), memory.slots(policy.concurrency, retry=True)
     for node, url in due.items():
         memory.asked((job_key, node), url, now, policy.interval)
         if node not in awaited:
-            memory.retry((job_key, node), _outcome(session, url, policy, slots), now)
+            memory.retry((job_key, node), _outcome(session, url, policy, retry_slots), now)
     outcomes = await asyncio.gather(*(_outcome(session, url, policy, slots) for url in awaited.values()))
     for node, outcome in zip(awaited, outcomes, strict=True):
         memory.record((job_key, node), outcome, now)

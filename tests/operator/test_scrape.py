@@ -244,20 +244,25 @@ async def test_failures_are_reported_not_raised_and_the_last_good_figures_kept(
     assert "dead" not in second.reports  # its pod is gone: forgotten
 
 
-async def test_a_silent_worker_is_retried_without_holding_up_the_reconcile(progress_server: ProgressServer) -> None:
-    memory, key = ScrapeMemory(), ("ns/job", "n")
-    pods = [running_pod("n", progress_server.port)]
+async def test_a_silent_worker_is_retried_without_holding_up_the_reconcile(
+    progress_server: ProgressServer, worker_metrics
+) -> None:
+    """With one scrape in flight allowed, the hung worker's retry holds it: the healthy worker is still asked."""
+    healthy = worker_metrics()
+    memory, key = ScrapeMemory(), ("ns/job", "hung")
+    pods = [running_pod("hung", progress_server.port), running_pod("healthy", healthy.port)]
     progress_server.silent = True
     async with aiohttp.ClientSession() as session:
-        first = await scrape_pods(session, pods, memory, "ns/job", T0, ScrapePolicy(timeout=0.3))
-        patient = ScrapePolicy(timeout=60)  # were the retry awaited, the call would outlast the deadline below
+        first = await scrape_pods(session, pods, memory, "ns/job", T0, ScrapePolicy(timeout=0.3, concurrency=1))
+        patient = ScrapePolicy(timeout=60, concurrency=1)  # were the retry awaited, the call would outlast 10 s
         second = await asyncio.wait_for(scrape_pods(session, pods, memory, "ns/job", later(10), patient), 10)
         await waiting.wait_for(lambda: progress_server.requests == 2, 10, "the retry reaching the worker")
         progress_server.silent = False
         progress_server.release.set()
         await waiting.wait_for(lambda: not memory.failing(key), 10, "the retry's answer")
-    assert "TimeoutError" in first.errors["n"] and first.reports["n"].failing_since == T0
-    assert second.asked == 1 and second.errors == {} and second.reports["n"].failing_since == T0
+    assert "TimeoutError" in first.errors["hung"] and first.reports["hung"].failing_since == T0
+    assert second.asked == 2 and second.errors == {} and second.reports["hung"].failing_since == T0
+    assert second.reports["healthy"].last_seen == later(10)
     assert memory.report(key).last_seen == later(10)  # the retry's answer, recorded at its reconcile's time
 
 
