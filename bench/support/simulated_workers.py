@@ -152,6 +152,7 @@ class Stats:
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()  # by path; "silent" for requests left unanswered
         self.connections = 0
+        self.open_connections = 0
         self.bytes_sent = 0
         self.pods_seen: set[str] = set()
 
@@ -161,6 +162,7 @@ class Stats:
             {
                 "requests": dict(self.requests),
                 "connections": self.connections,
+                "open_connections": self.open_connections,
                 "bytes_sent": self.bytes_sent,
                 "pods_seen": len(self.pods_seen),
                 "cpu_seconds": usage.ru_utime + usage.ru_stime,
@@ -182,6 +184,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.ip = transport.get_extra_info("sockname")[0]
         self.stats.connections += 1
+        self.stats.open_connections += 1
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -229,6 +232,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.stats.open_connections -= 1
 
 
 async def _serve(port: int, fleet: Fleet, silent_mode: str) -> None:
@@ -342,8 +346,8 @@ class SimulatedWorkers:
         return _fraction_pick(ip, 0x5A5A, self.silent_fraction)
 
     def counters(self) -> dict[str, Any]:
-        """The server's counters now: requests by path ("silent": unanswered), connections, bytes_sent,
-        pods_seen, cpu_seconds (the server's own)."""
+        """The server's counters now: requests by path ("silent": unanswered), connections (accepted),
+        open_connections (now), bytes_sent, pods_seen, cpu_seconds (the server's own)."""
         url = f"http://127.0.0.1:{self.port}{COUNTERS_PATH}"
         with urllib.request.urlopen(url, timeout=10) as response:
             return dict(json.load(response))
