@@ -4,6 +4,7 @@ is recent) and /readyz (model loaded), on one port."""
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,11 @@ class _Server(ThreadingHTTPServer):
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: socket.socket, client_address: object) -> None:
+        """A client dropping a kept-alive connection is no error worth a traceback in the worker's log."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def shutdown(self) -> None:
         super().shutdown()
