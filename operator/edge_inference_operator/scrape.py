@@ -117,21 +117,10 @@ def worker_url(pod: Mapping[str, Any]) -> str | None:
     return f"http://{host}:{port}"
 
 
-async def _get_once(session: aiohttp.ClientSession, url: str, timeout: float) -> tuple[int, str, bytes]:
-    # Connecting and each read are timed, not the wait for a free connection: with the fleet's scrapes
-    # queued behind the session's limit, a total timeout would fail workers that were never asked.
-    limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-    async with session.get(url, timeout=limits) as response:
-        return response.status, response.content_type, await response.read()
-
-
 async def _get(session: aiohttp.ClientSession, url: str, timeout: float) -> tuple[int, str, bytes]:
-    """Status, content type and body of a GET."""
-    try:
-        return await _get_once(session, url, timeout)
-    except aiohttp.ServerDisconnectedError:
-        # The worker closed an idle kept-alive connection just as it was reused: ask once more, anew.
-        return await _get_once(session, url, timeout)
+    """Status, content type and body of a GET (aiohttp asks once more when a connection closes unanswered)."""
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        return response.status, response.content_type, await response.read()
 
 
 async def scrape_worker(session: aiohttp.ClientSession, base_url: str, policy: ScrapePolicy) -> WorkerProgress:

@@ -280,3 +280,26 @@ async def test_a_node_is_asked_again_only_when_due_or_when_its_pod_moved(progres
     assert after_move.reports["n5"].last_seen == T0  # the others' remembered reports
     assert everyone.asked == 9  # every node but the moved one within 1.25 of the interval
     assert progress_server.requests == 10 + 1 + 9
+
+
+async def test_a_connection_closed_unanswered_is_asked_once_more() -> None:
+    """A worker that closes a connection without answering (a kept-alive one it just closed as idle): aiohttp
+    asks again on a new one, and the scrape relies on it."""
+    answer = REPORT.model_dump_json(by_alias=True).encode()
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        if connections > 1:
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(answer)}\r\n\r\n"
+            writer.write(head.encode() + answer)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, open_session(ScrapePolicy()) as session:
+        progress = await scrape_worker(session, f"http://127.0.0.1:{port}", ScrapePolicy())
+    assert progress.frames_analysed == 1234 and connections == 2
