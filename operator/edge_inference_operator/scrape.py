@@ -254,7 +254,10 @@ def running_workers(pods: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 
 
 async def _outcome(session: aiohttp.ClientSession, url: str, policy: ScrapePolicy, slots: asyncio.Semaphore) -> Outcome:
+    """One scrape's progress, or its error, once a slot is free."""
     async with slots:
+        if session.closed:  # the operator stopped while a retry waited for its slot
+            return ScrapeError(f"{url}: the operator is stopping")
         try:
             return await scrape_worker(session, url, policy)
         except ScrapeError as error:
