@@ -31,7 +31,7 @@ from edge_inference_operator.builders import NVIDIA, ParsedJob, build_children
 from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.observed import pinned_node
 from edge_inference_operator.placement import InputClaim, NodeInfo, matching_nodes, shared_inputs
-from edge_inference_operator.scrape import ScrapeMemory, scrape_pods
+from edge_inference_operator.scrape import ScrapeMemory, open_session, policy_from_settings, scrape_pods
 from edge_inference_operator.settings import OperatorSettings
 from edge_inference_operator.status import (
     Thresholds,
@@ -144,6 +144,7 @@ class Reconciler:
         self.clock = clock
         self.terminating = terminating  # whether a namespace is being deleted (the operator's namespace watch)
         self.memory = ScrapeMemory()
+        self.scrape_policy = policy_from_settings(settings)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._written: dict[tuple[str, str, str], InferenceJobStatus] = {}  # (namespace, name, uid) -> status
         self._inputs: dict[str, InputClaim] = {}  # "namespace/name" -> what each job reads, as last reconciled
@@ -156,7 +157,7 @@ class Reconciler:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = open_session(self.scrape_policy)
         return self._session
 
     def busy(self, namespace: str, name: str) -> bool:
@@ -279,16 +280,8 @@ class Reconciler:
         others = {job_key: claim for job_key, claim in self._inputs.items() if job_key != key}
         types = {a.type for a in job.spec.accelerators}
         job_pods = [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(LABEL_ACCELERATOR) in types]
-        reports = await scrape_pods(
-            self._http(),
-            job_pods,
-            self.memory,
-            key,
-            now,
-            self.settings.scrape_timeout_seconds,
-            self.settings.scrape_concurrency,
-        )
-        self.metrics.scrape_failures.inc(sum(report.last_seen != now for report in reports.values()))
+        scraped = await scrape_pods(self._http(), job_pods, self.memory, key, now, self.scrape_policy)
+        self.metrics.scrape_failures.inc(len(scraped.errors))
         return compute_status(
             previous=previous,
             spec=job.spec,
@@ -296,7 +289,7 @@ class Reconciler:
             desired_nodes=placement.desired_nodes,
             children=convergence.children,
             pods=job_pods,
-            reports=reports,
+            reports=scraped.reports,
             now=now,
             thresholds=self._thresholds(),
             live_nodes=placement.live_nodes,

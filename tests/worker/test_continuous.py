@@ -3,6 +3,7 @@ SIGTERM stops the worker cleanly. Health and metrics are served while it runs.""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -74,6 +75,11 @@ def test_watch_waits_for_complete_files_and_picks_up_new_ones(short_clip, worker
         assert metric_value(port, "edge_inference_video_bytes_scanned_total") == 2 * len(data)
         assert time.time() - metric_value(port, "edge_inference_heartbeat_timestamp_seconds") < 10
         assert metric_value(port, "edge_inference_batch_complete") == 0  # Continuous never completes
+        # The operator's compact view of the same figures.
+        status, body = http_get(port, "/progress")
+        progress = json.loads(body)
+        assert status == 200 and progress["filesDone"] == 2 and progress["batchComplete"] is False
+        assert progress["framesAnalysed"] == metric_value(port, "edge_inference_frames_analysed_total")
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
