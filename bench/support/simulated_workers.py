@@ -118,8 +118,8 @@ def _metrics_template() -> str:
     only formats this pod's numbers into it.
     """
     registry = CollectorRegistry()
-    outbox = OutboxMetrics(registry)
-    metrics = WorkerMetrics(registry, outbox.errors)
+    metrics = WorkerMetrics(registry)
+    OutboxMetrics(registry, metrics.errors)  # registers the outbox's collectors beside the worker's
     for outcome in ("done", "failed", "corrupt"):
         metrics.files.labels(outcome=outcome).inc(0)
     for cls in ("person", "car", "truck"):

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from edge_inference_api.telemetry import (
     LIVENESS_PATH,
@@ -41,6 +42,10 @@ class HealthState:
         return self._clock() - self.last_beat < LIVENESS_WINDOW_SECONDS
 
 
+# What socketserver hands its hooks: a TCP server's connected socket (a datagram server's pair never comes here).
+Request = socket.socket | tuple[bytes, socket.socket]
+
+
 class _Server(ThreadingHTTPServer):
     """A threading server whose `shutdown()` also ends its kept-alive connections: a stopped worker stops answering."""
 
@@ -48,20 +53,20 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
-        self._open: set[socket.socket] = set()
+        self._open: set[Request] = set()
         self._open_lock = threading.Lock()
 
-    def process_request(self, request: socket.socket, client_address: object) -> None:
+    def process_request(self, request: Request, client_address: Any) -> None:
         with self._open_lock:
             self._open.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request: socket.socket) -> None:
+    def shutdown_request(self, request: Request) -> None:
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)
 
-    def handle_error(self, request: socket.socket, client_address: object) -> None:
+    def handle_error(self, request: Request, client_address: Any) -> None:
         """A client dropping a kept-alive connection is no error worth a traceback in the worker's log."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
@@ -71,6 +76,8 @@ class _Server(ThreadingHTTPServer):
         with self._open_lock:
             still_open = list(self._open)
         for connection in still_open:
+            if not isinstance(connection, socket.socket):
+                continue
             try:
                 connection.shutdown(socket.SHUT_RDWR)  # its handler reads end-of-stream and returns
             except OSError:

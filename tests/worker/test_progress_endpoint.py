@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 def worker():
     """The worker's real registry (pipeline and outbox collectors) behind its real HTTP server."""
     registry = CollectorRegistry()
-    outbox = OutboxMetrics(registry)
-    metrics = WorkerMetrics(registry, outbox.errors)
+    metrics = WorkerMetrics(registry)
+    outbox = OutboxMetrics(registry, metrics.errors)
     server = serve(0, registry, HealthState(), host="127.0.0.1")
     yield metrics, outbox, server
     server.shutdown()
