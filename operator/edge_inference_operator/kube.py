@@ -9,11 +9,13 @@ The client is synchronous, so every call runs in a worker thread (`asyncio.to_th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -61,11 +63,65 @@ def status_message(body: str) -> str:
     return str(answer.get("message") or body)[:1000] if isinstance(answer, dict) else body[:1000]
 
 
-class Kube:
-    """Plain-dict requests to the Kubernetes API over the official client's authenticated transport."""
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+
+def request_kind(method: str, path: str, query: Sequence[tuple[str, str]] = ()) -> tuple[str, str]:
+    """The Kubernetes verb and resource ("plural" or "plural/subresource") of a request, as the API
+    server's authorizer names them: GET of a collection is list (watch with watch=true), DELETE of one
+    is deletecollection."""
+    parts = [part for part in path.split("/") if part]
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]  # a namespaced resource: drop namespaces/<namespace>
+    resource = "/".join([rest[0], *rest[2:3]]) if rest else ""
+    named = len(rest) > 1
+    if method == "GET":
+        watch = any(key == "watch" and value in ("true", "1") for key, value in query)
+        verb = "get" if named else "watch" if watch else "list"
+    elif method == "DELETE":
+        verb = "delete" if named else "deletecollection"
+    else:
+        verb = _VERBS.get(method, method.lower())
+    return verb, resource
+
+
+class WatchStream:
+    """One open WATCH: its events as they arrive, until the server ends it or `close()` is called."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Each watch event (`type`, `object`), decoded; blocks while the server sends nothing."""
+        pending = b""
+        for chunk in self._response.stream(64 * 1024, decode_content=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+
+    def close(self) -> None:
+        """End the watch; safe from another thread (a read blocked on the socket returns)."""
+        sock = getattr(self._response.connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+        self._response.close()
+
+
+class Kube:
+    """Plain-dict requests to the Kubernetes API over the official client's authenticated transport.
+
+    `count(verb, resource)` is called for every request sent (the operator's API request metric).
+    """
+
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, count: Callable[[str, str], None] | None = None
+    ) -> None:
         self._api = api_client
+        self.count = count
 
     @classmethod
     def from_environment(cls) -> Kube:
@@ -84,8 +140,14 @@ class Kube:
     def close(self) -> None:
         self._api.close()
 
-    def _call(
-        self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str | None
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: Any,
+        content_type: str | None,
+        timeout: float | tuple[float, float],
     ) -> Any:
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -99,12 +161,28 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         url = serialized[1]
-        response = self._api.call_api(method, url, header_params=serialized[2], body=serialized[3], _request_timeout=30)
+        if self.count is not None:
+            self.count(*request_kind(method, path, query))
+        return self._api.call_api(
+            method, url, header_params=serialized[2], body=serialized[3], _request_timeout=timeout
+        )
+
+    def _call(
+        self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str | None
+    ) -> Any:
+        response = self._send(method, path, query, body, content_type, 30)
         data = response.read()
         text = data.decode() if isinstance(data, bytes) else str(data or "")
         if not 200 <= response.status < 300:
             raise KubeError(response.status, method, path, text)
         return json.loads(text) if text else {}
+
+    def open_watch(self, path: str, query: Sequence[tuple[str, str]], read_timeout: float) -> WatchStream:
+        """Start a WATCH of collection `path` (blocking: call it from a thread); read it with `events()`."""
+        response = self._send("GET", path, [*query, ("watch", "true")], None, None, (30, read_timeout))
+        if not 200 <= response.status < 300:
+            raise KubeError(response.status, "GET", path, response.read().decode(errors="replace"))
+        return WatchStream(response.response)
 
     async def request(
         self,
@@ -295,16 +373,17 @@ async def ensure_child(
 async def converge_children(
     kube: Kube,
     namespace: str,
-    job_name: str,
-    job_uid: str,
     desired: Sequence[Mapping[str, Any]],
+    existing: Sequence[Mapping[str, Any]],
     create_missing: bool = True,
 ) -> Convergence:
-    """Create missing children, update changed ones, delete the job's children that should not exist."""
+    """Create missing children, update changed ones, delete the job's `existing` children that should not exist.
+
+    `existing`: the job's children as last seen (observed_children, or the operator's watches); a copy
+    that is out of date costs a conflict and a re-read, never a wrong write.
+    """
     result = Convergence()
-    observed = {
-        (o["kind"], o["metadata"]["name"]): o for o in await observed_children(kube, namespace, job_name, job_uid)
-    }
+    observed = {(o["kind"], o["metadata"]["name"]): o for o in existing}
     wanted = {(d["kind"], d["metadata"]["name"]): d for d in desired}
     for key, obj in observed.items():
         if key not in wanted:

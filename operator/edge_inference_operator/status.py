@@ -42,6 +42,7 @@ from edge_inference_operator.observed import (
     batch_children,
     missing_secret,
     newest_pod_by_node,
+    parse_time,
     pod_failed,
     pod_ready,
     termination_message,
@@ -485,3 +486,33 @@ def transitions(previous: InferenceJobStatus, current: InferenceJobStatus) -> li
             continue
         changed.append(Transition(cond.type, cond.status.value, cond.reason, cond.message, _worse(cond)))
     return changed
+
+
+def _without_heartbeats(status: InferenceJobStatus) -> dict[str, Any]:
+    wire = status.model_dump(mode="json", by_alias=True)
+    for entry in wire.get("nodeProgress") or []:
+        entry.pop("lastHeartbeat", None)
+    return wire
+
+
+def _heartbeats(status: InferenceJobStatus) -> dict[str, datetime.datetime | None]:
+    return {p.node: parse_time(p.last_heartbeat) for p in status.node_progress}
+
+
+def _heartbeat_moved_on(old: datetime.datetime | None, new: datetime.datetime | None, by: datetime.timedelta) -> bool:
+    if new is None or old is None:
+        return new is not old
+    return new - old >= by
+
+
+def worth_writing(previous: InferenceJobStatus, current: InferenceJobStatus, heartbeat_lag: datetime.timedelta) -> bool:
+    """Whether `current` says something that the written `previous` does not.
+
+    Everything counts but a heartbeat that moved on by less than `heartbeat_lag`: a live worker's
+    heartbeat changes at every scrape, and writing each would PATCH every job at every tick. A node
+    whose worker stops answering still changes its state (Stale) at once; only the time shown lags.
+    """
+    if _without_heartbeats(previous) != _without_heartbeats(current):
+        return True
+    before = _heartbeats(previous)
+    return any(_heartbeat_moved_on(before.get(node), new, heartbeat_lag) for node, new in _heartbeats(current).items())
