@@ -106,7 +106,9 @@ class Operator:
         self.metrics_port = free_port()
         env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/srv/video",
                "EDGE_INFERENCE_METRICS_PORT": str(self.metrics_port), "EDGE_INFERENCE_LIVENESS_PORT": str(free_port()),
-               "EDGE_INFERENCE_RECONCILE_SECONDS": str(reconcile_seconds)}  # fmt: skip
+               "EDGE_INFERENCE_RECONCILE_SECONDS": str(reconcile_seconds),
+               # No worker serves metrics here: without this, every node would turn Stale after a minute.
+               "EDGE_INFERENCE_STALE_AFTER_SECONDS": "3600"}  # fmt: skip
         self.started = time.monotonic()
         with log.open("ab") as out:
             self.process = subprocess.Popen([str(OPERATOR)], env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -232,12 +234,26 @@ class Fleet:
         items = self.plane.get(f"/apis/{API_GROUP}/v1alpha1/namespaces/default/{PLURAL}")["items"]
         return sum(bool((j.get("status") or {}).get("phase")) for j in items)
 
-    def pods(self) -> int:
-        return len(self.plane.get(f"/api/v1/pods?labelSelector={quote(MANAGED_SELECTOR)}")["items"])
+    def pods(self, phase: str | None = None) -> int:
+        """The operator's worker pods (in `phase`, when given)."""
+        items = self.plane.get(f"/api/v1/pods?labelSelector={quote(MANAGED_SELECTOR)}")["items"]
+        return sum(phase is None or p.get("status", {}).get("phase") == phase for p in items)
 
     def delete_jobs(self) -> None:
         self.plane.kubectl_ok("delete", f"{PLURAL}.{API_GROUP}", "--all", "-n", "default", "--wait=false")
         wait_for("every child gone", lambda: self.pods() == 0, 900)
+
+
+def expected_workers(nodes: int, jobs: list[dict[str, Any]]) -> int:
+    """The worker pods of Continuous `jobs`: one per untainted node of an accepted kind (and the job's site)."""
+    count = 0
+    for job in jobs:
+        kinds = {a["type"] for a in job["spec"]["accelerators"]}
+        site = job["spec"].get("nodeSelector", {}).get(SITE_LABEL)
+        for i in range(nodes):
+            in_site = site is None or site == f"site-{i // SITE_SIZE:04d}"
+            count += in_site and i % 20 != 19 and accelerator_of(i) in kinds
+    return count
 
 
 def expected_children(fleet: Fleet, jobs: list[dict[str, Any]], mode: str) -> int:
@@ -295,9 +311,14 @@ def run_continuous(fleet: Fleet, workdir: Path, site_jobs: int, steady_seconds: 
         result["all_children_s"] = round(time.monotonic() - applied, 1)
         wait_for("every job with a status", lambda: fleet.jobs_with_status() >= len(jobs), 900, operator)
         result["all_status_s"] = round(time.monotonic() - applied, 1)
+        workers = expected_workers(fleet.nodes, jobs)
+        wait_for(f"{workers} workers Running", lambda: fleet.pods("Running") >= workers, 1800, operator)
+        result["workers_running_s"] = round(time.monotonic() - applied, 1)
+        settled = total(operator.scrape(), METRIC + "reconciles_total") + 2 * len(jobs)
+        wait_for("two resyncs since", lambda: total(operator.scrape(), METRIC + "reconciles_total") >= settled, 900)
         result["peak_rss_mb"] = round(operator.peak_rss_mb(), 1)
         result |= report_window(operator, steady_seconds)
-        result["pods"] = fleet.pods()
+        result["pods"] = workers
     finally:
         operator.stop()
     result["startup"] = measure_startup(fleet, workdir)

@@ -48,17 +48,27 @@ def job_of(obj: Mapping[str, Any]) -> Key:
     return meta.get("namespace") or "", (meta.get("labels") or {}).get(LABEL_JOB, "")
 
 
+def _container_states(statuses: list[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    return [{key: s.get(key) for key in ("name", "state", "lastState")} for s in statuses or []]
+
+
 def pod_summary(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """Only what status and scraping read of a worker pod: a fleet's worth of full bodies would be memory
-    for nothing."""
-    meta, spec = pod.get("metadata", {}), pod.get("spec", {})
+    """Only what status and scraping read of a worker pod (observed.py): a fleet's worth of full bodies
+    would be memory for nothing."""
+    meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status") or {}
     return {
         "metadata": {key: meta.get(key) for key in ("name", "namespace", "labels", "creationTimestamp")},
         "spec": {
             "nodeName": spec.get("nodeName"),
             "containers": [{"name": c.get("name"), "ports": c.get("ports")} for c in spec.get("containers", [])],
         },
-        "status": dict(pod.get("status") or {}),
+        "status": {
+            "phase": status.get("phase"),
+            "podIP": status.get("podIP"),
+            "conditions": [c for c in status.get("conditions") or [] if c.get("type") == "Ready"],
+            "containerStatuses": _container_states(status.get("containerStatuses")),
+            "initContainerStatuses": _container_states(status.get("initContainerStatuses")),
+        },
     }
 
 
@@ -80,7 +90,7 @@ class Resource:
 
 
 def _as_child(api_version: str, kind: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    return lambda obj: {**obj, "apiVersion": api_version, "kind": kind}
+    return lambda obj: k.kept_child({**obj, "apiVersion": api_version, "kind": kind})
 
 
 NODES = Resource("/api/v1/nodes", LABEL_CAMERA_STORAGE, NodeInfo.from_node)

@@ -25,7 +25,7 @@ from edge_inference_operator.cache import ClusterCache
 from edge_inference_operator.metrics import OperatorMetrics, serve_metrics
 from edge_inference_operator.names import MANAGER
 from edge_inference_operator.observed import job_outcome
-from edge_inference_operator.reconcile import Reconciler, utcnow
+from edge_inference_operator.reconcile import Observed, Reconciler, utcnow
 from edge_inference_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -124,10 +124,13 @@ class OperatorRuntime:
         # (in a Terminating namespace the API server refuses every create with a 403).
         if meta.get("deletionTimestamp") or self.reconciler.terminating(meta["namespace"]):
             return
-        namespace, name = meta["namespace"], meta["name"]
-        pods = self.cache.pods.of_job(namespace, name)
-        children = self.cache.children(namespace, name, meta["uid"])
-        await self.reconciler.reconcile(body, self.cache.nodes(), pods, children)
+        namespace, name, cache = meta["namespace"], meta["name"], self.cache
+
+        def observe() -> Observed:
+            children = cache.children(namespace, name, meta["uid"])
+            return Observed(cache.nodes(), cache.pods.of_job(namespace, name), children)
+
+        await self.reconciler.reconcile(body, observe)
 
     async def resync_forever(self) -> None:
         """The periodic level-based resync of every job, one loop for all of them.

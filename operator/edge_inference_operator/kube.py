@@ -27,6 +27,9 @@ from edge_inference_operator.names import ANNOTATION_SPEC_HASH, MANAGER, job_sel
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_RETRIES = 5
+# Children written at once: a fleet-wide Batch job makes thousands of Jobs (docs/benchmarks.md,
+# "Operator at fleet scale"); more in flight than the API client's threads would only queue.
+WRITES_IN_FLIGHT = 6
 USER_AGENT = "edge-inference-operator/0.1.0"
 
 CHILD_COLLECTIONS = {
@@ -257,9 +260,38 @@ def contains(live: Any, desired: Any, in_quantities: bool = False) -> bool:
 
 
 def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether the live child differs from the desired one in what the operator decides (e.g. edited by hand)."""
+    """Whether the live child differs from the desired one in what the operator decides (e.g. edited by hand).
+
+    A Job's pod template is immutable (the API server refuses changes to it), so only the rest of its
+    spec can drift; the spec-hash annotation says whether the template is the one wanted.
+    """
     labels = live.get("metadata", {}).get("labels") or {}
-    return not (contains(labels, desired["metadata"]["labels"]) and contains(live.get("spec"), desired["spec"]))
+    spec = desired["spec"]
+    if desired.get("kind") == "Job":
+        spec = {key: value for key, value in spec.items() if key != "template"}
+    return not (contains(labels, desired["metadata"]["labels"]) and contains(live.get("spec"), spec))
+
+
+_KEPT_METADATA = (
+    "name", "namespace", "uid", "labels", "annotations", "ownerReferences", "resourceVersion",
+    "generation", "creationTimestamp", "deletionTimestamp",
+)  # fmt: skip
+
+
+def kept_child(child: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator keeps of a child: a DaemonSet whole; of a Batch Job (thousands on a big fleet)
+    its metadata, its spec but the immutable template (except the node it is pinned to), and its conditions."""
+    if child.get("kind") != "Job":
+        return dict(child)
+    meta, spec = child.get("metadata", {}), child.get("spec") or {}
+    affinity = ((spec.get("template") or {}).get("spec") or {}).get("affinity")
+    return {
+        "apiVersion": child.get("apiVersion"),
+        "kind": "Job",
+        "metadata": {key: meta[key] for key in _KEPT_METADATA if key in meta},
+        "spec": {**{k: v for k, v in spec.items() if k != "template"}, "template": {"spec": {"affinity": affinity}}},
+        "status": {"conditions": (child.get("status") or {}).get("conditions") or []},
+    }
 
 
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
@@ -358,7 +390,7 @@ async def ensure_child(
         settled = _nothing_to_change(current, desired)
         if settled is not None:
             return settled
-        if desired["kind"] == "Job":
+        if desired.get("kind") == "Job":
             await _delete(kube, current, namespace)
             return "deleted", None
         try:
@@ -389,15 +421,19 @@ async def converge_children(
         if key not in wanted:
             await _delete(kube, obj, namespace)
             result.deleted.append(f"{key[0]}/{key[1]}")
-    for key, manifest in wanted.items():
-        current = observed.get(key)
-        if current is None and not create_missing:
-            continue
-        action, now = await ensure_child(kube, manifest, current, namespace)
+    in_flight = asyncio.Semaphore(WRITES_IN_FLIGHT)
+
+    async def ensure(key: tuple[str, str], manifest: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        async with in_flight:
+            return await ensure_child(kube, manifest, observed.get(key), namespace)
+
+    todo = {key: manifest for key, manifest in wanted.items() if create_missing or key in observed}
+    outcomes = await asyncio.gather(*(ensure(key, manifest) for key, manifest in todo.items()))
+    for (key, manifest), (action, now) in zip(todo.items(), outcomes, strict=True):
         if action in ("created", "updated", "deleted", "taken"):
             getattr(result, action).append(f"{key[0]}/{key[1]}")
         if now is not None and action != "taken":
-            result.children.append({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], **now})
+            result.children.append(kept_child({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], **now}))
     return result
 
 

@@ -118,6 +118,15 @@ def batch_targets(
 
 
 @dataclasses.dataclass(frozen=True)
+class Observed:
+    """The cluster as one job's reconcile sees it."""
+
+    nodes: Mapping[str, NodeInfo]  # every camera node
+    pods: Sequence[Mapping[str, Any]]  # the job's worker pods
+    children: Sequence[Mapping[str, Any]] | None = None  # its DaemonSets and Jobs; None: LIST them
+
+
+@dataclasses.dataclass(frozen=True)
 class Placement:
     """Where a valid job's workers go, as its mode decides."""
 
@@ -173,16 +182,11 @@ class Reconciler:
         self.memory.forget(f"{namespace}/{name}")
         self.metrics.job_phase((namespace, name), None)
 
-    async def reconcile(
-        self,
-        body: Mapping[str, Any],
-        nodes: Mapping[str, NodeInfo],
-        pods: Iterable[Mapping[str, Any]],
-        children: Sequence[Mapping[str, Any]] | None = None,
-    ) -> InferenceJobStatus:
+    async def reconcile(self, body: Mapping[str, Any], observe: Callable[[], Observed]) -> InferenceJobStatus:
         """Converge one job (serialised per job) and write its status; returns the status written.
 
-        `children`: the job's DaemonSets and Jobs as the watches hold them (None: LIST them now).
+        `observe` is called once the job's lock is held: a reconcile that waited for another (which
+        may have made thousands of children meanwhile) sees the cluster as that one left it.
         """
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
@@ -190,9 +194,11 @@ class Reconciler:
         started = time.monotonic()
         async with lock:
             try:
+                seen = observe()
+                children = seen.children
                 if children is None:
                     children = await k.observed_children(self.kube, key[0], key[1], meta["uid"])
-                status, result = await self._reconcile(body, nodes, pods, children)
+                status, result = await self._reconcile(body, seen.nodes, seen.pods, children)
             except Exception as error:
                 self.metrics.reconciles.labels(result="error").inc()
                 self.metrics.errors.labels(kind="api" if isinstance(error, k.KubeError) else "unexpected").inc()
