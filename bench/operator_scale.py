@@ -67,7 +67,9 @@ def fleet_node(index: int) -> dict[str, Any]:
         RING_LABEL: str(index // SITE_SIZE % 5),
     }
     taints = [MAINTENANCE] if index % 20 == 19 else None
-    return fake_node(f"edge-{index:05d}", labels, taints)
+    # An nvidia worker asks for a GPU: enough for the site job and the 2 fleet-wide ones on one node.
+    capacity = {"nvidia.com/gpu": "4"} if labels[LABEL_ACCELERATOR] == "nvidia" else None
+    return fake_node(f"edge-{index:05d}", labels, taints, capacity)
 
 
 def continuous_jobs(nodes: int, site_jobs: int) -> list[dict[str, Any]]:
