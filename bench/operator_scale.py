@@ -297,7 +297,9 @@ def children_created(operator: Operator) -> float:
     return total(operator.scrape(), METRIC + "children_changed_total", action="created")
 
 
-def run_continuous(fleet: Fleet, workdir: Path, site_jobs: int, steady_seconds: float) -> dict[str, Any]:
+def run_continuous(
+    fleet: Fleet, workdir: Path, site_jobs: int, steady_seconds: float, workers_running: float
+) -> dict[str, Any]:
     jobs = continuous_jobs(fleet.nodes, site_jobs)
     want = expected_children(fleet, jobs, "continuous")
     operator = Operator(fleet.plane, workdir / "operator-continuous.log", reconcile_seconds=10)
@@ -314,13 +316,17 @@ def run_continuous(fleet: Fleet, workdir: Path, site_jobs: int, steady_seconds: 
         wait_for("every job with a status", lambda: fleet.jobs_with_status() >= len(jobs), 900, operator)
         result["all_status_s"] = round(time.monotonic() - applied, 1)
         workers = expected_workers(fleet.nodes, jobs)
-        wait_for(f"{workers} workers Running", lambda: fleet.pods("Running") >= workers, 1800, operator)
+        # The DaemonSet controller makes the workers at its own pace (at 5,000 nodes and 2,000 DaemonSets
+        # on 2 cores, far slower than the operator: see docs/benchmarks.md); the window waits for
+        # `--workers-running` of them.
+        wanted = int(workers * workers_running)
+        wait_for(f"{wanted} workers Running", lambda: fleet.pods("Running") >= wanted, 3600, operator)
         result["workers_running_s"] = round(time.monotonic() - applied, 1)
         settled = total(operator.scrape(), METRIC + "reconciles_total") + 2 * len(jobs)
         wait_for("two resyncs since", lambda: total(operator.scrape(), METRIC + "reconciles_total") >= settled, 900)
         result["peak_rss_mb"] = round(operator.peak_rss_mb(), 1)
         result |= report_window(operator, steady_seconds)
-        result["pods"] = workers
+        result["workers"] = f"{fleet.pods('Running')}/{workers} running"
     finally:
         operator.stop()
     result["startup"] = measure_startup(fleet, workdir)
@@ -379,13 +385,18 @@ def main() -> None:
     parser.add_argument("--site-jobs", type=int, default=100, help="Continuous site jobs (plus 2 fleet-wide)")
     parser.add_argument("--mode", choices=("continuous", "batch", "both"), default="both")
     parser.add_argument("--steady-seconds", type=float, default=60)
+    parser.add_argument(
+        "--workers-running", type=float, default=1.0, help="the share of worker pods Running before the steady window"
+    )
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()}", flush=True)
     results: dict[str, Any] = {"nodes": args.nodes}
     with control_plane(args.nodes) as plane:
         fleet = Fleet(plane, args.nodes)
         if args.mode in ("continuous", "both"):
-            results["continuous"] = run_continuous(fleet, plane.workdir, args.site_jobs, args.steady_seconds)
+            results["continuous"] = run_continuous(
+                fleet, plane.workdir, args.site_jobs, args.steady_seconds, args.workers_running
+            )
             print(json.dumps(results["continuous"]), flush=True)
             if args.mode == "both":
                 fleet.delete_jobs()

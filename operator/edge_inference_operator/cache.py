@@ -73,8 +73,10 @@ def pod_summary(pod: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def job_body(job: Mapping[str, Any]) -> dict[str, Any]:
-    """An InferenceJob as a reconcile reads it."""
-    return {key: dict(job.get(key) or {}) for key in ("metadata", "spec", "status")}
+    """An InferenceJob as a reconcile reads it (without the API server's managedFields)."""
+    body = {key: dict(job.get(key) or {}) for key in ("metadata", "spec", "status")}
+    body["metadata"].pop("managedFields", None)
+    return body
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +110,10 @@ class Store:
         self.resource = resource
         self.items: dict[Key, Any] = {}
         self._by_job: dict[Key, dict[Key, Any]] = {}
+        self.version = 0  # changes with every change of the store
 
     def put(self, obj: Mapping[str, Any]) -> None:
+        self.version += 1
         key = object_key(obj)
         self.remove(obj)
         kept = self.resource.keep(obj)
@@ -118,6 +122,7 @@ class Store:
             self._by_job.setdefault(job_of(obj), {})[key] = kept
 
     def remove(self, obj: Mapping[str, Any]) -> None:
+        self.version += 1
         key = object_key(obj)
         old = self.items.pop(key, None)
         if old is None or not self.resource.by_job:
@@ -131,6 +136,7 @@ class Store:
     def take_over(self, other: Store) -> None:
         """Hold what `other` holds (a complete LIST) instead of what this store held."""
         self.items, self._by_job = other.items, other._by_job
+        self.version += 1
 
     def of_job(self, namespace: str, job_name: str) -> list[Any]:
         """The kept objects labelled with this job."""
@@ -221,6 +227,15 @@ class Watch:
                 self._stream.close()
 
 
+def _by_label(nodes: Mapping[Key, NodeInfo]) -> dict[tuple[str, str], set[str]]:
+    """Node names by each (label, value) they carry."""
+    index: dict[tuple[str, str], set[str]] = {}
+    for (_, name), info in nodes.items():
+        for pair in info.labels.items():
+            index.setdefault(pair, set()).add(name)
+    return index
+
+
 class ClusterCache:
     """Every collection the operator reads, each kept by its own Watch."""
 
@@ -235,6 +250,7 @@ class ClusterCache:
             for store in stores
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        self._node_index: tuple[int, dict[tuple[str, str], set[str]]] = (-1, {})
 
     async def start(self) -> None:
         """Start every watch; returns once each has listed its collection once."""
@@ -253,9 +269,22 @@ class ClusterCache:
                 await task
         await asyncio.to_thread(self._threads.shutdown, wait=True)
 
-    def nodes(self) -> dict[str, NodeInfo]:
-        """Every camera node, by name."""
-        return {name: info for (_, name), info in self.nodes_store.items.items()}
+    def nodes(self, selector: Mapping[str, str] | None = None) -> dict[str, NodeInfo]:
+        """The camera nodes with every label of `selector` (all without one), by name.
+
+        A pre-filter for placement (which applies the same rule and the rest): a site job then looks
+        at its site's nodes, not at the whole fleet's (docs/benchmarks.md, "Operator at fleet scale").
+        """
+        if self._node_index[0] != self.nodes_store.version:
+            self._node_index = (self.nodes_store.version, _by_label(self.nodes_store.items))
+        by_label = self._node_index[1]
+        names: set[str] | None = None
+        for pair in (selector or {}).items():
+            names = by_label.get(pair, set()) if names is None else names & by_label.get(pair, set())
+        every = self.nodes_store.items
+        if names is None:
+            return {name: info for (_, name), info in every.items()}
+        return {name: every[("", name)] for name in names}
 
     def children(self, namespace: str, job_name: str, job_uid: str) -> list[dict[str, Any]]:
         """The job's DaemonSets and batch Jobs that are not being deleted (owner uid re-checked)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 from aiohttp import web
-from edge_inference_api.models import API_GROUP, KIND, PLURAL
+from edge_inference_api.models import API_GROUP, KIND, PLURAL, Mode
 
 from edge_inference_operator import kube as k
 from edge_inference_operator.cache import ClusterCache
@@ -128,7 +128,10 @@ class OperatorRuntime:
 
         def observe() -> Observed:
             children = cache.children(namespace, name, meta["uid"])
-            return Observed(cache.nodes(), cache.pods.of_job(namespace, name), children)
+            spec = body.get("spec") or {}
+            # Batch tells a target node that is gone from one that only lost a label: it sees every node.
+            selector = None if spec.get("mode") == Mode.BATCH.value else spec.get("nodeSelector")
+            return Observed(cache.nodes(selector), cache.pods.of_job(namespace, name), children)
 
         await self.reconciler.reconcile(body, observe)
 

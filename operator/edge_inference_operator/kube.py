@@ -281,9 +281,9 @@ _KEPT_METADATA = (
 def kept_child(child: Mapping[str, Any]) -> dict[str, Any]:
     """What the operator keeps of a child: a DaemonSet whole; of a Batch Job (thousands on a big fleet)
     its metadata, its spec but the immutable template (except the node it is pinned to), and its conditions."""
-    if child.get("kind") != "Job":
-        return dict(child)
     meta, spec = child.get("metadata", {}), child.get("spec") or {}
+    if child.get("kind") != "Job":
+        return {**child, "metadata": {key: value for key, value in meta.items() if key != "managedFields"}}
     affinity = ((spec.get("template") or {}).get("spec") or {}).get("affinity")
     return {
         "apiVersion": child.get("apiVersion"),

@@ -191,8 +191,8 @@ class Reconciler:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         lock = self._locks.setdefault(key, asyncio.Lock())
-        started = time.monotonic()
         async with lock:
+            started = time.monotonic()  # the reconcile's own time, not the wait for one before it
             try:
                 seen = observe()
                 children = seen.children

@@ -87,6 +87,7 @@ class _NodeView:
 
 
 NODE_GONE = "NodeGone"
+SHARED_NAMED = 5  # the other jobs a SharedInput message names (each with up to 10 nodes)
 START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
 
 
@@ -310,7 +311,10 @@ def _degraded(problems: _Problems) -> ConditionUpdate:
         return _true(c.DEGRADED, c.OUTBOX_BACKLOG, message)
     if problems.shared_with:
         shared = sorted(problems.shared_with.items())
-        others = "; ".join(f"{job} on {_named(list(nodes))}" for job, nodes in shared)
+        # Bounded like every list in the status: a fleet-wide job shares nodes with every site job.
+        others = "; ".join(f"{job} on {_named(list(nodes))}" for job, nodes in shared[:SHARED_NAMED])
+        if len(shared) > SHARED_NAMED:
+            others += f"; and {len(shared) - SHARED_NAMED} more jobs"
         message = f"other jobs read the same host folder on the same nodes ({others}): each file is processed twice"
         return _true(c.DEGRADED, c.SHARED_INPUT, message)
     return _false(c.DEGRADED, c.AS_EXPECTED, NOTHING_WRONG)
