@@ -185,28 +185,33 @@ class Watch:
 
     def _watch(self, version: str) -> str | None:
         """Blocking (in a thread): follow the watch from `version`; the version to resume from, None when gone."""
-        loop_call = self._loop.call_soon_threadsafe
         query = [*self._query, ("resourceVersion", version), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", str(WATCH_SECONDS))]  # fmt: skip
         self._stream = self.kube.open_watch(self.store.resource.path, query, WATCH_SECONDS + 30)
-        if self._stopping.is_set():  # stop() came while the watch opened: it could not close this one
-            self._stream.close()
-            return version
         try:
-            for event in self._stream.events():
-                if self._stopping.is_set():
-                    return version
-                obj = event.get("object") or {}
-                if event.get("type") == "ERROR":
-                    if obj.get("code") == GONE:
-                        return None
-                    raise k.KubeError(int(obj.get("code") or 500), "WATCH", self.store.resource.path, str(obj))
-                version = obj.get("metadata", {}).get("resourceVersion") or version
-                if event.get("type") != "BOOKMARK":
-                    loop_call(self._apply, event["type"], obj)
+            if self._stopping.is_set():  # stop() came while the watch opened: it could not close this one
+                return version
+            return self._follow(self._stream, version)
         finally:
             self._stream.close()
+
+    def _follow(self, stream: k.WatchStream, version: str) -> str | None:
+        for event in stream.events():
+            if self._stopping.is_set():
+                return version
+            obj = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                self._raise_unless_expired(obj)
+                return None  # the version expired: list again
+            version = obj.get("metadata", {}).get("resourceVersion") or version
+            if event.get("type") != "BOOKMARK":
+                self._loop.call_soon_threadsafe(self._apply, event["type"], obj)
         return version
+
+    def _raise_unless_expired(self, status: Mapping[str, Any]) -> None:
+        """A watch's ERROR event: nothing when its version has expired (410 Gone); anything else raises."""
+        if status.get("code") != GONE:
+            raise k.KubeError(int(status.get("code") or 500), "WATCH", self.store.resource.path, str(status))
 
     def _apply(self, event_type: str, obj: dict[str, Any]) -> None:
         if event_type == "DELETED":
