@@ -32,6 +32,7 @@ PAGE = 500  # objects per LIST page: a fleet's pods are listed without one huge 
 WATCH_SECONDS = 300  # the API server ends each watch after this long; it is resumed where it ended
 GONE = 410  # the resource version a watch resumes from was compacted away: list again
 RETRY_SECONDS = 1.0
+DELETED_KEPT = 10_000  # uids of deleted InferenceJobs remembered (a reconcile of an older body checks them)
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 Changed = Callable[[str, dict[str, Any]], None]  # (event type, object) after the store changed
@@ -242,18 +243,28 @@ def _by_label(nodes: Mapping[Key, NodeInfo]) -> dict[tuple[str, str], set[str]]:
 
 
 class ClusterCache:
-    """Every collection the operator reads, each kept by its own Watch."""
+    """Every collection the operator reads, each kept by its own Watch.
 
-    def __init__(self, kube: k.Kube, child_changed: Changed | None = None) -> None:
+    `child_changed(event type, child)` is called for each event of a DaemonSet or Job;
+    `job_deleted(namespace, name)` when an InferenceJob is gone.
+    """
+
+    def __init__(
+        self,
+        kube: k.Kube,
+        child_changed: Changed | None = None,
+        job_deleted: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.nodes_store, self.pods, self.daemonsets, self.jobs, self.inference_jobs, self.namespaces = (
             Store(resource) for resource in (NODES, PODS, DAEMONSETS, JOBS, INFERENCE_JOBS, NAMESPACES)
         )
         stores = (self.nodes_store, self.pods, self.daemonsets, self.jobs, self.inference_jobs, self.namespaces)
         self._threads = ThreadPoolExecutor(len(stores), thread_name_prefix="watch")
-        self._watches = [
-            Watch(kube, store, self._threads, child_changed if store in (self.daemonsets, self.jobs) else None)
-            for store in stores
-        ]
+        self._job_deleted = job_deleted
+        self._deleted_uids: dict[str, None] = {}  # the latest DELETED InferenceJobs, oldest first
+        changed = {id(self.daemonsets): child_changed, id(self.jobs): child_changed,
+                   id(self.inference_jobs): self._on_job_event}  # fmt: skip
+        self._watches = [Watch(kube, store, self._threads, changed.get(id(store))) for store in stores]
         self._tasks: list[asyncio.Task[None]] = []
         self._node_index: tuple[int, dict[tuple[str, str], set[str]]] = (-1, {})
 
@@ -299,6 +310,20 @@ class ClusterCache:
     def terminating(self, namespace: str) -> bool:
         """Whether a namespace is being deleted."""
         return self.namespaces.items.get(("", namespace)) == "Terminating"
+
+    def _on_job_event(self, event_type: str, job: dict[str, Any]) -> None:
+        if event_type != "DELETED":
+            return
+        meta = job["metadata"]
+        self._deleted_uids[meta.get("uid", "")] = None
+        while len(self._deleted_uids) > DELETED_KEPT:
+            del self._deleted_uids[next(iter(self._deleted_uids))]
+        if self._job_deleted is not None:
+            self._job_deleted(meta["namespace"], meta["name"])
+
+    def deleted(self, uid: str) -> bool:
+        """Whether the InferenceJob with this uid has been deleted (among the latest DELETED_KEPT)."""
+        return uid in self._deleted_uids
 
     def job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.inference_jobs.items.get((namespace, name))

@@ -91,7 +91,7 @@ class OperatorRuntime:
         """List and watch the cluster, make the reconciler, serve metrics and start the periodic resync."""
         kube = self.kube_factory()
         kube.count = self.metrics.api_request
-        self._cache = ClusterCache(kube, self.on_child_event)
+        self._cache = ClusterCache(kube, self.on_child_event, self.on_job_deleted)
         started = time.monotonic()
         await self._cache.start()
         logger.info("listed the cluster in %.1f s", time.monotonic() - started)
@@ -121,8 +121,13 @@ class OperatorRuntime:
         """Reconcile one job with the nodes, pods and children as the watches hold them now."""
         meta = body["metadata"]
         # A job being deleted, or in a namespace being deleted, goes with its children: nothing to make
-        # (in a Terminating namespace the API server refuses every create with a 403).
-        if meta.get("deletionTimestamp") or self.reconciler.terminating(meta["namespace"]):
+        # (in a Terminating namespace the API server refuses every create with a 403); nor for one already
+        # deleted (a resync's older body).
+        if (
+            meta.get("deletionTimestamp")
+            or self.reconciler.terminating(meta["namespace"])
+            or self.cache.deleted(meta["uid"])
+        ):
             return
         namespace, name, cache = meta["namespace"], meta["name"], self.cache
 
@@ -134,6 +139,14 @@ class OperatorRuntime:
             return Observed(cache.nodes(selector), cache.pods.of_job(namespace, name), children)
 
         await self.reconciler.reconcile(body, observe)
+        if self.cache.deleted(meta["uid"]):
+            # Deleted while this reconcile ran on an older body: what it claimed (its input folder) goes again.
+            self.reconciler.forget(namespace, name)
+
+    def on_job_deleted(self, namespace: str, name: str) -> None:
+        """An InferenceJob is gone: its children go by garbage collection; only in-memory state is left here."""
+        if self._reconciler is not None:
+            self._reconciler.forget(namespace, name)
 
     async def resync_forever(self) -> None:
         """The periodic level-based resync of every job, one loop for all of them.
@@ -212,9 +225,3 @@ def _register_events(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) 
     @kopf.on.update(API_GROUP, PLURAL, id="converge-on-update", registry=registry)
     async def on_change(body: kopf.Body, **_: Any) -> None:
         await runtime.converge(body)
-
-    @kopf.on.event(API_GROUP, PLURAL, registry=registry)  # type: ignore[arg-type]
-    def forget_job(type: str | None, namespace: str, name: str, **_: Any) -> None:
-        # Children go by owner references (garbage collection); only in-memory state is left here.
-        if type == "DELETED":
-            runtime.reconciler.forget(namespace, name)
