@@ -2,48 +2,33 @@
 
 `register_handlers` puts the handlers into a registry given by the caller, so that the console
 script and the tests (several operator instances per process, short timer intervals) share them.
-What the handlers share (the reconciler, kopf's indices, the resync task) lives in one
-`OperatorRuntime`, made at startup and closed at cleanup.
+What the handlers share (the reconciler, the watched cluster state of cache.py, the resync task)
+lives in one `OperatorRuntime`, made at startup and closed at cleanup. kopf itself watches only
+InferenceJobs (their create, update, resume and delete handlers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 from aiohttp import web
-from edge_inference_api.models import API_GROUP, KIND, LABEL_CAMERA_STORAGE, PLURAL
+from edge_inference_api.models import API_GROUP, KIND, PLURAL, Mode
 
 from edge_inference_operator import kube as k
+from edge_inference_operator.cache import ClusterCache
 from edge_inference_operator.metrics import OperatorMetrics, serve_metrics
-from edge_inference_operator.names import LABEL_JOB, MANAGED, MANAGED_SELECTOR, MANAGER, label_value
+from edge_inference_operator.names import MANAGER
 from edge_inference_operator.observed import job_outcome
-from edge_inference_operator.placement import NodeInfo
-from edge_inference_operator.reconcile import Reconciler, utcnow
+from edge_inference_operator.reconcile import Observed, Reconciler, utcnow
 from edge_inference_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Indices:
-    """kopf's live in-memory indices that a reconcile reads."""
-
-    camera_nodes: kopf.Index[str, NodeInfo]
-    worker_pods: kopf.Index[tuple[str, str], dict[str, Any]]
-
-    def nodes(self) -> dict[str, NodeInfo]:
-        """Every camera node, by name."""
-        return {name: info for name, store in self.camera_nodes.items() for info in store}
-
-    def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        """The worker pods of one job."""
-        return list(self.worker_pods.get((namespace, label_value(name)), []))
 
 
 def needs_reconcile(event_type: str | None, child: Mapping[str, Any]) -> bool:
@@ -73,27 +58,6 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # The operator posts its own Events (one per condition transition); kopf only its failures.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = MANAGER
-    # Only our workers and camera nodes stream to us, filtered by the API server.
-    settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
-    settings.watching.label_selectors["apps", "daemonsets"] = MANAGED_SELECTOR
-    settings.watching.label_selectors["batch", "jobs"] = MANAGED_SELECTOR
-    settings.watching.label_selectors["v1", "nodes"] = LABEL_CAMERA_STORAGE
-
-
-def pod_summary(body: kopf.Body) -> dict[str, Any]:
-    """Only what status and scraping read of a worker pod: a fleet's worth of full bodies would be memory
-    for nothing."""
-    return {
-        "metadata": {key: body.metadata.get(key) for key in ("name", "labels", "creationTimestamp")},
-        "spec": {
-            "nodeName": body.spec.get("nodeName"),
-            "containers": [
-                {"name": container.get("name"), "ports": container.get("ports")}
-                for container in body.spec.get("containers", [])
-            ],
-        },
-        "status": dict(body.status),
-    }
 
 
 class OperatorRuntime:
@@ -106,9 +70,10 @@ class OperatorRuntime:
         self.kube_factory = kube_factory
         self.metrics = metrics
         self._reconciler: Reconciler | None = None
-        self._indices: Indices | None = None
+        self._cache: ClusterCache | None = None
         self._metrics_server: web.AppRunner | None = None
         self._resync: asyncio.Task[None] | None = None
+        self._child_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def reconciler(self) -> Reconciler:
@@ -116,26 +81,35 @@ class OperatorRuntime:
         assert self._reconciler is not None, "the operator has not started"
         return self._reconciler
 
-    async def start(self, indices: Indices, inference_jobs: kopf.Index, namespace_phases: kopf.Index) -> None:
-        """Make the reconciler, serve metrics and start the periodic resync."""
+    @property
+    def cache(self) -> ClusterCache:
+        """The watched cluster state (listed at startup, before any reconcile)."""
+        assert self._cache is not None, "the operator has not started"
+        return self._cache
 
-        def terminating(namespace: str) -> bool:
-            return "Terminating" in namespace_phases.get(namespace, [])
-
-        self._reconciler = Reconciler(self.settings, self.kube_factory(), self.metrics, utcnow, terminating)
+    async def start(self) -> None:
+        """List and watch the cluster, make the reconciler, serve metrics and start the periodic resync."""
+        kube = self.kube_factory()
+        kube.count = self.metrics.api_request
+        self._cache = ClusterCache(kube, self.on_child_event, self.on_job_deleted)
+        started = time.monotonic()
+        await self._cache.start()
+        logger.info("listed the cluster in %.1f s", time.monotonic() - started)
+        self._reconciler = Reconciler(self.settings, kube, self.metrics, utcnow, self._cache.terminating)
         if self.settings.metrics_port:
             self._metrics_server = await serve_metrics(self.metrics, self.settings.metrics_port)
-        # The indices are live: every reconcile sees the nodes and pods as they are now.
-        self._indices = indices
-        self._resync = asyncio.create_task(self.resync_forever(inference_jobs))
+        self._resync = asyncio.create_task(self.resync_forever())
 
     async def stop(self) -> None:
-        """Stop the resync, the metrics server and the reconciler's connections."""
-        if self._resync is not None:
-            self._resync.cancel()
+        """Stop the resync, the watches, the metrics server and the reconciler's connections."""
+        for task in [*self._child_tasks, *([self._resync] if self._resync else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._resync
-            self._resync = None
+                await task
+        self._resync = None
+        if self._cache is not None:
+            await self._cache.stop()
+            self._cache = None
         if self._metrics_server is not None:
             await self._metrics_server.cleanup()
             self._metrics_server = None
@@ -144,17 +118,37 @@ class OperatorRuntime:
             self._reconciler = None
 
     async def converge(self, body: Mapping[str, Any]) -> None:
-        """Reconcile one job with the nodes and pods as the indices hold them now."""
+        """Reconcile one job with the nodes, pods and children as the watches hold them now."""
         meta = body["metadata"]
         # A job being deleted, or in a namespace being deleted, goes with its children: nothing to make
-        # (in a Terminating namespace the API server refuses every create with a 403).
-        if meta.get("deletionTimestamp") or self.reconciler.terminating(meta["namespace"]):
+        # (in a Terminating namespace the API server refuses every create with a 403); nor for one already
+        # deleted (a resync's older body).
+        if (
+            meta.get("deletionTimestamp")
+            or self.reconciler.terminating(meta["namespace"])
+            or self.cache.deleted(meta["uid"])
+        ):
             return
-        assert self._indices is not None
-        pods = self._indices.pods(meta["namespace"], meta["name"])
-        await self.reconciler.reconcile(body, self._indices.nodes(), pods)
+        namespace, name, cache = meta["namespace"], meta["name"], self.cache
 
-    async def resync_forever(self, jobs: kopf.Index) -> None:
+        def observe() -> Observed:
+            children = cache.children(namespace, name, meta["uid"])
+            spec = body.get("spec") or {}
+            # Batch tells a target node that is gone from one that only lost a label: it sees every node.
+            selector = None if spec.get("mode") == Mode.BATCH.value else spec.get("nodeSelector")
+            return Observed(cache.nodes(selector), cache.pods.of_job(namespace, name), children)
+
+        await self.reconciler.reconcile(body, observe)
+        if self.cache.deleted(meta["uid"]):
+            # Deleted while this reconcile ran on an older body: what it claimed (its input folder) goes again.
+            self.reconciler.forget(namespace, name)
+
+    def on_job_deleted(self, namespace: str, name: str) -> None:
+        """An InferenceJob is gone: its children go by garbage collection; only in-memory state is left here."""
+        if self._reconciler is not None:
+            self._reconciler.forget(namespace, name)
+
+    async def resync_forever(self) -> None:
         """The periodic level-based resync of every job, one loop for all of them.
 
         Not a per-object kopf timer: kopf guards timers with a finalizer on every job, and a job
@@ -162,30 +156,38 @@ class OperatorRuntime:
         """
         while True:
             await asyncio.sleep(self.settings.reconcile_seconds)
-            await self.resync(jobs)
+            await self.resync()
 
-    async def resync(self, jobs: kopf.Index) -> None:
+    async def resync(self) -> None:
         """Converge every job once; one job's failure does not stop the others."""
-        for store in list(jobs.values()):
-            for body in list(store):
-                try:
-                    await self.converge(body)
-                except Exception:  # noqa: BLE001 - counted by the reconciler; retried next tick
-                    meta = body.get("metadata", {})
-                    logger.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
+        for body in list(self.cache.inference_jobs.items.values()):
+            try:
+                await self.converge(body)
+            except Exception:  # noqa: BLE001 - counted by the reconciler; retried next tick
+                meta = body.get("metadata", {})
+                logger.exception("resync of %s/%s failed", meta.get("namespace"), meta.get("name"))
 
-    async def child_changed(self, event_type: str | None, child: Mapping[str, Any]) -> None:
-        """Reconcile the owning job now when a child's event calls for it (see needs_reconcile)."""
-        if not needs_reconcile(event_type, child):
+    def on_child_event(self, event_type: str, child: dict[str, Any]) -> None:
+        """A watch event of a child: reconcile its job now when it calls for it (see needs_reconcile)."""
+        if self._reconciler is None or not needs_reconcile(event_type, child):
             return
+        task = asyncio.create_task(self.child_changed(child))
+        self._child_tasks.add(task)
+        task.add_done_callback(self._child_tasks.discard)
+
+    async def child_changed(self, child: Mapping[str, Any]) -> None:
+        """Reconcile the job that owns `child`, unless it is reconciling now or gone."""
         owner = owning_job(child)
         namespace = child["metadata"]["namespace"]
         if owner is None or self.reconciler.busy(namespace, owner["name"]):
             return
-        job = await k.read_job(self.reconciler.kube, namespace, owner["name"])
+        job = self.cache.job(namespace, owner["name"])
         if job is None or job.get("metadata", {}).get("uid") != owner.get("uid"):
             return
-        await self.converge(job)
+        try:
+            await self.converge(job)
+        except Exception:  # noqa: BLE001 - counted by the reconciler; the resync tries again
+            logger.exception("reconcile of %s/%s after a child's event failed", namespace, owner["name"])
 
 
 def register_handlers(
@@ -197,7 +199,6 @@ def register_handlers(
     """Register every handler of the operator into `registry`; returns the runtime they share."""
     runtime = OperatorRuntime(settings, kube_factory, metrics or OperatorMetrics())
     _register_lifecycle(registry, runtime)
-    _register_indices(registry)
     _register_events(registry, runtime)
     return runtime
 
@@ -208,45 +209,14 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, runtime: OperatorRuntim
         # In a pod: the service account; elsewhere (tests, `make demo`): KUBECONFIG.
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
-    # kopf passes indices by their names, which its handler protocols cannot list.
-    @kopf.on.startup(registry=registry)  # type: ignore[arg-type]
-    async def configure(
-        settings: kopf.OperatorSettings,
-        inference_jobs: kopf.Index,
-        camera_nodes: kopf.Index,
-        worker_pods: kopf.Index,
-        namespace_phases: kopf.Index,
-        **_: Any,
-    ) -> None:
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
-        await runtime.start(Indices(camera_nodes, worker_pods), inference_jobs, namespace_phases)
+        await runtime.start()
 
     @kopf.on.cleanup(registry=registry)
     async def shut_down(**_: Any) -> None:
         await runtime.stop()
-
-
-def _register_indices(registry: kopf.OperatorRegistry) -> None:
-    # Namespaced resources: kopf's protocols type `namespace` as optional for every resource.
-    @kopf.index(API_GROUP, PLURAL, id="inference_jobs", registry=registry)  # type: ignore[arg-type]
-    def inference_jobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        return {
-            (namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
-        }
-
-    @kopf.index("v1", "namespaces", id="namespace_phases", registry=registry)
-    def namespace_phases(name: str, status: Mapping[str, Any], **_: Any) -> dict[str, str]:
-        return {name: status.get("phase") or "Active"}
-
-    @kopf.index("v1", "nodes", labels={LABEL_CAMERA_STORAGE: kopf.PRESENT}, id="camera_nodes", registry=registry)
-    def camera_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
-        return {name: NodeInfo.from_node(body)}
-
-    @kopf.index("v1", "pods", labels=MANAGED, id="worker_pods", registry=registry)  # type: ignore[arg-type]
-    def worker_pods(
-        namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
-    ) -> dict[tuple[str, str], dict[str, Any]]:
-        return {(namespace, labels.get(LABEL_JOB, "")): pod_summary(body)}
 
 
 def _register_events(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
@@ -255,14 +225,3 @@ def _register_events(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) 
     @kopf.on.update(API_GROUP, PLURAL, id="converge-on-update", registry=registry)
     async def on_change(body: kopf.Body, **_: Any) -> None:
         await runtime.converge(body)
-
-    @kopf.on.event(API_GROUP, PLURAL, registry=registry)  # type: ignore[arg-type]
-    def forget_job(type: str | None, namespace: str, name: str, **_: Any) -> None:
-        # Children go by owner references (garbage collection); only in-memory state is left here.
-        if type == "DELETED":
-            runtime.reconciler.forget(namespace, name)
-
-    @kopf.on.event("apps", "v1", "daemonsets", labels=MANAGED, registry=registry)
-    @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=registry)
-    async def child_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        await runtime.child_changed(type, body)

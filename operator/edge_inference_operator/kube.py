@@ -9,11 +9,13 @@ The client is synchronous, so every call runs in a worker thread (`asyncio.to_th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +27,9 @@ from edge_inference_operator.names import ANNOTATION_SPEC_HASH, MANAGER, job_sel
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_RETRIES = 5
+# Children written at once: a fleet-wide Batch job makes thousands of Jobs (docs/benchmarks.md,
+# "Operator at fleet scale"); more in flight than the API client's threads would only queue.
+WRITES_IN_FLIGHT = 6
 USER_AGENT = "edge-inference-operator/0.1.0"
 
 CHILD_COLLECTIONS = {
@@ -61,11 +66,65 @@ def status_message(body: str) -> str:
     return str(answer.get("message") or body)[:1000] if isinstance(answer, dict) else body[:1000]
 
 
-class Kube:
-    """Plain-dict requests to the Kubernetes API over the official client's authenticated transport."""
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+
+def request_kind(method: str, path: str, query: Sequence[tuple[str, str]] = ()) -> tuple[str, str]:
+    """The Kubernetes verb and resource ("plural" or "plural/subresource") of a request, as the API
+    server's authorizer names them: GET of a collection is list (watch with watch=true), DELETE of one
+    is deletecollection."""
+    parts = [part for part in path.split("/") if part]
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]  # a namespaced resource: drop namespaces/<namespace>
+    resource = "/".join([rest[0], *rest[2:3]]) if rest else ""
+    named = len(rest) > 1
+    if method == "GET":
+        watch = any(key == "watch" and value in ("true", "1") for key, value in query)
+        verb = "get" if named else "watch" if watch else "list"
+    elif method == "DELETE":
+        verb = "delete" if named else "deletecollection"
+    else:
+        verb = _VERBS.get(method, method.lower())
+    return verb, resource
+
+
+class WatchStream:
+    """One open WATCH: its events as they arrive, until the server ends it or `close()` is called."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Each watch event (`type`, `object`), decoded; blocks while the server sends nothing."""
+        pending = b""
+        for chunk in self._response.stream(64 * 1024, decode_content=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+
+    def close(self) -> None:
+        """End the watch; safe from another thread (a read blocked on the socket returns)."""
+        sock = getattr(self._response.connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+        self._response.close()
+
+
+class Kube:
+    """Plain-dict requests to the Kubernetes API over the official client's authenticated transport.
+
+    `count(verb, resource)` is called for every request sent (the operator's API request metric).
+    """
+
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, count: Callable[[str, str], None] | None = None
+    ) -> None:
         self._api = api_client
+        self.count = count
 
     @classmethod
     def from_environment(cls) -> Kube:
@@ -84,8 +143,14 @@ class Kube:
     def close(self) -> None:
         self._api.close()
 
-    def _call(
-        self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str | None
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: Any,
+        content_type: str | None,
+        timeout: float | tuple[float, float],
     ) -> Any:
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -99,12 +164,28 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         url = serialized[1]
-        response = self._api.call_api(method, url, header_params=serialized[2], body=serialized[3], _request_timeout=30)
+        if self.count is not None:
+            self.count(*request_kind(method, path, query))
+        return self._api.call_api(
+            method, url, header_params=serialized[2], body=serialized[3], _request_timeout=timeout
+        )
+
+    def _call(
+        self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str | None
+    ) -> Any:
+        response = self._send(method, path, query, body, content_type, 30)
         data = response.read()
         text = data.decode() if isinstance(data, bytes) else str(data or "")
         if not 200 <= response.status < 300:
             raise KubeError(response.status, method, path, text)
         return json.loads(text) if text else {}
+
+    def open_watch(self, path: str, query: Sequence[tuple[str, str]], read_timeout: float) -> WatchStream:
+        """Start a WATCH of collection `path` (blocking: call it from a thread); read it with `events()`."""
+        response = self._send("GET", path, [*query, ("watch", "true")], None, None, (30, read_timeout))
+        if not 200 <= response.status < 300:
+            raise KubeError(response.status, "GET", path, response.read().decode(errors="replace"))
+        return WatchStream(response.response)
 
     async def request(
         self,
@@ -179,9 +260,38 @@ def contains(live: Any, desired: Any, in_quantities: bool = False) -> bool:
 
 
 def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether the live child differs from the desired one in what the operator decides (e.g. edited by hand)."""
+    """Whether the live child differs from the desired one in what the operator decides (e.g. edited by hand).
+
+    A Job's pod template is immutable (the API server refuses changes to it), so only the rest of its
+    spec can drift; the spec-hash annotation says whether the template is the one wanted.
+    """
     labels = live.get("metadata", {}).get("labels") or {}
-    return not (contains(labels, desired["metadata"]["labels"]) and contains(live.get("spec"), desired["spec"]))
+    spec = desired["spec"]
+    if desired.get("kind") == "Job":
+        spec = {key: value for key, value in spec.items() if key != "template"}
+    return not (contains(labels, desired["metadata"]["labels"]) and contains(live.get("spec"), spec))
+
+
+_KEPT_METADATA = (
+    "name", "namespace", "uid", "labels", "annotations", "ownerReferences", "resourceVersion",
+    "generation", "creationTimestamp", "deletionTimestamp",
+)  # fmt: skip
+
+
+def kept_child(child: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator keeps of a child: a DaemonSet whole; of a Batch Job (thousands on a big fleet)
+    its metadata, its spec but the immutable template (except the node it is pinned to), and its conditions."""
+    meta, spec = child.get("metadata", {}), child.get("spec") or {}
+    if child.get("kind") != "Job":
+        return {**child, "metadata": {key: value for key, value in meta.items() if key != "managedFields"}}
+    affinity = ((spec.get("template") or {}).get("spec") or {}).get("affinity")
+    return {
+        "apiVersion": child.get("apiVersion"),
+        "kind": "Job",
+        "metadata": {key: meta[key] for key in _KEPT_METADATA if key in meta},
+        "spec": {**{k: v for k, v in spec.items() if k != "template"}, "template": {"spec": {"affinity": affinity}}},
+        "status": {"conditions": (child.get("status") or {}).get("conditions") or []},
+    }
 
 
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
@@ -280,7 +390,7 @@ async def ensure_child(
         settled = _nothing_to_change(current, desired)
         if settled is not None:
             return settled
-        if desired["kind"] == "Job":
+        if desired.get("kind") == "Job":
             await _delete(kube, current, namespace)
             return "deleted", None
         try:
@@ -295,30 +405,35 @@ async def ensure_child(
 async def converge_children(
     kube: Kube,
     namespace: str,
-    job_name: str,
-    job_uid: str,
     desired: Sequence[Mapping[str, Any]],
+    existing: Sequence[Mapping[str, Any]],
     create_missing: bool = True,
 ) -> Convergence:
-    """Create missing children, update changed ones, delete the job's children that should not exist."""
+    """Create missing children, update changed ones, delete the job's `existing` children that should not exist.
+
+    `existing`: the job's children as last seen (observed_children, or the operator's watches); a copy
+    that is out of date costs a conflict and a re-read, never a wrong write.
+    """
     result = Convergence()
-    observed = {
-        (o["kind"], o["metadata"]["name"]): o for o in await observed_children(kube, namespace, job_name, job_uid)
-    }
+    observed = {(o["kind"], o["metadata"]["name"]): o for o in existing}
     wanted = {(d["kind"], d["metadata"]["name"]): d for d in desired}
     for key, obj in observed.items():
         if key not in wanted:
             await _delete(kube, obj, namespace)
             result.deleted.append(f"{key[0]}/{key[1]}")
-    for key, manifest in wanted.items():
-        current = observed.get(key)
-        if current is None and not create_missing:
-            continue
-        action, now = await ensure_child(kube, manifest, current, namespace)
+    in_flight = asyncio.Semaphore(WRITES_IN_FLIGHT)
+
+    async def ensure(key: tuple[str, str], manifest: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        async with in_flight:
+            return await ensure_child(kube, manifest, observed.get(key), namespace)
+
+    todo = {key: manifest for key, manifest in wanted.items() if create_missing or key in observed}
+    outcomes = await asyncio.gather(*(ensure(key, manifest) for key, manifest in todo.items()))
+    for (key, manifest), (action, now) in zip(todo.items(), outcomes, strict=True):
         if action in ("created", "updated", "deleted", "taken"):
             getattr(result, action).append(f"{key[0]}/{key[1]}")
         if now is not None and action != "taken":
-            result.children.append({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], **now})
+            result.children.append(kept_child({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], **now}))
     return result
 
 

@@ -41,7 +41,19 @@ class OperatorMetrics:
         self.children_changed = Counter(
             PREFIX + "children_changed", "Children created, updated or deleted.", ["action"], registry=self.registry
         )
+        self.api_requests = Counter(
+            PREFIX + "api_requests",
+            "Kubernetes API requests the operator sent by verb (get, list, watch, create, patch, delete) and "
+            "resource (plural[/subresource]); kopf's own (the InferenceJob watch and its annotation patches) "
+            "are not counted.",
+            ["verb", "resource"],
+            registry=self.registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
+
+    def api_request(self, verb: str, resource: str) -> None:
+        """Count one Kubernetes API request."""
+        self.api_requests.labels(verb=verb, resource=resource).inc()
 
     def job_phase(self, key: tuple[str, str], phase: str | None) -> None:
         """Record a job's phase (None: the job is gone) and refresh the jobs-by-phase gauge."""

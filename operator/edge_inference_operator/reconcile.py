@@ -9,7 +9,7 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -39,6 +39,7 @@ from edge_inference_operator.status import (
     compute_status,
     invalid_status,
     transitions,
+    worth_writing,
 )
 
 Clock = Callable[[], datetime.datetime]
@@ -117,6 +118,15 @@ def batch_targets(
 
 
 @dataclasses.dataclass(frozen=True)
+class Observed:
+    """The cluster as one job's reconcile sees it."""
+
+    nodes: Mapping[str, NodeInfo]  # every camera node
+    pods: Sequence[Mapping[str, Any]]  # the job's worker pods
+    children: Sequence[Mapping[str, Any]] | None = None  # its DaemonSets and Jobs; None: LIST them
+
+
+@dataclasses.dataclass(frozen=True)
 class Placement:
     """Where a valid job's workers go, as its mode decides."""
 
@@ -173,17 +183,23 @@ class Reconciler:
         self.memory.forget(f"{namespace}/{name}")
         self.metrics.job_phase((namespace, name), None)
 
-    async def reconcile(
-        self, body: Mapping[str, Any], nodes: Mapping[str, NodeInfo], pods: Iterable[Mapping[str, Any]]
-    ) -> InferenceJobStatus:
-        """Converge one job (serialised per job) and write its status; returns the status written."""
+    async def reconcile(self, body: Mapping[str, Any], observe: Callable[[], Observed]) -> InferenceJobStatus:
+        """Converge one job (serialised per job) and write its status; returns the status written.
+
+        `observe` is called once the job's lock is held: a reconcile that waited for another (which
+        may have made thousands of children meanwhile) sees the cluster as that one left it.
+        """
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         lock = self._locks.setdefault(key, asyncio.Lock())
-        started = time.monotonic()
         async with lock:
+            started = time.monotonic()  # the reconcile's own time, not the wait for one before it
             try:
-                status, result = await self._reconcile(body, nodes, pods)
+                seen = observe()
+                children = seen.children
+                if children is None:
+                    children = await k.observed_children(self.kube, key[0], key[1], meta["uid"])
+                status, result = await self._reconcile(body, seen.nodes, seen.pods, children)
             except Exception as error:
                 self.metrics.reconciles.labels(result="error").inc()
                 self.metrics.errors.labels(kind="api" if isinstance(error, k.KubeError) else "unexpected").inc()
@@ -195,7 +211,11 @@ class Reconciler:
         return status
 
     async def _reconcile(
-        self, body: Mapping[str, Any], nodes: Mapping[str, NodeInfo], pods: Iterable[Mapping[str, Any]]
+        self,
+        body: Mapping[str, Any],
+        nodes: Mapping[str, NodeInfo],
+        pods: Iterable[Mapping[str, Any]],
+        children: Sequence[Mapping[str, Any]],
     ) -> tuple[InferenceJobStatus, str]:
         meta = body["metadata"]
         # The operator is the only writer of status: what it last wrote is newer than a body that
@@ -204,17 +224,16 @@ class Reconciler:
         now = self.clock()
         checked = check_job(body, self.settings)
         if isinstance(checked, Refusal):
-            return await self._refuse(body, previous, checked, now), "invalid"
+            return await self._refuse(body, previous, checked, now, children), "invalid"
         job = checked
         place = self._place_batch if job.spec.mode == Mode.BATCH else self._place_continuous
-        placement = await place(job, previous, meta.get("generation"), nodes)
+        placement = place(job, previous, meta.get("generation"), nodes, children)
         try:
             convergence = await k.converge_children(
                 self.kube,
                 job.namespace,
-                job.name,
-                job.uid,
                 build_children(job, self.settings, placement.targets),
+                children,
                 create_missing=placement.create_missing,
             )
         except k.KubeError as error:
@@ -229,31 +248,45 @@ class Reconciler:
         return status, "ok"
 
     async def _refuse(
-        self, body: Mapping[str, Any], previous: InferenceJobStatus, refusal: Refusal, now: datetime.datetime
+        self,
+        body: Mapping[str, Any],
+        previous: InferenceJobStatus,
+        refusal: Refusal,
+        now: datetime.datetime,
+        children: Sequence[Mapping[str, Any]],
     ) -> InferenceJobStatus:
         """Nothing may run for a refused spec: children of an earlier, valid spec go too."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         self._inputs.pop(f"{namespace}/{name}", None)
-        await k.converge_children(self.kube, namespace, name, meta["uid"], [])
+        await k.converge_children(self.kube, namespace, [], children)
         status = invalid_status(previous, meta.get("generation"), refusal.reason, refusal.message, now)
         await self._write(body, previous, status)
         return status
 
-    async def _place_continuous(
-        self, job: ParsedJob, previous: InferenceJobStatus, generation: int | None, nodes: Mapping[str, NodeInfo]
+    def _place_continuous(
+        self,
+        job: ParsedJob,
+        previous: InferenceJobStatus,
+        generation: int | None,
+        nodes: Mapping[str, NodeInfo],
+        children: Sequence[Mapping[str, Any]],
     ) -> Placement:
         """Continuous: a DaemonSet per kind, on the nodes that match now."""
         matched = matching_nodes(nodes, job.spec, daemonset=True)
         return Placement(desired_nodes=list(matched), placed=matched, targets={}, create_missing=True, live_nodes=None)
 
-    async def _place_batch(
-        self, job: ParsedJob, previous: InferenceJobStatus, generation: int | None, nodes: Mapping[str, NodeInfo]
+    def _place_batch(
+        self,
+        job: ParsedJob,
+        previous: InferenceJobStatus,
+        generation: int | None,
+        nodes: Mapping[str, NodeInfo],
+        children: Sequence[Mapping[str, Any]],
     ) -> Placement:
         """Batch: a Job per node recorded at start; a finished batch is not re-run (a new generation is)."""
         matched = matching_nodes(nodes, job.spec, daemonset=False)
-        existing = await k.observed_children(self.kube, job.namespace, job.name, job.uid)
-        targets = batch_targets(previous, matched, existing)
+        targets = batch_targets(previous, matched, children)
         # A finished batch is not re-run when a finished Job is deleted; a new generation re-runs it.
         finished = previous.phase in (Phase.SUCCEEDED, Phase.FAILED) and previous.observed_generation == generation
         return Placement(
@@ -323,17 +356,19 @@ class Reconciler:
 
     async def _write(self, body: Mapping[str, Any], previous: InferenceJobStatus, status: InferenceJobStatus) -> None:
         meta = body["metadata"]
+        # A heartbeat shown up to stale_after late: the state says Stale at once when it matters.
+        if not worth_writing(previous, status, datetime.timedelta(seconds=self.settings.stale_after_seconds)):
+            return
         wire = status.model_dump(mode="json", by_alias=True)
-        if wire != previous.model_dump(mode="json", by_alias=True):
-            try:
-                await k.patch_status(self.kube, meta["namespace"], meta["name"], wire)
-            except k.KubeError as error:
-                if error.status != k.NOT_FOUND:
-                    raise
-                # Deleted while this reconcile ran (a resync's body can be older than the delete): forget it
-                # again, or what it claimed here (its input folder) would linger in other jobs' status.
-                self.forget(meta["namespace"], meta["name"])
-                return
+        try:
+            await k.patch_status(self.kube, meta["namespace"], meta["name"], wire)
+        except k.KubeError as error:
+            if error.status != k.NOT_FOUND:
+                raise
+            # Deleted while this reconcile ran (a resync's body can be older than the delete): forget it
+            # again, or what it claimed here (its input folder) would linger in other jobs' status.
+            self.forget(meta["namespace"], meta["name"])
+            return
         self._written[(meta["namespace"], meta["name"], meta["uid"])] = status
         for transition in transitions(previous, status):
             await self._post(body, transition)

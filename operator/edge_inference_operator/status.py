@@ -42,6 +42,7 @@ from edge_inference_operator.observed import (
     batch_children,
     missing_secret,
     newest_pod_by_node,
+    parse_time,
     pod_failed,
     pod_ready,
     termination_message,
@@ -86,6 +87,7 @@ class _NodeView:
 
 
 NODE_GONE = "NodeGone"
+SHARED_NAMED = 5  # the other jobs a SharedInput message names (each with up to 10 nodes)
 START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
 
 
@@ -309,7 +311,10 @@ def _degraded(problems: _Problems) -> ConditionUpdate:
         return _true(c.DEGRADED, c.OUTBOX_BACKLOG, message)
     if problems.shared_with:
         shared = sorted(problems.shared_with.items())
-        others = "; ".join(f"{job} on {_named(list(nodes))}" for job, nodes in shared)
+        # Bounded like every list in the status: a fleet-wide job shares nodes with every site job.
+        others = "; ".join(f"{job} on {_named(list(nodes))}" for job, nodes in shared[:SHARED_NAMED])
+        if len(shared) > SHARED_NAMED:
+            others += f"; and {len(shared) - SHARED_NAMED} more jobs"
         message = f"other jobs read the same host folder on the same nodes ({others}): each file is processed twice"
         return _true(c.DEGRADED, c.SHARED_INPUT, message)
     return _false(c.DEGRADED, c.AS_EXPECTED, NOTHING_WRONG)
@@ -485,3 +490,33 @@ def transitions(previous: InferenceJobStatus, current: InferenceJobStatus) -> li
             continue
         changed.append(Transition(cond.type, cond.status.value, cond.reason, cond.message, _worse(cond)))
     return changed
+
+
+def _without_heartbeats(status: InferenceJobStatus) -> dict[str, Any]:
+    wire = status.model_dump(mode="json", by_alias=True)
+    for entry in wire.get("nodeProgress") or []:
+        entry.pop("lastHeartbeat", None)
+    return wire
+
+
+def _heartbeats(status: InferenceJobStatus) -> dict[str, datetime.datetime | None]:
+    return {p.node: parse_time(p.last_heartbeat) for p in status.node_progress}
+
+
+def _heartbeat_moved_on(old: datetime.datetime | None, new: datetime.datetime | None, by: datetime.timedelta) -> bool:
+    if new is None or old is None:
+        return new is not old
+    return new - old >= by
+
+
+def worth_writing(previous: InferenceJobStatus, current: InferenceJobStatus, heartbeat_lag: datetime.timedelta) -> bool:
+    """Whether `current` says something that the written `previous` does not.
+
+    Everything counts but a heartbeat that moved on by less than `heartbeat_lag`: a live worker's
+    heartbeat changes at every scrape, and writing each would PATCH every job at every tick. A node
+    whose worker stops answering still changes its state (Stale) at once; only the time shown lags.
+    """
+    if _without_heartbeats(previous) != _without_heartbeats(current):
+        return True
+    before = _heartbeats(previous)
+    return any(_heartbeat_moved_on(before.get(node), new, heartbeat_lag) for node, new in _heartbeats(current).items())

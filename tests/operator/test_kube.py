@@ -18,6 +18,12 @@ async def kube(cluster):
     client.close()
 
 
+async def converge(kube: k.Kube, uid: str, desired: list[dict]) -> k.Convergence:
+    """converge_children with the job's children as a LIST finds them now."""
+    existing = await k.observed_children(kube, "default", "lobby", uid)
+    return await k.converge_children(kube, "default", desired, existing)
+
+
 def owner_uid(cluster, make_body) -> str:
     cluster.apply(make_body())
     return cluster.job()["metadata"]["uid"]
@@ -64,10 +70,10 @@ async def test_update_with_a_stale_resource_version_retries(cluster, kube, make_
 async def test_converge_is_idempotent(cluster, kube, make_job, make_body, settings) -> None:
     uid = owner_uid(cluster, make_body)
     job = make_job(uid=uid, accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
-    first = await k.converge_children(kube, "default", "lobby", uid, build_children(job, settings))
+    first = await converge(kube, uid, build_children(job, settings))
     # generation, not resourceVersion: the DaemonSet controller writes the status meanwhile.
     versions = {d["metadata"]["name"]: d["metadata"]["generation"] for d in cluster.daemonsets()}
-    again = await k.converge_children(kube, "default", "lobby", uid, build_children(job, settings))
+    again = await converge(kube, uid, build_children(job, settings))
     assert sorted(first.created) == ["DaemonSet/lobby-cpu", "DaemonSet/lobby-nvidia"]
     assert (again.created, again.updated, again.deleted) == ([], [], [])
     assert {d["metadata"]["name"]: d["metadata"]["generation"] for d in cluster.daemonsets()} == versions
@@ -76,11 +82,11 @@ async def test_converge_is_idempotent(cluster, kube, make_job, make_body, settin
 async def test_changed_batch_job_is_replaced_not_patched(cluster, kube, make_job, make_body, settings) -> None:
     uid = owner_uid(cluster, make_body)
     batch = make_job(uid=uid, mode="Batch")
-    await k.converge_children(kube, "default", "lobby", uid, build_children(batch, settings, {"n1": "cpu"}))
+    await converge(kube, uid, build_children(batch, settings, {"n1": "cpu"}))
     changed = make_job(uid=uid, mode="Batch", sampling={"fps": 3})
-    result = await k.converge_children(kube, "default", "lobby", uid, build_children(changed, settings, {"n1": "cpu"}))
+    result = await converge(kube, uid, build_children(changed, settings, {"n1": "cpu"}))
     assert result.deleted == ["Job/lobby-cpu-n1"]  # a Job's template is immutable: delete, then create
-    result = await k.converge_children(kube, "default", "lobby", uid, build_children(changed, settings, {"n1": "cpu"}))
+    result = await converge(kube, uid, build_children(changed, settings, {"n1": "cpu"}))
     assert result.created == ["Job/lobby-cpu-n1"]
 
 
@@ -92,7 +98,7 @@ async def test_children_of_another_owner_are_left_alone(cluster, kube, make_job,
     foreign["metadata"]["ownerReferences"][0]["name"] = "elsewhere"
     cluster.apps.create_namespaced_daemon_set("default", foreign)
     assert await k.observed_children(kube, "default", "lobby", uid) == []
-    result = await k.converge_children(kube, "default", "lobby", uid, [])
+    result = await converge(kube, uid, [])
     assert result.deleted == [] and len(cluster.daemonsets()) == 1
 
 
@@ -106,7 +112,7 @@ async def test_an_object_of_someone_else_with_our_name_is_not_taken_over(
     foreign["metadata"]["ownerReferences"][0]["name"] = "elsewhere"
     cluster.apps.create_namespaced_daemon_set("default", foreign)
     (desired,) = build_children(make_job(uid=uid), settings)
-    result = await k.converge_children(kube, "default", "lobby", uid, [desired])
+    result = await converge(kube, uid, [desired])
     assert result.taken == ["DaemonSet/lobby-cpu"] and result.created == [] and result.children == []
     (untouched,) = cluster.daemonsets()
     assert untouched["metadata"]["ownerReferences"][0]["uid"] == cluster.job("elsewhere")["metadata"]["uid"]

@@ -8,7 +8,7 @@ from edge_inference_operator.builders import build_children
 from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.names import ANNOTATION_SPEC_HASH
 from edge_inference_operator.placement import NodeInfo
-from edge_inference_operator.reconcile import Reconciler
+from edge_inference_operator.reconcile import Observed, Reconciler
 
 CPU_NODE = {
     "edge-1": NodeInfo(labels={"edgeinference.io/camera-storage": "true", "edgeinference.io/accelerator": "cpu"})
@@ -22,7 +22,7 @@ async def test_api_errors_are_counted_and_raised(cluster, make_body, settings) -
     body["metadata"] |= {"uid": "u-1", "generation": 1}
     try:
         with pytest.raises(k.KubeError) as raised:
-            await reconciler.reconcile(body, CPU_NODE, [])
+            await reconciler.reconcile(body, lambda: Observed(CPU_NODE, []))
     finally:
         await reconciler.close()
     assert raised.value.status == 404
@@ -38,8 +38,8 @@ async def test_a_reconcile_returns_and_records_the_status(cluster, make_body, se
     metrics = OperatorMetrics()
     reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
     try:
-        status = await reconciler.reconcile(body, CPU_NODE, [])
-        again = await reconciler.reconcile(cluster.job(), CPU_NODE, [])
+        status = await reconciler.reconcile(body, lambda: Observed(CPU_NODE, []))
+        again = await reconciler.reconcile(cluster.job(), lambda: Observed(CPU_NODE, []))
     finally:
         await reconciler.close()
     assert status.nodes.desired == 1 and status == again
@@ -62,7 +62,7 @@ async def test_a_job_in_a_terminating_namespace_is_left_quietly(cluster, make_bo
     reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
     try:
         with caplog.at_level("INFO", logger="edge_inference_operator"):
-            await reconciler.reconcile(body, CPU_NODE, [])
+            await reconciler.reconcile(body, lambda: Observed(CPU_NODE, []))
     finally:
         await reconciler.close()
         cluster.custom.patch_namespaced_custom_object(
@@ -87,7 +87,7 @@ async def test_a_child_the_api_server_refuses_is_reported_not_retried(cluster, m
     metrics = OperatorMetrics()
     reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
     try:
-        status = await reconciler.reconcile(body, CPU_NODE, [])
+        status = await reconciler.reconcile(body, lambda: Observed(CPU_NODE, []))
     finally:
         await reconciler.close()
     ready = next(x for x in cluster.status()["conditions"] if x["type"] == "Ready")

@@ -15,6 +15,7 @@ from edge_inference_operator.status import (
     compute_status,
     invalid_status,
     transitions,
+    worth_writing,
 )
 from support.jobs import job_spec
 
@@ -349,6 +350,31 @@ def test_a_shared_input_is_a_warning_condition(make_body) -> None:
     assert "team-b/lobby on a" in c.find_condition(status.conditions, c.DEGRADED).message
     (warning,) = [t for t in transitions(InferenceJobStatus(), status) if t.warning]
     assert warning.reason == c.SHARED_INPUT
+
+
+def test_a_fleet_wide_job_sharing_with_every_site_job_names_a_few(make_body) -> None:
+    # Seen at 5,000 nodes: a fleet-wide job shared its folder with 1,000 site jobs, and the message outgrew
+    # the condition's bound (every reconcile of it failed).
+    shared = {f"default/site-{i:04d}": [f"edge-{5 * i + n}" for n in range(5)] for i in range(1000)}
+    status = status_of(job_spec(), desired_nodes=["edge-0"], pods=[pod("edge-0")], shared_with=shared)
+    message = c.find_condition(status.conditions, c.DEGRADED).message
+    assert condition(status, c.DEGRADED) == ("True", c.SHARED_INPUT)
+    assert "default/site-0000 on edge-0, edge-1" in message and "; and 995 more jobs)" in message
+    assert len(message) < 1000
+
+
+def test_a_heartbeat_alone_is_written_once_it_has_moved_on_by_the_lag() -> None:
+    def entry(beat: str | None, frames: int = 0) -> InferenceJobStatus:
+        return InferenceJobStatus.model_validate(
+            {"nodeProgress": [{"node": "a", "state": "Running", "framesAnalysed": frames, "lastHeartbeat": beat}]}
+        )
+
+    lag = datetime.timedelta(seconds=60)
+    assert not worth_writing(entry("2026-11-29T10:00:00Z"), entry("2026-11-29T10:00:59Z"), lag)
+    assert worth_writing(entry("2026-11-29T10:00:00Z"), entry("2026-11-29T10:01:00Z"), lag)
+    assert worth_writing(entry(None), entry("2026-11-29T10:00:00Z"), lag)
+    assert worth_writing(entry("2026-11-29T10:00:00Z"), entry("2026-11-29T10:00:01Z", frames=1), lag)
+    assert not worth_writing(entry("2026-11-29T10:00:00Z"), entry("2026-11-29T10:00:00Z"), lag)
 
 
 def terminated(message: str | None, exit_code: int = 2) -> dict[str, Any]:

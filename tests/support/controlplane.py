@@ -323,10 +323,33 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
         return response.status == 200
 
 
+@dataclasses.dataclass(frozen=True)
+class Sizing:
+    """How big a fleet the control plane is set up for; the defaults suit the tests' few nodes.
+
+    A fleet benchmark (bench/operator_scale.py) widens the pod CIDR (kwok hands out every pod IP from
+    it, all inside 127.0.0.0/8 so that they reach loopback), raises the controllers' client QPS, and
+    lengthens the node leases (kwok renews each node's lease a few times per lease duration: at
+    thousands of nodes the default would be hundreds of requests a second).
+    """
+
+    pod_cidr: str | None = None  # None: a random /24 of 127/8 per start
+    client_qps: int = 200  # the controller manager's and scheduler's --kube-api-qps (burst: twice that)
+    node_lease_seconds: int = 40
+
+    @property
+    def node_grace_seconds(self) -> int:
+        """How long a node may go without renewing its lease before the node controller calls it NotReady."""
+        return max(60, self.node_lease_seconds)
+
+    def client_limits(self) -> list[str]:
+        return [f"--kube-api-qps={self.client_qps}", f"--kube-api-burst={2 * self.client_qps}"]
+
+
 class ControlPlane:
     """The running control plane: its URL, kubeconfigs, and helpers for tests."""
 
-    def __init__(self, workdir: Path, bin_dir: Path = BIN_DIR) -> None:
+    def __init__(self, workdir: Path, bin_dir: Path = BIN_DIR, sizing: Sizing | None = None) -> None:
         missing = [name for name in ("kube", "etcd", "kwok") if not (bin_dir / name).exists()]
         if missing:
             raise RuntimeError(f"the control plane is not built ({', '.join(missing)} missing in {bin_dir}): "
@@ -337,9 +360,10 @@ class ControlPlane:
         self.etcd_port, self.etcd_peer_port, self.port = free_port(), free_port(), free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.etcd_url = f"http://127.0.0.1:{self.etcd_port}"
+        self.sizing = sizing or Sizing()
         # Pod IPs are loopback addresses (Linux routes all of 127/8 locally), a /24 of its own per
-        # start, so a test can serve a "pod's" port on its IP.
-        self.pod_cidr = f"127.{random.randrange(1, 255)}.{random.randrange(0, 255)}.0/24"
+        # start unless sized otherwise, so a test can serve a "pod's" port on its IP.
+        self.pod_cidr = self.sizing.pod_cidr or f"127.{random.randrange(1, 255)}.{random.randrange(0, 255)}.0/24"
         self.admin = self.pki.issue("admin", "test-admin", "system:masters")
         self.kubeconfig = write_kubeconfig(workdir / "admin.kubeconfig", self.url, self.pki.ca, _cert_user(self.admin))
         self.components: dict[str, Component] = {}
@@ -382,16 +406,16 @@ class ControlPlane:
             f"--kubeconfig={self._kubeconfig_for('controller-manager', 'system:kube-controller-manager')}",
             "--use-service-account-credentials=true", f"--controllers={','.join(CONTROLLERS)}",
             f"--root-ca-file={pki.ca}", f"--service-account-private-key-file={pki.sa_key}",
-            "--leader-elect=false", "--kube-api-qps=200", "--kube-api-burst=400",
+            "--leader-elect=false", *self.sizing.client_limits(),
             "--concurrent-daemonset-syncs=5", "--concurrent-job-syncs=5", "--concurrent-gc-syncs=20",
-            "--node-monitor-period=1s", "--node-monitor-grace-period=60s",
+            "--node-monitor-period=1s", f"--node-monitor-grace-period={self.sizing.node_grace_seconds}s",
             "--bind-address=127.0.0.1", f"--secure-port={self.controller_manager_port}",
             f"--cert-dir={self.workdir / 'controller-manager-certs'}", "--v=1",
         ]  # fmt: skip
         scheduler = [
             kube, "kube-scheduler",
             f"--kubeconfig={self._kubeconfig_for('scheduler', 'system:kube-scheduler')}",
-            "--leader-elect=false", "--kube-api-qps=200", "--kube-api-burst=400",
+            "--leader-elect=false", *self.sizing.client_limits(),
             "--bind-address=127.0.0.1", f"--secure-port={self.scheduler_port}",
             f"--cert-dir={self.workdir / 'scheduler-certs'}", "--v=1",
         ]  # fmt: skip
@@ -401,7 +425,8 @@ class ControlPlane:
             str(self.bin_dir / "kwok"), f"--config={stages}",
             f"--kubeconfig={self._kubeconfig_for('kwok', 'kwok', 'system:masters')}",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--node-ip=127.0.0.1", f"--cidr={self.pod_cidr}", "--node-lease-duration-seconds=40",
+            "--node-ip=127.0.0.1", f"--cidr={self.pod_cidr}",
+            f"--node-lease-duration-seconds={self.sizing.node_lease_seconds}",
             "--server-address=",
         ]  # fmt: skip
         for name, argv in (
@@ -640,9 +665,9 @@ def node_ready(node: dict[str, Any] | None) -> bool:
 
 
 @contextlib.contextmanager
-def running_control_plane(workdir: Path) -> Iterator[ControlPlane]:
+def running_control_plane(workdir: Path, sizing: Sizing | None = None) -> Iterator[ControlPlane]:
     """A started control plane for the duration of the block; everything is stopped afterwards."""
-    plane = ControlPlane(workdir)
+    plane = ControlPlane(workdir, sizing=sizing)
     try:
         seconds = plane.start()
         print(f"\ncontrol plane started in {seconds:.1f}s ({workdir})", file=sys.stderr)
