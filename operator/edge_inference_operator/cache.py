@@ -22,7 +22,7 @@ from typing import Any
 
 from edge_inference_api.models import API_GROUP, API_VERSION, LABEL_CAMERA_STORAGE, PLURAL
 
-from edge_inference_operator import kube as k
+from edge_inference_operator import kube as kube_api
 from edge_inference_operator.names import LABEL_JOB, MANAGED_SELECTOR, label_value
 from edge_inference_operator.placement import NodeInfo
 
@@ -93,7 +93,7 @@ class Resource:
 
 
 def _as_child(api_version: str, kind: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    return lambda obj: k.kept_child({**obj, "apiVersion": api_version, "kind": kind})
+    return lambda obj: kube_api.kept_child({**obj, "apiVersion": api_version, "kind": kind})
 
 
 NODES = Resource("/api/v1/nodes", LABEL_CAMERA_STORAGE, NodeInfo.from_node)
@@ -147,10 +147,10 @@ class Store:
 class Watch:
     """Keeps one Store current: LIST, then WATCH from that version, forever (LIST again on 410 Gone)."""
 
-    def __init__(self, kube: k.Kube, store: Store, threads: ThreadPoolExecutor, changed: Changed | None) -> None:
+    def __init__(self, kube: kube_api.Kube, store: Store, threads: ThreadPoolExecutor, changed: Changed | None) -> None:
         self.kube, self.store, self._threads, self._changed = kube, store, threads, changed
         self.listed = asyncio.Event()
-        self._stream: k.WatchStream | None = None
+        self._stream: kube_api.WatchStream | None = None
         self._stopping = threading.Event()
 
     @property
@@ -196,7 +196,7 @@ class Watch:
         finally:
             self._stream.close()
 
-    def _follow(self, stream: k.WatchStream, version: str) -> str | None:
+    def _follow(self, stream: kube_api.WatchStream, version: str) -> str | None:
         for event in stream.events():
             if self._stopping.is_set():
                 return version
@@ -212,7 +212,7 @@ class Watch:
     def _raise_unless_expired(self, status: Mapping[str, Any]) -> None:
         """A watch's ERROR event: nothing when its version has expired (410 Gone); anything else raises."""
         if status.get("code") != GONE:
-            raise k.KubeError(int(status.get("code") or 500), "WATCH", self.store.resource.path, str(status))
+            raise kube_api.KubeError(int(status.get("code") or 500), "WATCH", self.store.resource.path, str(status))
 
     def _apply(self, event_type: str, obj: dict[str, Any]) -> None:
         if event_type == "DELETED":
@@ -251,7 +251,7 @@ class ClusterCache:
 
     def __init__(
         self,
-        kube: k.Kube,
+        kube: kube_api.Kube,
         child_changed: Changed | None = None,
         job_deleted: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -305,7 +305,9 @@ class ClusterCache:
     def children(self, namespace: str, job_name: str, job_uid: str) -> list[dict[str, Any]]:
         """The job's DaemonSets and batch Jobs that are not being deleted (owner uid re-checked)."""
         found = [*self.daemonsets.of_job(namespace, job_name), *self.jobs.of_job(namespace, job_name)]
-        return [c for c in found if k.owned_by(c, job_uid) and not c.get("metadata", {}).get("deletionTimestamp")]
+        return [
+            c for c in found if kube_api.owned_by(c, job_uid) and not c.get("metadata", {}).get("deletionTimestamp")
+        ]
 
     def terminating(self, namespace: str) -> bool:
         """Whether a namespace is being deleted."""

@@ -20,7 +20,7 @@ import kopf
 from aiohttp import web
 from edge_inference_api.models import API_GROUP, KIND, PLURAL, Mode
 
-from edge_inference_operator import kube as k
+from edge_inference_operator import kube as kube_api
 from edge_inference_operator.cache import ClusterCache
 from edge_inference_operator.metrics import OperatorMetrics, serve_metrics
 from edge_inference_operator.names import MANAGER
@@ -64,7 +64,7 @@ class OperatorRuntime:
     """What the handlers of one operator instance share, from startup to cleanup."""
 
     def __init__(
-        self, settings: OperatorSettings, kube_factory: Callable[[], k.Kube], metrics: OperatorMetrics
+        self, settings: OperatorSettings, kube_factory: Callable[[], kube_api.Kube], metrics: OperatorMetrics
     ) -> None:
         self.settings = settings
         self.kube_factory = kube_factory
@@ -193,7 +193,7 @@ class OperatorRuntime:
 def register_handlers(
     registry: kopf.OperatorRegistry,
     settings: OperatorSettings,
-    kube_factory: Callable[[], k.Kube] = k.Kube.from_environment,
+    kube_factory: Callable[[], kube_api.Kube] = kube_api.Kube.from_environment,
     metrics: OperatorMetrics | None = None,
 ) -> OperatorRuntime:
     """Register every handler of the operator into `registry`; returns the runtime they share."""

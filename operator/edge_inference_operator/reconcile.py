@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_api.errors import dotted, one_line
 from edge_inference_api.hostpaths import host_path_refusal
 from edge_inference_api.models import (
@@ -26,7 +26,7 @@ from edge_inference_api.models import (
 )
 from pydantic import ValidationError
 
-from edge_inference_operator import kube as k
+from edge_inference_operator import kube as kube_api
 from edge_inference_operator.builders import NVIDIA, ParsedJob, build_children
 from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.observed import pinned_node
@@ -72,21 +72,23 @@ def check_job(body: Mapping[str, Any], settings: OperatorSettings) -> ParsedJob 
         host_path_only = all(tuple(e["loc"][:1]) == ("input",) and "hostPath" in e["msg"] for e in error.errors())
         if host_path_only:
             allowed = ", ".join(settings.allowed_host_paths) or "(none)"
-            return Refusal(c.HOST_PATH_NOT_ALLOWED, f"{validation_message(error)}; allowed prefixes: {allowed}")
-        return Refusal(c.INVALID_SPEC, validation_message(error))
+            return Refusal(
+                conditions.HOST_PATH_NOT_ALLOWED, f"{validation_message(error)}; allowed prefixes: {allowed}"
+            )
+        return Refusal(conditions.INVALID_SPEC, validation_message(error))
     refusal = host_path_refusal(spec.input.host_path, settings.allowed_host_paths)
     if refusal is not None:
-        return Refusal(c.HOST_PATH_NOT_ALLOWED, refusal)
+        return Refusal(conditions.HOST_PATH_NOT_ALLOWED, refusal)
     refused_images = [a.image for a in spec.accelerators if a.image and not settings.image_allowed(a.image)]
     if refused_images:
         allowed = ", ".join(sorted({*settings.worker_images.values(), *settings.allowed_worker_images}))
         return Refusal(
-            c.IMAGE_NOT_ALLOWED,
+            conditions.IMAGE_NOT_ALLOWED,
             f"spec.accelerators[].image {', '.join(refused_images)} is not allowed; allowed images: {allowed}",
         )
     if spec.model.device == Device.CUDA and any(a.type != NVIDIA for a in spec.accelerators):
         kinds = ", ".join(a.type for a in spec.accelerators if a.type != NVIDIA)
-        return Refusal(c.INVALID_SPEC, f"spec.model.device is cuda but accelerators [{kinds}] have no GPU")
+        return Refusal(conditions.INVALID_SPEC, f"spec.model.device is cuda but accelerators [{kinds}] have no GPU")
     return ParsedJob(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], spec=spec)
 
 
@@ -143,7 +145,7 @@ class Reconciler:
     def __init__(
         self,
         settings: OperatorSettings,
-        kube: k.Kube,
+        kube: kube_api.Kube,
         metrics: OperatorMetrics,
         clock: Clock = utcnow,
         terminating: Callable[[str], bool] = lambda namespace: False,
@@ -198,11 +200,11 @@ class Reconciler:
                 seen = observe()
                 children = seen.children
                 if children is None:
-                    children = await k.observed_children(self.kube, key[0], key[1], meta["uid"])
+                    children = await kube_api.observed_children(self.kube, key[0], key[1], meta["uid"])
                 status, result = await self._reconcile(body, seen.nodes, seen.pods, children)
             except Exception as error:
                 self.metrics.reconciles.labels(result="error").inc()
-                self.metrics.errors.labels(kind="api" if isinstance(error, k.KubeError) else "unexpected").inc()
+                self.metrics.errors.labels(kind="api" if isinstance(error, kube_api.KubeError) else "unexpected").inc()
                 raise
             finally:
                 self.metrics.duration.observe(time.monotonic() - started)
@@ -229,14 +231,14 @@ class Reconciler:
         place = self._place_batch if job.spec.mode == Mode.BATCH else self._place_continuous
         placement = place(job, previous, meta.get("generation"), nodes, children)
         try:
-            convergence = await k.converge_children(
+            convergence = await kube_api.converge_children(
                 self.kube,
                 job.namespace,
                 build_children(job, self.settings, placement.targets),
                 children,
                 create_missing=placement.create_missing,
             )
-        except k.KubeError as error:
+        except kube_api.KubeError as error:
             return await self._converge_failed(body, previous, error, now)
         for action in ("created", "updated", "deleted"):
             self.metrics.children_changed.labels(action=action).inc(len(getattr(convergence, action)))
@@ -259,7 +261,7 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         self._inputs.pop(f"{namespace}/{name}", None)
-        await k.converge_children(self.kube, namespace, [], children)
+        await kube_api.converge_children(self.kube, namespace, [], children)
         status = invalid_status(previous, meta.get("generation"), refusal.reason, refusal.message, now)
         await self._write(body, previous, status)
         return status
@@ -303,7 +305,7 @@ class Reconciler:
         body: Mapping[str, Any],
         previous: InferenceJobStatus,
         placement: Placement,
-        convergence: k.Convergence,
+        convergence: kube_api.Convergence,
         pods: Iterable[Mapping[str, Any]],
         now: datetime.datetime,
     ) -> InferenceJobStatus:
@@ -339,18 +341,18 @@ class Reconciler:
         )
 
     async def _converge_failed(
-        self, body: Mapping[str, Any], previous: InferenceJobStatus, error: k.KubeError, now: datetime.datetime
+        self, body: Mapping[str, Any], previous: InferenceJobStatus, error: kube_api.KubeError, now: datetime.datetime
     ) -> tuple[InferenceJobStatus, str]:
         """The API server refused a child: said in the status when it is the spec's fault, else raised."""
         meta = body["metadata"]
-        if k.namespace_terminating(error):
+        if kube_api.namespace_terminating(error):
             logger.debug("%s/%s: its namespace is being deleted; nothing to do", meta["namespace"], meta["name"])
             return previous, "terminating"
-        if error.status != k.INVALID:
+        if error.status != kube_api.INVALID:
             raise error
         # What the schema could not catch: the API server's own words, as a condition and an Event.
         message = f"the API server refused a worker: {error.message}"
-        status = invalid_status(previous, meta.get("generation"), c.CHILD_REJECTED, message, now)
+        status = invalid_status(previous, meta.get("generation"), conditions.CHILD_REJECTED, message, now)
         await self._write(body, previous, status)
         return status, "invalid"
 
@@ -361,9 +363,9 @@ class Reconciler:
             return
         wire = status.model_dump(mode="json", by_alias=True)
         try:
-            await k.patch_status(self.kube, meta["namespace"], meta["name"], wire)
-        except k.KubeError as error:
-            if error.status != k.NOT_FOUND:
+            await kube_api.patch_status(self.kube, meta["namespace"], meta["name"], wire)
+        except kube_api.KubeError as error:
+            if error.status != kube_api.NOT_FOUND:
                 raise
             # Deleted while this reconcile ran (a resync's body can be older than the delete): forget it
             # again, or what it claimed here (its input folder) would linger in other jobs' status.
@@ -380,9 +382,11 @@ class Reconciler:
         message = f"{transition.type}={transition.status}: {transition.message}"
         kind = "Warning" if transition.warning else "Normal"
         try:
-            await k.post_event(self.kube, body, kind, transition.reason, message, c.rfc3339(self.clock()))
-        except k.KubeError as error:
-            level = logging.DEBUG if k.namespace_terminating(error) else logging.WARNING
+            await kube_api.post_event(
+                self.kube, body, kind, transition.reason, message, conditions.rfc3339(self.clock())
+            )
+        except kube_api.KubeError as error:
+            level = logging.DEBUG if kube_api.namespace_terminating(error) else logging.WARNING
             logger.log(
                 level, "could not post the %s Event of %s: %s", transition.reason, body["metadata"]["name"], error
             )

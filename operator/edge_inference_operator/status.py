@@ -15,7 +15,7 @@ import datetime
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_api.models import (
     MAX_NODE_PROGRESS,
     Condition,
@@ -53,7 +53,7 @@ _ATTENTION_ORDER = {FAILED: 0, STALE: 1}
 # Every condition has a message, so that every Event made from one says something.
 NOTHING_WRONG = "no worker has failed, gone stale or built an outbox backlog"
 # Ready=False on the way up (pods starting, a rollout): a normal create or update, not a Warning.
-ON_THE_WAY = {c.WAITING_FOR_NODES, c.SOME_NODES_NOT_READY}
+ON_THE_WAY = {conditions.WAITING_FOR_NODES, conditions.SOME_NODES_NOT_READY}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +92,7 @@ START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
 
 
 def _rfc3339_unix(seconds: float) -> str:
-    return c.rfc3339(datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC))
+    return conditions.rfc3339(datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC))
 
 
 def _node_state(
@@ -139,7 +139,7 @@ def _heartbeat(report: NodeReport | None) -> str | None:
         return None
     if report.progress is not None and report.progress.heartbeat:
         return _rfc3339_unix(report.progress.heartbeat)
-    return c.rfc3339(report.last_seen) if report.last_seen is not None else None
+    return conditions.rfc3339(report.last_seen) if report.last_seen is not None else None
 
 
 def _backlog(progress: WorkerProgress | None, t: Thresholds) -> bool:
@@ -236,10 +236,10 @@ def _apply(
     now: datetime.datetime,
     updates: Sequence[ConditionUpdate],
 ) -> list[Condition]:
-    conditions = list(previous.conditions)
+    applied = list(previous.conditions)
     for update in updates:
-        conditions = c.set_condition(
-            conditions,
+        applied = conditions.set_condition(
+            applied,
             type=update.type,
             status=update.status,
             reason=update.reason,
@@ -247,7 +247,7 @@ def _apply(
             generation=generation,
             now=now,
         )
-    return conditions
+    return applied
 
 
 def _true(type_: str, reason: str, message: str) -> ConditionUpdate:
@@ -263,9 +263,9 @@ def invalid_status(
 ) -> InferenceJobStatus:
     """Status of a job the operator refuses to schedule (nothing runs): Ready=False with `reason`."""
     updates = [
-        _false(c.READY, reason, message),
-        _false(c.PROGRESSING, reason, "nothing is scheduled until the spec is fixed"),
-        _false(c.DEGRADED, c.AS_EXPECTED, NOTHING_WRONG),
+        _false(conditions.READY, reason, message),
+        _false(conditions.PROGRESSING, reason, "nothing is scheduled until the spec is fixed"),
+        _false(conditions.DEGRADED, conditions.AS_EXPECTED, NOTHING_WRONG),
     ]
     return InferenceJobStatus(
         phase=Phase.INVALID,
@@ -293,22 +293,30 @@ def _health(problems: _Problems, ready: ConditionUpdate) -> tuple[ConditionUpdat
     if problems.taken_names:
         taken = ", ".join(problems.taken_names)
         message = f"{taken} already exist(s) and belong(s) to something else; rename the job or remove them"
-        return _false(c.READY, c.CHILD_NAME_TAKEN, message), _true(c.DEGRADED, c.CHILD_NAME_TAKEN, message)
+        return _false(conditions.READY, conditions.CHILD_NAME_TAKEN, message), _true(
+            conditions.DEGRADED, conditions.CHILD_NAME_TAKEN, message
+        )
     if problems.secret is not None:
         secret = problems.secret
-        return _false(c.READY, c.SECRET_NOT_FOUND, secret), _true(c.DEGRADED, c.SECRET_NOT_FOUND, secret)
+        return _false(conditions.READY, conditions.SECRET_NOT_FOUND, secret), _true(
+            conditions.DEGRADED, conditions.SECRET_NOT_FOUND, secret
+        )
     return ready, _degraded(problems)
 
 
 def _degraded(problems: _Problems) -> ConditionUpdate:
     failed, stale, backlogged = problems.failed, problems.stale, problems.backlogged
     if failed:
-        return _true(c.DEGRADED, c.NODES_FAILED, f"worker failed on {len(failed)} node(s): {_named(failed)}")
+        return _true(
+            conditions.DEGRADED, conditions.NODES_FAILED, f"worker failed on {len(failed)} node(s): {_named(failed)}"
+        )
     if stale:
-        return _true(c.DEGRADED, c.NODES_STALE, f"no metrics from {len(stale)} node(s): {_named(stale)}")
+        return _true(
+            conditions.DEGRADED, conditions.NODES_STALE, f"no metrics from {len(stale)} node(s): {_named(stale)}"
+        )
     if backlogged:
         message = f"events waiting to upload on {len(backlogged)} node(s): {_named(backlogged)}"
-        return _true(c.DEGRADED, c.OUTBOX_BACKLOG, message)
+        return _true(conditions.DEGRADED, conditions.OUTBOX_BACKLOG, message)
     if problems.shared_with:
         shared = sorted(problems.shared_with.items())
         # Bounded like every list in the status: a fleet-wide job shares nodes with every site job.
@@ -316,8 +324,8 @@ def _degraded(problems: _Problems) -> ConditionUpdate:
         if len(shared) > SHARED_NAMED:
             others += f"; and {len(shared) - SHARED_NAMED} more jobs"
         message = f"other jobs read the same host folder on the same nodes ({others}): each file is processed twice"
-        return _true(c.DEGRADED, c.SHARED_INPUT, message)
-    return _false(c.DEGRADED, c.AS_EXPECTED, NOTHING_WRONG)
+        return _true(conditions.DEGRADED, conditions.SHARED_INPUT, message)
+    return _false(conditions.DEGRADED, conditions.AS_EXPECTED, NOTHING_WRONG)
 
 
 def _with_idle_accelerators(ready: ConditionUpdate, idle_accelerators: Sequence[str]) -> ConditionUpdate:
@@ -411,19 +419,27 @@ def _continuous_conditions(nodes: Sequence[str], counts: NodeCounts, spec: Infer
         )
         return (
             Phase.PENDING,
-            _false(c.READY, c.NO_MATCHING_NODES, message),
-            _true(c.PROGRESSING, c.WAITING_FOR_NODES, "the workload starts on nodes as soon as they get the labels"),
+            _false(conditions.READY, conditions.NO_MATCHING_NODES, message),
+            _true(
+                conditions.PROGRESSING,
+                conditions.WAITING_FOR_NODES,
+                "the workload starts on nodes as soon as they get the labels",
+            ),
         )
     summary = f"{counts.ready}/{counts.desired} nodes ready"
     if counts.ready == counts.desired:
         return (
             Phase.RUNNING,
-            _true(c.READY, c.ALL_NODES_READY, summary),
-            _false(c.PROGRESSING, c.AS_EXPECTED, summary),
+            _true(conditions.READY, conditions.ALL_NODES_READY, summary),
+            _false(conditions.PROGRESSING, conditions.AS_EXPECTED, summary),
         )
     phase = Phase.RUNNING if counts.ready else Phase.PENDING
-    reason = c.SOME_NODES_NOT_READY if counts.ready else c.WAITING_FOR_NODES
-    return phase, _false(c.READY, reason, summary), _true(c.PROGRESSING, c.WORKLOADS_CREATED, summary)
+    reason = conditions.SOME_NODES_NOT_READY if counts.ready else conditions.WAITING_FOR_NODES
+    return (
+        phase,
+        _false(conditions.READY, reason, summary),
+        _true(conditions.PROGRESSING, conditions.WORKLOADS_CREATED, summary),
+    )
 
 
 def _batch_conditions(nodes: Sequence[str], counts: NodeCounts, failed: Sequence[str]) -> _Decision:
@@ -431,20 +447,20 @@ def _batch_conditions(nodes: Sequence[str], counts: NodeCounts, failed: Sequence
         message = "no matching node yet; the batch targets the nodes that match when it starts"
         return (
             Phase.PENDING,
-            _false(c.READY, c.NO_MATCHING_NODES, message),
-            _true(c.PROGRESSING, c.WAITING_FOR_NODES, message),
+            _false(conditions.READY, conditions.NO_MATCHING_NODES, message),
+            _true(conditions.PROGRESSING, conditions.WAITING_FOR_NODES, message),
         )
     summary = f"{counts.succeeded}/{counts.desired} nodes succeeded, {counts.failed} failed"
     if counts.succeeded + counts.failed == counts.desired:  # every node has its outcome: the batch is over
         return _batch_over(counts, failed, summary)
-    running = _true(c.PROGRESSING, c.BATCH_RUNNING, summary)
+    running = _true(conditions.PROGRESSING, conditions.BATCH_RUNNING, summary)
     if failed:  # the other nodes go on; the outcome is decided when all have finished
         message = f"batch failed on {len(failed)} node(s): {_named(failed)}; the other nodes go on"
-        return Phase.RUNNING, _false(c.READY, c.BATCH_FAILED, message), running
+        return Phase.RUNNING, _false(conditions.READY, conditions.BATCH_FAILED, message), running
     if counts.ready + counts.succeeded == 0:
         message = f"no worker has started yet on the {counts.desired} target node(s)"
-        return Phase.PENDING, _false(c.READY, c.WAITING_FOR_NODES, message), running
-    return Phase.RUNNING, _true(c.READY, c.BATCH_RUNNING, summary), running
+        return Phase.PENDING, _false(conditions.READY, conditions.WAITING_FOR_NODES, message), running
+    return Phase.RUNNING, _true(conditions.READY, conditions.BATCH_RUNNING, summary), running
 
 
 def _batch_over(counts: NodeCounts, failed: Sequence[str], summary: str) -> _Decision:
@@ -452,13 +468,13 @@ def _batch_over(counts: NodeCounts, failed: Sequence[str], summary: str) -> _Dec
         message = f"batch failed on {len(failed)} node(s): {_named(failed)}"
         return (
             Phase.FAILED,
-            _false(c.READY, c.BATCH_FAILED, message),
-            _false(c.PROGRESSING, c.BATCH_FAILED, summary),
+            _false(conditions.READY, conditions.BATCH_FAILED, message),
+            _false(conditions.PROGRESSING, conditions.BATCH_FAILED, summary),
         )
     return (
         Phase.SUCCEEDED,
-        _true(c.READY, c.BATCH_SUCCEEDED, summary),
-        _false(c.PROGRESSING, c.BATCH_SUCCEEDED, summary),
+        _true(conditions.READY, conditions.BATCH_SUCCEEDED, summary),
+        _false(conditions.PROGRESSING, conditions.BATCH_SUCCEEDED, summary),
     )
 
 
@@ -475,9 +491,9 @@ class Transition:
 
 def _worse(cond: Condition) -> bool:
     """Whether a condition in this state is a Warning: Degraded, or not Ready for a reason other than starting."""
-    if cond.type == c.DEGRADED:
+    if cond.type == conditions.DEGRADED:
         return cond.status == ConditionStatus.TRUE
-    return cond.type == c.READY and cond.status == ConditionStatus.FALSE and cond.reason not in ON_THE_WAY
+    return cond.type == conditions.READY and cond.status == ConditionStatus.FALSE and cond.reason not in ON_THE_WAY
 
 
 def transitions(previous: InferenceJobStatus, current: InferenceJobStatus) -> list[Transition]:

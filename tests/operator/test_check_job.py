@@ -6,7 +6,7 @@ This is the operator's own check, which holds even where the API server's CEL ru
 from __future__ import annotations
 
 import pytest
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_operator.builders import ParsedJob
 from edge_inference_operator.reconcile import Refusal, batch_targets, check_job, previous_status
 from edge_inference_operator.settings import OperatorSettings
@@ -23,20 +23,24 @@ def body(make_body, **spec) -> dict:
 @pytest.mark.parametrize(
     ("spec", "reason", "fragment"),
     [
-        ({"input": {"hostPath": "/srv/video/../../etc"}}, c.HOST_PATH_NOT_ALLOWED, "'..' segments"),
-        ({"input": {"hostPath": "/srv/video//x"}}, c.HOST_PATH_NOT_ALLOWED, "empty segments"),
-        ({"input": {"hostPath": "srv/video"}}, c.HOST_PATH_NOT_ALLOWED, "absolute"),
-        ({"input": {"hostPath": "/srv/video\x00/x"}}, c.HOST_PATH_NOT_ALLOWED, "control characters"),
-        ({"input": {"hostPath": "/srv/video2"}}, c.HOST_PATH_NOT_ALLOWED, "allowed prefixes: /srv/video"),
-        ({"input": {"hostPath": "/srv"}}, c.HOST_PATH_NOT_ALLOWED, "allowed prefixes: /srv/video"),
-        ({"accelerators": [{"type": "cpu"}, {"type": "cpu"}]}, c.INVALID_SPEC, "accelerator types must be unique"),
-        ({"model": {"device": "cuda"}}, c.INVALID_SPEC, "no GPU"),
-        ({"sampling": {"fps": 0}}, c.INVALID_SPEC, "spec.sampling.fps"),
-        ({"output": {"endpoint": "s3", "bucket": "b"}}, c.INVALID_SPEC, "spec.output"),
-        ({"surprise": True}, c.INVALID_SPEC, "spec.surprise"),
+        ({"input": {"hostPath": "/srv/video/../../etc"}}, conditions.HOST_PATH_NOT_ALLOWED, "'..' segments"),
+        ({"input": {"hostPath": "/srv/video//x"}}, conditions.HOST_PATH_NOT_ALLOWED, "empty segments"),
+        ({"input": {"hostPath": "srv/video"}}, conditions.HOST_PATH_NOT_ALLOWED, "absolute"),
+        ({"input": {"hostPath": "/srv/video\x00/x"}}, conditions.HOST_PATH_NOT_ALLOWED, "control characters"),
+        ({"input": {"hostPath": "/srv/video2"}}, conditions.HOST_PATH_NOT_ALLOWED, "allowed prefixes: /srv/video"),
+        ({"input": {"hostPath": "/srv"}}, conditions.HOST_PATH_NOT_ALLOWED, "allowed prefixes: /srv/video"),
+        (
+            {"accelerators": [{"type": "cpu"}, {"type": "cpu"}]},
+            conditions.INVALID_SPEC,
+            "accelerator types must be unique",
+        ),
+        ({"model": {"device": "cuda"}}, conditions.INVALID_SPEC, "no GPU"),
+        ({"sampling": {"fps": 0}}, conditions.INVALID_SPEC, "spec.sampling.fps"),
+        ({"output": {"endpoint": "s3", "bucket": "b"}}, conditions.INVALID_SPEC, "spec.output"),
+        ({"surprise": True}, conditions.INVALID_SPEC, "spec.surprise"),
         (
             {"accelerators": [{"type": "cpu", "image": "attacker/root-shell:1"}]},
-            c.IMAGE_NOT_ALLOWED,
+            conditions.IMAGE_NOT_ALLOWED,
             "attacker/root-shell:1 is not allowed; allowed images: ghcr.io/edge-inference/worker-cuda:0.1.0, "
             "ghcr.io/edge-inference/worker:0.1.0, registry.local/worker:2",
         ),

@@ -10,7 +10,7 @@ is placed by the scheduler like any pod, so it goes to schedulable, Ready nodes 
 
 from __future__ import annotations
 
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_api.models import LABEL_ACCELERATOR
 from edge_inference_operator.names import LABEL_JOB
 from edge_inference_operator.settings import OperatorSettings
@@ -106,5 +106,5 @@ async def test_workers_land_where_kubernetes_puts_them(cluster, start_operator, 
         exit_zero = {"metadata": {"annotations": {EXIT_CODE_ANNOTATION: "0"}}}
         cluster.core.patch_namespaced_pod(pod["metadata"]["name"], "default", exit_zero)
     await cluster.wait(lambda: cluster.status("sweep").get("phase") == "Succeeded", timeout=60, what="Succeeded")
-    assert cluster.condition(c.READY, "sweep") == ("True", c.BATCH_SUCCEEDED)
+    assert cluster.condition(conditions.READY, "sweep") == ("True", conditions.BATCH_SUCCEEDED)
     assert cluster.status("sweep")["nodes"] == {"desired": len(batch), "ready": 0, "succeeded": len(batch), "failed": 0}

@@ -6,22 +6,22 @@ from __future__ import annotations
 import copy
 
 import pytest
-from edge_inference_operator import kube as k
+from edge_inference_operator import kube as kube_api
 from edge_inference_operator.builders import build_children
 from edge_inference_operator.names import ANNOTATION_SPEC_HASH
 
 
 @pytest.fixture
 async def kube(cluster):
-    client = k.Kube.from_environment()
+    client = kube_api.Kube.from_environment()
     yield client
     client.close()
 
 
-async def converge(kube: k.Kube, uid: str, desired: list[dict]) -> k.Convergence:
+async def converge(kube: kube_api.Kube, uid: str, desired: list[dict]) -> kube_api.Convergence:
     """converge_children with the job's children as a LIST finds them now."""
-    existing = await k.observed_children(kube, "default", "lobby", uid)
-    return await k.converge_children(kube, "default", desired, existing)
+    existing = await kube_api.observed_children(kube, "default", "lobby", uid)
+    return await kube_api.converge_children(kube, "default", desired, existing)
 
 
 def owner_uid(cluster, make_body) -> str:
@@ -37,7 +37,7 @@ async def test_create_conflict_converges_by_re_reading(cluster, kube, make_job, 
     stale["spec"]["template"]["spec"]["containers"][0]["image"] = "old:1"
     cluster.apps.create_namespaced_daemon_set("default", stale)  # another writer got there first
 
-    action, now = await k.ensure_child(kube, desired, None, "default")  # believes it is missing: 409
+    action, now = await kube_api.ensure_child(kube, desired, None, "default")  # believes it is missing: 409
 
     assert action == "updated"
     assert (
@@ -50,14 +50,14 @@ async def test_create_conflict_converges_by_re_reading(cluster, kube, make_job, 
 async def test_update_with_a_stale_resource_version_retries(cluster, kube, make_job, make_body, settings) -> None:
     uid = owner_uid(cluster, make_body)
     (desired,) = build_children(make_job(uid=uid), settings)
-    await k.ensure_child(kube, desired, None, "default")
+    await kube_api.ensure_child(kube, desired, None, "default")
     seen = cluster.daemonsets()[0]
     # Someone writes in between: the copy we hold is now stale (its resourceVersion no longer matches).
     cluster.apps.patch_namespaced_daemon_set("lobby-cpu", "default", {"metadata": {"labels": {"touched": "yes"}}})
     changed_job = make_job(uid=uid, sampling={"fps": 9})
     (wanted,) = build_children(changed_job, settings)
 
-    action, now = await k.ensure_child(kube, wanted, seen, "default")
+    action, now = await kube_api.ensure_child(kube, wanted, seen, "default")
 
     assert action == "updated"
     assert (
@@ -97,7 +97,7 @@ async def test_children_of_another_owner_are_left_alone(cluster, kube, make_job,
     (foreign,) = build_children(make_job(uid=cluster.job("elsewhere")["metadata"]["uid"]), settings)
     foreign["metadata"]["ownerReferences"][0]["name"] = "elsewhere"
     cluster.apps.create_namespaced_daemon_set("default", foreign)
-    assert await k.observed_children(kube, "default", "lobby", uid) == []
+    assert await kube_api.observed_children(kube, "default", "lobby", uid) == []
     result = await converge(kube, uid, [])
     assert result.deleted == [] and len(cluster.daemonsets()) == 1
 
@@ -123,14 +123,14 @@ async def test_an_invalid_update_is_reported_at_once_not_retried_as_a_conflict(
 ) -> None:
     uid = owner_uid(cluster, make_body)
     (desired,) = build_children(make_job(uid=uid), settings)
-    await k.ensure_child(kube, desired, None, "default")
+    await kube_api.ensure_child(kube, desired, None, "default")
     current = cluster.daemonsets()[0]
     refused = copy.deepcopy(desired)
     refused["metadata"]["labels"]["broken"] = "not a label value!"
     refused["metadata"]["annotations"][ANNOTATION_SPEC_HASH] = "changed"
 
-    with pytest.raises(k.KubeError) as raised:
-        await k.ensure_child(kube, refused, current, "default")
+    with pytest.raises(kube_api.KubeError) as raised:
+        await kube_api.ensure_child(kube, refused, current, "default")
 
     assert raised.value.status == 422
     assert "not a label value!" in raised.value.message and "still conflicting" not in str(raised.value)
@@ -141,8 +141,8 @@ async def test_an_invalid_create_carries_the_servers_message(cluster, kube, make
     uid = owner_uid(cluster, make_body)
     (desired,) = build_children(make_job(uid=uid), settings)
     desired["metadata"]["labels"]["broken"] = "not a label value!"
-    with pytest.raises(k.KubeError) as raised:
-        await k.ensure_child(kube, desired, None, "default")
+    with pytest.raises(kube_api.KubeError) as raised:
+        await kube_api.ensure_child(kube, desired, None, "default")
     assert raised.value.status == 422 and 'DaemonSet.apps "lobby-cpu" is invalid' in raised.value.message
 
 
@@ -199,7 +199,7 @@ def edited(path: str, value) -> dict:
 
 
 def test_server_defaults_and_canonical_quantities_are_not_drift() -> None:
-    assert not k.drifted(LIVE_DEFAULTS, DESIRED)
+    assert not kube_api.drifted(LIVE_DEFAULTS, DESIRED)
 
 
 @pytest.mark.parametrize(
@@ -214,4 +214,4 @@ def test_server_defaults_and_canonical_quantities_are_not_drift() -> None:
     ],
 )
 def test_a_field_edited_by_hand_is_drift(path: str, value) -> None:
-    assert k.drifted(edited(path, value), DESIRED)
+    assert kube_api.drifted(edited(path, value), DESIRED)

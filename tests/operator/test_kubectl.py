@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_api.models import WORKER_METRICS_PORT
 
 
@@ -31,7 +31,7 @@ async def test_kubectl_shows_waits_for_and_explains_a_job(cluster, start_operato
 
     waited = cluster.api.kubectl("wait", "--for=condition=Ready", "inferencejob/lobby", "--timeout=60s")
     assert waited.returncode == 0 and "condition met" in waited.stdout, waited.stderr
-    assert cluster.condition(c.READY) == ("True", c.ALL_NODES_READY)
+    assert cluster.condition(conditions.READY) == ("True", conditions.ALL_NODES_READY)
 
     # The printer columns of the short name.
     header, row = kubectl(cluster, "get", "ij").splitlines()
@@ -40,8 +40,8 @@ async def test_kubectl_shows_waits_for_and_explains_a_job(cluster, start_operato
 
     described = kubectl(cluster, "describe", "inferencejob", "lobby")
     assert "Host Path:  /srv/video/lobby" in described
-    assert c.ALL_NODES_READY in described  # the Ready condition's reason
-    assert "Events:" in described and c.ALL_NODES_READY in described.split("Events:")[1]
+    assert conditions.ALL_NODES_READY in described  # the Ready condition's reason
+    assert "Events:" in described and conditions.ALL_NODES_READY in described.split("Events:")[1]
 
     explained = kubectl(cluster, "explain", "inferencejob.spec")
     assert "KIND:       InferenceJob" in explained and "input\t<Object> -required-" in explained

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_operator.names import ANNOTATION_SPEC_HASH
 from support.net import free_port
 
@@ -104,7 +104,7 @@ async def test_watches_expired_by_an_etcd_compaction_are_listed_again(cluster, s
     cluster.apply(make_body())
     await start_operator()
     (before,) = await cluster.wait(cluster.daemonsets, what="the DaemonSet")
-    await cluster.wait(lambda: cluster.condition(c.READY) is not None, what="a status")
+    await cluster.wait(lambda: cluster.condition(conditions.READY) is not None, what="a status")
     seen = cluster.job()["metadata"]["resourceVersion"]  # where the operator's watch of jobs is, or later
 
     # While the API server is down, etcd moves on and forgets its history.

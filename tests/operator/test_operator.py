@@ -13,7 +13,7 @@ import asyncio
 import json
 
 import aiohttp
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_api.models import ENV_WORKER_CONFIG, WORKER_METRICS_PORT, WorkerConfig
 from edge_inference_operator.names import ANNOTATION_SPEC_HASH, dns_name
 from edge_inference_operator.settings import OperatorSettings
@@ -76,7 +76,9 @@ async def test_continuous_job_converges_and_a_restart_changes_nothing(
     first = await start_operator()
     worker = await serve_worker_metrics(cluster, worker_metrics, "edge-1")
     worker.heartbeat.set(1_800_000_000)  # its last loop: held still, so the status has nothing new to say
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("True", c.ALL_NODES_READY), what="AllNodesReady")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("True", conditions.ALL_NODES_READY), what="AllNodesReady"
+    )
     assert names(cluster.daemonsets()) == ["lobby-cpu"]
     # The operator wrote its DaemonSet once; a pod the DaemonSet controller replaced may linger a moment
     # (seen under load: two pods on edge-1, one of them going).
@@ -108,18 +110,24 @@ async def test_continuous_job_converges_and_a_restart_changes_nothing(
 async def test_events_are_posted_on_condition_transitions(cluster, start_operator, make_body, worker_metrics) -> None:
     cluster.apply(make_body())
     operator = await start_operator()
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.NO_MATCHING_NODES), what="NoMatchingNodes")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("False", conditions.NO_MATCHING_NODES), what="NoMatchingNodes"
+    )
     cluster.add_node("edge-1")  # a node that gets the labels later: Ready moves on, an Event says so
     await serve_worker_metrics(cluster, worker_metrics, "edge-1")
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("True", c.ALL_NODES_READY), what="AllNodesReady")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("True", conditions.ALL_NODES_READY), what="AllNodesReady"
+    )
 
     def reasons() -> set[str]:
         return {e["reason"] for e in cluster.events() if e["involvedObject"]["name"] == "lobby"}
 
-    await cluster.wait(lambda: {c.NO_MATCHING_NODES, c.ALL_NODES_READY} <= reasons(), what="transition Events")
+    await cluster.wait(
+        lambda: {conditions.NO_MATCHING_NODES, conditions.ALL_NODES_READY} <= reasons(), what="transition Events"
+    )
     seen = operator.reconciles()
     await cluster.wait(lambda: operator.reconciles() >= seen + 4, what="more reconciles")
-    posted = [e for e in cluster.events() if e["reason"] == c.NO_MATCHING_NODES]
+    posted = [e for e in cluster.events() if e["reason"] == conditions.NO_MATCHING_NODES]
     assert len(posted) == 1, posted  # one Event per transition, not one per reconcile
     assert posted[0]["type"] == "Warning" and posted[0]["involvedObject"]["kind"] == "InferenceJob"
     assert "Ready=False" in posted[0]["message"]
@@ -233,7 +241,9 @@ async def test_batch_targets_the_nodes_that_matched_at_start(cluster, start_oper
     cluster.add_node("edge-3")  # too late for this batch
     seen = operator.reconciles()
     await cluster.wait(lambda: operator.reconciles() >= seen + 3, what="more reconciles")
-    await cluster.wait(lambda: cluster.condition(c.PROGRESSING) == ("True", c.BATCH_RUNNING), what="BatchRunning")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.PROGRESSING) == ("True", conditions.BATCH_RUNNING), what="BatchRunning"
+    )
     assert cluster.status()["targetNodes"] == ["edge-1", "edge-2"]
     assert names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"], BATCH_JOB["edge-2"]]
 
@@ -251,8 +261,10 @@ async def test_batch_targets_the_nodes_that_matched_at_start(cluster, start_oper
         lambda: "Complete" in outcomes()[BATCH_JOB["edge-1"]] and "Failed" in outcomes()[BATCH_JOB["edge-2"]],
         what="the Job controller's outcomes",
     )
-    ready = next(x for x in cluster.status()["conditions"] if x["type"] == c.READY)
-    assert ready["reason"] == c.BATCH_FAILED and "edge-2" in ready["message"] and "edge-1" not in ready["message"]
+    ready = next(x for x in cluster.status()["conditions"] if x["type"] == conditions.READY)
+    assert (
+        ready["reason"] == conditions.BATCH_FAILED and "edge-2" in ready["message"] and "edge-1" not in ready["message"]
+    )
     assert cluster.status()["nodes"] == {"desired": 2, "ready": 0, "succeeded": 1, "failed": 1}
 
 
@@ -263,7 +275,7 @@ async def test_batch_succeeds_when_every_target_node_succeeded(cluster, start_op
     await cluster.wait(lambda: names(cluster.batch_jobs()) == [BATCH_JOB["edge-1"]], what="the Job")
     await end_batch_pod(cluster, "edge-1", 0)
     await cluster.wait(lambda: cluster.status().get("phase") == "Succeeded", what="Succeeded")
-    assert cluster.condition(c.READY) == ("True", c.BATCH_SUCCEEDED)
+    assert cluster.condition(conditions.READY) == ("True", conditions.BATCH_SUCCEEDED)
     # A finished batch is not re-run when its finished Job is cleaned up by hand (nor after a restart).
     assert cluster.api.kubectl("delete", "job", BATCH_JOB["edge-1"]).returncode == 0
     await cluster.wait(lambda: first.reconciles() >= 3, what="reconciles")
@@ -287,10 +299,10 @@ async def test_host_path_outside_the_allow_list_schedules_nothing(cluster, start
     )
     for job in ("lobby", "srv"):
         await cluster.wait(
-            lambda job=job: cluster.condition(c.READY, job) == ("False", c.HOST_PATH_NOT_ALLOWED),
+            lambda job=job: cluster.condition(conditions.READY, job) == ("False", conditions.HOST_PATH_NOT_ALLOWED),
             what=f"{job}: HostPathNotAllowed",
         )
-        ready = next(x for x in cluster.status(job)["conditions"] if x["type"] == c.READY)
+        ready = next(x for x in cluster.status(job)["conditions"] if x["type"] == conditions.READY)
         assert "/srv/video_dir" in ready["message"]  # says which prefixes are allowed
         assert cluster.status(job)["phase"] == "Invalid"
     await cluster.wait(lambda: operator.reconciles("invalid") >= 4, what="several reconciles")
@@ -303,7 +315,9 @@ async def test_a_job_made_invalid_loses_its_workloads(cluster, start_operator, m
     await start_operator()
     await cluster.wait(lambda: names(cluster.daemonsets()) == ["lobby-cpu"], what="the DaemonSet")
     cluster.apply(make_body(input={"hostPath": "/srv/ssh"}))  # the chart allows /srv, the operator /srv/video
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.HOST_PATH_NOT_ALLOWED), what="refused")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("False", conditions.HOST_PATH_NOT_ALLOWED), what="refused"
+    )
     await cluster.wait(lambda: cluster.daemonsets() == [], what="the workload removed")
 
 
@@ -312,9 +326,10 @@ async def test_specs_the_schema_cannot_refuse_get_a_specific_reason(cluster, sta
     cluster.apply(make_body("cuda-on-cpu", model={"device": "cuda"}))
     operator = await start_operator()
     await cluster.wait(
-        lambda: cluster.condition(c.READY, "cuda-on-cpu") == ("False", c.INVALID_SPEC), what="InvalidSpec"
+        lambda: cluster.condition(conditions.READY, "cuda-on-cpu") == ("False", conditions.INVALID_SPEC),
+        what="InvalidSpec",
     )
-    ready = next(x for x in cluster.status("cuda-on-cpu")["conditions"] if x["type"] == c.READY)
+    ready = next(x for x in cluster.status("cuda-on-cpu")["conditions"] if x["type"] == conditions.READY)
     assert "cuda" in ready["message"] and "cpu" in ready["message"]
     await cluster.wait(lambda: operator.reconciles("invalid") >= 3, what="reconciles")
     assert cluster.daemonsets() == []
@@ -336,7 +351,9 @@ async def test_per_node_progress_is_scraped_from_worker_metrics(
     two.frames.inc(30)
     two.outbox.set(2)
 
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("True", c.ALL_NODES_READY), what="AllNodesReady")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("True", conditions.ALL_NODES_READY), what="AllNodesReady"
+    )
     await cluster.wait(lambda: cluster.status()["totals"]["framesAnalysed"] == 150, what="totals from metrics")
     status = cluster.status()
     progress = {p["node"]: p for p in status["nodeProgress"]}
@@ -347,7 +364,9 @@ async def test_per_node_progress_is_scraped_from_worker_metrics(
     assert listed.stdout.split()[:6] == ["lobby", "Continuous", "2/2", "4", "Running", "True"], listed
 
     two.stop()  # the worker on edge-2 stops answering: Stale after the grace period, not an error
-    await cluster.wait(lambda: cluster.condition(c.DEGRADED) == ("True", c.NODES_STALE), what="NodesStale")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.DEGRADED) == ("True", conditions.NODES_STALE), what="NodesStale"
+    )
     assert operator.metrics.scrape_failures._value.get() >= 1
     stale = next(p for p in cluster.status()["nodeProgress"] if p["node"] == "edge-2")
     assert stale["state"] == "Stale" and stale["framesAnalysed"] == 30
@@ -376,8 +395,10 @@ async def test_missing_secret_is_reported_from_the_pod(cluster, start_operator, 
             }
         ],
     )
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.SECRET_NOT_FOUND), what="SecretNotFound")
-    assert cluster.condition(c.DEGRADED) == ("True", c.SECRET_NOT_FOUND)
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("False", conditions.SECRET_NOT_FOUND), what="SecretNotFound"
+    )
+    assert cluster.condition(conditions.DEGRADED) == ("True", conditions.SECRET_NOT_FOUND)
 
 
 async def test_the_operator_serves_its_own_metrics(cluster, start_operator, make_body, unused_tcp_port) -> None:
@@ -432,9 +453,10 @@ async def test_hostile_paths_schedule_nothing(cluster, start_operator, make_body
     operator = await start_operator()
     for name in accepted:
         await cluster.wait(
-            lambda name=name: cluster.condition(c.READY, name) == ("False", c.HOST_PATH_NOT_ALLOWED), what=name
+            lambda name=name: cluster.condition(conditions.READY, name) == ("False", conditions.HOST_PATH_NOT_ALLOWED),
+            what=name,
         )
-        message = next(x for x in cluster.status(name)["conditions"] if x["type"] == c.READY)["message"]
+        message = next(x for x in cluster.status(name)["conditions"] if x["type"] == conditions.READY)["message"]
         assert "allowed prefixes: /srv/video" in message
     await cluster.wait(lambda: operator.reconciles("invalid") >= 2 * len(accepted), what="reconciles")
     assert cluster.daemonsets() == [] and cluster.batch_jobs() == []
@@ -445,7 +467,9 @@ async def test_a_replayed_or_repeated_event_changes_nothing(cluster, start_opera
     cluster.apply(make_body())
     operator = await start_operator()
     await serve_worker_metrics(cluster, worker_metrics, "edge-1")
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("True", c.ALL_NODES_READY), what="reconciled")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("True", conditions.ALL_NODES_READY), what="reconciled"
+    )
     versions = {d["metadata"]["name"]: d["metadata"]["generation"] for d in cluster.daemonsets()}
     cluster.apply(make_body())  # the same manifest again (as a GitOps sync would)
     cluster.custom.patch_namespaced_custom_object(  # a metadata-only change: kopf calls the update handler
@@ -461,7 +485,7 @@ async def test_the_rbac_check_covers_the_operators_writes(cluster, start_operato
     cluster.add_node("edge-1")
     cluster.apply(make_body())
     await start_operator()
-    await cluster.wait(lambda: cluster.condition(c.READY) is not None, what="a status")
+    await cluster.wait(lambda: cluster.condition(conditions.READY) is not None, what="a status")
     await cluster.wait(lambda: cluster.events(), what="an Event")
     made = {
         (e["verb"], e["objectRef"].get("apiGroup", ""), e["objectRef"]["resource"], e["objectRef"].get("subresource"))
@@ -510,11 +534,15 @@ async def test_a_name_taken_by_someone_else_is_reported_not_hijacked(cluster, st
     cluster.apps.create_namespaced_daemon_set("default", theirs)
     cluster.apply(make_body())
     await start_operator()
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.CHILD_NAME_TAKEN), what="ChildNameTaken")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("False", conditions.CHILD_NAME_TAKEN), what="ChildNameTaken"
+    )
     (ds,) = cluster.daemonsets()
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == "theirs:1"
     assert cluster.api.kubectl("delete", "daemonset", "lobby-cpu").returncode == 0
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("False", c.WAITING_FOR_NODES), what="ours now")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("False", conditions.WAITING_FOR_NODES), what="ours now"
+    )
     assert cluster.daemonsets()[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "edge-inference-operator"
 
 
@@ -548,9 +576,7 @@ async def test_batch_status_keeps_updating_after_one_node_failed(cluster, start_
     assert cluster.status()["readyNodes"] == "1/2"
 
 
-async def test_a_failed_batch_node_shows_its_workers_termination_message(
-    cluster, start_operator, make_body
-) -> None:
+async def test_a_failed_batch_node_shows_its_workers_termination_message(cluster, start_operator, make_body) -> None:
     cluster.add_node("edge-1")
     cluster.add_node("edge-2")
     cluster.apply(make_body(mode="Batch"))
@@ -567,7 +593,7 @@ async def test_a_failed_batch_node_shows_its_workers_termination_message(
     assert failed["reason"] in ("WorkerFailed", "BackoffLimitExceeded")
     assert (failed["state"], failed["message"]) == ("Failed", refused)
     assert progress["edge-1"].get("message") is None
-    ready = next(cond for cond in cluster.status()["conditions"] if cond["type"] == c.READY)
+    ready = next(cond for cond in cluster.status()["conditions"] if cond["type"] == conditions.READY)
     assert f"edge-2 ({failed['reason']}: {refused})" in ready["message"]
 
 
@@ -618,12 +644,16 @@ async def test_a_normal_create_posts_no_warning_and_no_empty_event(
     cluster.apply(make_body())
     await start_operator()
     await serve_worker_metrics(cluster, worker_metrics, "edge-1")
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("True", c.ALL_NODES_READY), what="AllNodesReady")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("True", conditions.ALL_NODES_READY), what="AllNodesReady"
+    )
 
     def posted() -> list[dict]:
         return [e for e in cluster.events() if e["involvedObject"]["name"] == "lobby"]
 
-    await cluster.wait(lambda: c.ALL_NODES_READY in {e["reason"] for e in posted()}, what="the AllNodesReady Event")
+    await cluster.wait(
+        lambda: conditions.ALL_NODES_READY in {e["reason"] for e in posted()}, what="the AllNodesReady Event"
+    )
     assert [e for e in posted() if e["type"] == "Warning"] == []
     assert all(e.get("message", "").strip() for e in posted()), posted()
 
@@ -635,12 +665,16 @@ async def test_two_jobs_over_the_same_node_and_folder_get_a_warning(cluster, sta
     cluster.apply(make_body("parking", input={"hostPath": "/srv/video/parking"}))
     await start_operator()
     for name, other in (("lobby", "default/lobby-copy"), ("lobby-copy", "default/lobby")):
-        await cluster.wait(lambda n=name: cluster.condition(c.DEGRADED, n) == ("True", c.SHARED_INPUT), what=name)
-        degraded = next(x for x in cluster.status(name)["conditions"] if x["type"] == c.DEGRADED)
+        await cluster.wait(
+            lambda n=name: cluster.condition(conditions.DEGRADED, n) == ("True", conditions.SHARED_INPUT), what=name
+        )
+        degraded = next(x for x in cluster.status(name)["conditions"] if x["type"] == conditions.DEGRADED)
         assert f"{other} on edge-1" in degraded["message"]
-    assert cluster.condition(c.DEGRADED, "parking") == ("False", c.AS_EXPECTED)
+    assert cluster.condition(conditions.DEGRADED, "parking") == ("False", conditions.AS_EXPECTED)
     assert cluster.api.kubectl("delete", "ij", "lobby-copy").returncode == 0
-    await cluster.wait(lambda: cluster.condition(c.DEGRADED) == ("False", c.AS_EXPECTED), what="the warning cleared")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.DEGRADED) == ("False", conditions.AS_EXPECTED), what="the warning cleared"
+    )
 
 
 async def test_a_batch_target_node_that_never_runs_the_pod_ends_failed(cluster, start_operator, make_body) -> None:
@@ -687,7 +721,7 @@ async def test_a_permission_missing_from_the_role_is_a_real_403(cluster, make_bo
         operator = await OperatorProcess(OperatorSettings(allowed_host_paths=("/srv/video",), metrics_port=0,
                                                           reconcile_seconds=0.5)).start()  # fmt: skip
         try:
-            await cluster.wait(lambda: cluster.condition(c.READY) is not None, what="a status (allowed)")
+            await cluster.wait(lambda: cluster.condition(conditions.READY) is not None, what="a status (allowed)")
             refused = await cluster.wait(lambda: forbidden_requests(cluster.api, 0, user=user), what="a 403")
         finally:
             await operator.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from edge_inference_operator import kube as k
+from edge_inference_operator import kube as kube_api
 from edge_inference_operator.builders import build_children
 from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.names import ANNOTATION_SPEC_HASH
@@ -17,11 +17,11 @@ CPU_NODE = {
 
 async def test_api_errors_are_counted_and_raised(cluster, make_body, settings) -> None:
     metrics = OperatorMetrics()
-    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
+    reconciler = Reconciler(settings, kube_api.Kube.from_environment(), metrics)
     body = make_body(namespace="does-not-exist")
     body["metadata"] |= {"uid": "u-1", "generation": 1}
     try:
-        with pytest.raises(k.KubeError) as raised:
+        with pytest.raises(kube_api.KubeError) as raised:
             await reconciler.reconcile(body, lambda: Observed(CPU_NODE, []))
     finally:
         await reconciler.close()
@@ -36,7 +36,7 @@ async def test_a_reconcile_returns_and_records_the_status(cluster, make_body, se
     cluster.apply(make_body())
     body = cluster.job()
     metrics = OperatorMetrics()
-    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
+    reconciler = Reconciler(settings, kube_api.Kube.from_environment(), metrics)
     try:
         status = await reconciler.reconcile(body, lambda: Observed(CPU_NODE, []))
         again = await reconciler.reconcile(cluster.job(), lambda: Observed(CPU_NODE, []))
@@ -59,7 +59,7 @@ async def test_a_job_in_a_terminating_namespace_is_left_quietly(cluster, make_bo
     cluster.core.delete_namespace("going")
     await cluster.wait(lambda: cluster.core.read_namespace("going").status.phase == "Terminating", what="Terminating")
     metrics = OperatorMetrics()
-    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
+    reconciler = Reconciler(settings, kube_api.Kube.from_environment(), metrics)
     try:
         with caplog.at_level("INFO", logger="edge_inference_operator"):
             await reconciler.reconcile(body, lambda: Observed(CPU_NODE, []))
@@ -85,7 +85,7 @@ async def test_a_child_the_api_server_refuses_is_reported_not_retried(cluster, m
     old["metadata"]["annotations"][ANNOTATION_SPEC_HASH] = "old"
     cluster.apps.create_namespaced_daemon_set("default", old)
     metrics = OperatorMetrics()
-    reconciler = Reconciler(settings, k.Kube.from_environment(), metrics)
+    reconciler = Reconciler(settings, kube_api.Kube.from_environment(), metrics)
     try:
         status = await reconciler.reconcile(body, lambda: Observed(CPU_NODE, []))
     finally:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_api.models import MAX_NODE_MESSAGE, MAX_NODE_PROGRESS, InferenceJobSpec, InferenceJobStatus
 from edge_inference_operator.observed import NodeReport, WorkerProgress, termination_message
 from edge_inference_operator.status import (
@@ -32,12 +32,12 @@ def pod(node: str, phase: str = "Running", ready: bool = True, waiting: dict | N
 def batch_job(node: str, outcome: str | None) -> dict[str, Any]:
     term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
-    conditions = [{"type": outcome, "status": "True"}] if outcome else []
+    job_conditions = [{"type": outcome, "status": "True"}] if outcome else []
     return {
         "kind": "Job",
         "metadata": {"name": f"j-{node}"},
         "spec": {"template": {"spec": {"affinity": affinity}}},
-        "status": {"conditions": conditions},
+        "status": {"conditions": job_conditions},
     }
 
 
@@ -56,17 +56,29 @@ def status_of(spec: InferenceJobSpec, previous: InferenceJobStatus | None = None
 
 
 def condition(status: InferenceJobStatus, type_: str) -> tuple[str, str]:
-    found = c.find_condition(status.conditions, type_)
+    found = conditions.find_condition(status.conditions, type_)
     assert found is not None
     return found.status.value, found.reason
 
 
 CONTINUOUS_CASES = [
     # (desired, pods, phase, Ready, Degraded)
-    ([], [], "Pending", ("False", c.NO_MATCHING_NODES), ("False", c.AS_EXPECTED)),
-    (["a", "b"], [pod("a"), pod("b")], "Running", ("True", c.ALL_NODES_READY), ("False", c.AS_EXPECTED)),
-    (["a", "b"], [pod("a")], "Running", ("False", c.SOME_NODES_NOT_READY), ("False", c.AS_EXPECTED)),
-    (["a"], [pod("a", ready=False)], "Pending", ("False", c.WAITING_FOR_NODES), ("False", c.AS_EXPECTED)),
+    ([], [], "Pending", ("False", conditions.NO_MATCHING_NODES), ("False", conditions.AS_EXPECTED)),
+    (
+        ["a", "b"],
+        [pod("a"), pod("b")],
+        "Running",
+        ("True", conditions.ALL_NODES_READY),
+        ("False", conditions.AS_EXPECTED),
+    ),
+    (["a", "b"], [pod("a")], "Running", ("False", conditions.SOME_NODES_NOT_READY), ("False", conditions.AS_EXPECTED)),
+    (
+        ["a"],
+        [pod("a", ready=False)],
+        "Pending",
+        ("False", conditions.WAITING_FOR_NODES),
+        ("False", conditions.AS_EXPECTED),
+    ),
     (
         ["a"],
         [
@@ -78,15 +90,15 @@ CONTINUOUS_CASES = [
             )
         ],
         "Pending",
-        ("False", c.SECRET_NOT_FOUND),
-        ("True", c.SECRET_NOT_FOUND),
+        ("False", conditions.SECRET_NOT_FOUND),
+        ("True", conditions.SECRET_NOT_FOUND),
     ),
     (
         ["a", "b"],
         [pod("a"), pod("b", ready=False, waiting={"reason": "CrashLoopBackOff"})],
         "Running",
-        ("False", c.SOME_NODES_NOT_READY),
-        ("True", c.NODES_FAILED),
+        ("False", conditions.SOME_NODES_NOT_READY),
+        ("True", conditions.NODES_FAILED),
     ),
 ]
 
@@ -95,44 +107,58 @@ CONTINUOUS_CASES = [
 def test_continuous_phase_and_conditions(make_body, desired, pods, phase, ready, degraded) -> None:
     status = status_of(job_spec(), desired_nodes=desired, pods=pods)
     assert status.phase.value == phase
-    assert condition(status, c.READY) == ready
-    assert condition(status, c.DEGRADED) == degraded
+    assert condition(status, conditions.READY) == ready
+    assert condition(status, conditions.DEGRADED) == degraded
     assert status.ready_nodes == f"{status.nodes.ready}/{len(desired)}"
 
 
 def test_missing_secret_message_is_the_kubelets(make_body) -> None:
     waiting = {"reason": "CreateContainerConfigError", "message": 'secret "s3-credentials" not found'}
     status = status_of(job_spec(), desired_nodes=["a"], pods=[pod("a", "Pending", False, waiting)])
-    assert c.find_condition(status.conditions, c.READY).message == 'secret "s3-credentials" not found'
+    assert conditions.find_condition(status.conditions, conditions.READY).message == 'secret "s3-credentials" not found'
 
 
 BATCH_CASES = [
     # (targets, outcomes, phase, Ready, Progressing, message fragment)
-    ([], {}, "Pending", ("False", c.NO_MATCHING_NODES), ("True", c.WAITING_FOR_NODES), ""),
-    (["a", "b"], {"a": None, "b": None}, "Pending", ("False", c.WAITING_FOR_NODES), ("True", c.BATCH_RUNNING), ""),
-    (["a", "b"], {"a": "Complete", "b": None}, "Running", ("True", c.BATCH_RUNNING), ("True", c.BATCH_RUNNING), ""),
+    ([], {}, "Pending", ("False", conditions.NO_MATCHING_NODES), ("True", conditions.WAITING_FOR_NODES), ""),
+    (
+        ["a", "b"],
+        {"a": None, "b": None},
+        "Pending",
+        ("False", conditions.WAITING_FOR_NODES),
+        ("True", conditions.BATCH_RUNNING),
+        "",
+    ),
+    (
+        ["a", "b"],
+        {"a": "Complete", "b": None},
+        "Running",
+        ("True", conditions.BATCH_RUNNING),
+        ("True", conditions.BATCH_RUNNING),
+        "",
+    ),
     (
         ["a", "b"],
         {"a": "Complete", "b": "Complete"},
         "Succeeded",
-        ("True", c.BATCH_SUCCEEDED),
-        ("False", c.BATCH_SUCCEEDED),
+        ("True", conditions.BATCH_SUCCEEDED),
+        ("False", conditions.BATCH_SUCCEEDED),
         "",
     ),
     (
         ["a", "b"],
         {"a": "Complete", "b": "Failed"},
         "Failed",
-        ("False", c.BATCH_FAILED),
-        ("False", c.BATCH_FAILED),
+        ("False", conditions.BATCH_FAILED),
+        ("False", conditions.BATCH_FAILED),
         "b (JobFailed)",
     ),
     (  # b still runs: the batch is not over, so the phase is not Failed yet
         ["a", "b", "c"],
         {"a": "Failed", "b": None, "c": "Failed"},
         "Running",
-        ("False", c.BATCH_FAILED),
-        ("True", c.BATCH_RUNNING),
+        ("False", conditions.BATCH_FAILED),
+        ("True", conditions.BATCH_RUNNING),
         "a (JobFailed), c (JobFailed)",
     ),
 ]
@@ -143,13 +169,13 @@ def test_batch_phase_follows_the_per_node_jobs(make_body, targets, outcomes, pha
     children = [batch_job(node, outcome) for node, outcome in outcomes.items()]
     status = status_of(job_spec(mode="Batch"), desired_nodes=targets, children=children)
     assert status.phase.value == phase
-    assert condition(status, c.READY) == ready
-    assert condition(status, c.PROGRESSING) == progressing
+    assert condition(status, conditions.READY) == ready
+    assert condition(status, conditions.PROGRESSING) == progressing
     assert status.target_nodes == sorted(targets)
     assert status.nodes.succeeded == sum(o == "Complete" for o in outcomes.values())
     assert status.nodes.failed == sum(o == "Failed" for o in outcomes.values())
     if names:
-        assert f"node(s): {names}" in c.find_condition(status.conditions, c.READY).message
+        assert f"node(s): {names}" in conditions.find_condition(status.conditions, conditions.READY).message
 
 
 def test_stale_only_after_the_grace_period(make_body) -> None:
@@ -171,8 +197,14 @@ def test_stale_only_after_the_grace_period(make_body) -> None:
         reports={"a": failing},
         thresholds=thresholds,
     )
-    assert early.node_progress[0].state == "Running" and condition(early, c.DEGRADED) == ("False", c.AS_EXPECTED)
-    assert late.node_progress[0].state == "Stale" and condition(late, c.DEGRADED) == ("True", c.NODES_STALE)
+    assert early.node_progress[0].state == "Running" and condition(early, conditions.DEGRADED) == (
+        "False",
+        conditions.AS_EXPECTED,
+    )
+    assert late.node_progress[0].state == "Stale" and condition(late, conditions.DEGRADED) == (
+        "True",
+        conditions.NODES_STALE,
+    )
     assert late.node_progress[0].files_done == 3  # the last known figures stay visible
     assert late.nodes.ready == 0
 
@@ -180,7 +212,7 @@ def test_stale_only_after_the_grace_period(make_body) -> None:
 def test_outbox_backlog_degrades(make_body) -> None:
     full = NodeReport(progress=WorkerProgress(events_waiting=40, outbox_full=True), last_seen=T0)
     status = status_of(job_spec(), desired_nodes=["a"], pods=[pod("a")], reports={"a": full})
-    assert condition(status, c.DEGRADED) == ("True", c.OUTBOX_BACKLOG)
+    assert condition(status, conditions.DEGRADED) == ("True", conditions.OUTBOX_BACKLOG)
     assert status.totals.events_waiting == 40
 
 
@@ -196,23 +228,29 @@ def test_last_transition_time_is_kept_while_status_holds(make_body) -> None:
         desired_nodes=["a", "b"],
         pods=[pod("a")],
     )
-    ready = [c.find_condition(s.conditions, c.READY) for s in (first, later, flipped)]
+    ready = [conditions.find_condition(s.conditions, conditions.READY) for s in (first, later, flipped)]
     assert ready[0].last_transition_time == ready[1].last_transition_time == "2026-11-26T06:00:00Z"
     assert ready[2].last_transition_time == "2026-11-26T06:09:00Z"
     assert transitions(first, later) == []
-    (changed,) = [t for t in transitions(later, flipped) if t.type == c.READY]
+    (changed,) = [t for t in transitions(later, flipped) if t.type == conditions.READY]
     assert (changed.status, changed.reason, changed.warning) == (
         "False",
-        c.SOME_NODES_NOT_READY,
+        conditions.SOME_NODES_NOT_READY,
         False,
     )  # a node joining
-    assert {t.type for t in transitions(InferenceJobStatus(), first)} == {c.READY, c.PROGRESSING, c.DEGRADED}
+    assert {t.type for t in transitions(InferenceJobStatus(), first)} == {
+        conditions.READY,
+        conditions.PROGRESSING,
+        conditions.DEGRADED,
+    }
 
 
 def test_invalid_status_schedules_nothing_and_says_why() -> None:
-    status = invalid_status(InferenceJobStatus(), 3, c.HOST_PATH_NOT_ALLOWED, "hostPath '/etc' is not allowed", T0)
+    status = invalid_status(
+        InferenceJobStatus(), 3, conditions.HOST_PATH_NOT_ALLOWED, "hostPath '/etc' is not allowed", T0
+    )
     assert status.phase.value == "Invalid" and status.observed_generation == 3
-    assert condition(status, c.READY) == ("False", c.HOST_PATH_NOT_ALLOWED)
+    assert condition(status, conditions.READY) == ("False", conditions.HOST_PATH_NOT_ALLOWED)
     assert status.nodes.desired == 0 and status.node_progress == []
 
 
@@ -256,13 +294,13 @@ def test_status_stays_bounded_for_2000_nodes(make_body) -> None:
 def test_accelerator_kinds_without_nodes_are_named(make_body) -> None:
     two_kinds = job_spec(accelerators=[{"type": "cpu"}, {"type": "nvidia"}])
     status = status_of(two_kinds, desired_nodes=["a"], pods=[pod("a")], idle_accelerators=["nvidia"])
-    ready = c.find_condition(status.conditions, c.READY)
-    assert (ready.status.value, ready.reason) == ("True", c.ALL_NODES_READY)
+    ready = conditions.find_condition(status.conditions, conditions.READY)
+    assert (ready.status.value, ready.reason) == ("True", conditions.ALL_NODES_READY)
     assert ready.message == "1/1 nodes ready; no matching node for accelerator(s): nvidia"
 
 
 def created_at(job: dict[str, Any], when: datetime.datetime) -> dict[str, Any]:
-    job["metadata"]["creationTimestamp"] = c.rfc3339(when)
+    job["metadata"]["creationTimestamp"] = conditions.rfc3339(when)
     return job
 
 
@@ -292,7 +330,7 @@ def test_a_deleted_target_node_fails_with_a_reason(make_body) -> None:
     assert status.phase.value == "Failed" and status.nodes.failed == 1
     (gone,) = [p for p in status.node_progress if p.node == "gone"]
     assert (gone.state, gone.reason) == ("Failed", "NodeGone")
-    assert "gone (NodeGone)" in c.find_condition(status.conditions, c.READY).message
+    assert "gone (NodeGone)" in conditions.find_condition(status.conditions, conditions.READY).message
 
 
 def test_a_target_node_that_never_runs_the_pod_fails_after_the_deadline(make_body) -> None:
@@ -309,7 +347,10 @@ def test_a_target_node_that_never_runs_the_pod_fails_after_the_deadline(make_bod
         live_nodes={"a"},
         thresholds=deadline,
     )
-    assert waiting.phase.value == "Pending" and condition(waiting, c.READY) == ("False", c.WAITING_FOR_NODES)
+    assert waiting.phase.value == "Pending" and condition(waiting, conditions.READY) == (
+        "False",
+        conditions.WAITING_FOR_NODES,
+    )
     late = status_of(
         batch,
         now=T0 + datetime.timedelta(minutes=10),
@@ -331,7 +372,10 @@ def test_a_batch_is_never_ready_while_every_pod_is_pending(make_body) -> None:
         children=[batch_job("a", None), batch_job("b", None)],
         pods=pending,
     )
-    assert condition(status, c.READY) == ("False", c.WAITING_FOR_NODES) and status.phase.value == "Pending"
+    assert (
+        condition(status, conditions.READY) == ("False", conditions.WAITING_FOR_NODES)
+        and status.phase.value == "Pending"
+    )
 
 
 def test_a_normal_start_is_no_warning_and_every_condition_says_something(make_body) -> None:
@@ -341,15 +385,17 @@ def test_a_normal_start_is_no_warning_and_every_condition_says_something(make_bo
     changes = transitions(InferenceJobStatus(), starting) + transitions(starting, running)
     assert changes and not [t for t in changes if t.warning]
     assert all(cond.message for status in (starting, running) for cond in status.conditions)
-    assert all(cond.message for cond in invalid_status(InferenceJobStatus(), 1, c.INVALID_SPEC, "x", T0).conditions)
+    assert all(
+        cond.message for cond in invalid_status(InferenceJobStatus(), 1, conditions.INVALID_SPEC, "x", T0).conditions
+    )
 
 
 def test_a_shared_input_is_a_warning_condition(make_body) -> None:
     status = status_of(job_spec(), desired_nodes=["a"], pods=[pod("a")], shared_with={"team-b/lobby": ["a"]})
-    assert condition(status, c.DEGRADED) == ("True", c.SHARED_INPUT)
-    assert "team-b/lobby on a" in c.find_condition(status.conditions, c.DEGRADED).message
+    assert condition(status, conditions.DEGRADED) == ("True", conditions.SHARED_INPUT)
+    assert "team-b/lobby on a" in conditions.find_condition(status.conditions, conditions.DEGRADED).message
     (warning,) = [t for t in transitions(InferenceJobStatus(), status) if t.warning]
-    assert warning.reason == c.SHARED_INPUT
+    assert warning.reason == conditions.SHARED_INPUT
 
 
 def test_a_fleet_wide_job_sharing_with_every_site_job_names_a_few(make_body) -> None:
@@ -357,8 +403,8 @@ def test_a_fleet_wide_job_sharing_with_every_site_job_names_a_few(make_body) -> 
     # the condition's bound (every reconcile of it failed).
     shared = {f"default/site-{i:04d}": [f"edge-{5 * i + n}" for n in range(5)] for i in range(1000)}
     status = status_of(job_spec(), desired_nodes=["edge-0"], pods=[pod("edge-0")], shared_with=shared)
-    message = c.find_condition(status.conditions, c.DEGRADED).message
-    assert condition(status, c.DEGRADED) == ("True", c.SHARED_INPUT)
+    message = conditions.find_condition(status.conditions, conditions.DEGRADED).message
+    assert condition(status, conditions.DEGRADED) == ("True", conditions.SHARED_INPUT)
     assert "default/site-0000 on edge-0, edge-1" in message and "; and 995 more jobs)" in message
     assert len(message) < 1000
 
@@ -436,8 +482,8 @@ def test_a_failed_batch_node_shows_its_workers_last_words(make_body) -> None:
     by_node = {p.node: p for p in status.node_progress}
     assert (by_node["b"].state, by_node["b"].reason, by_node["b"].message) == ("Failed", "JobFailed", refused)
     assert by_node["a"].message is None
-    assert f"b (JobFailed: {refused})" in c.find_condition(status.conditions, c.READY).message
-    assert f"b (JobFailed: {refused})" in c.find_condition(status.conditions, c.DEGRADED).message
+    assert f"b (JobFailed: {refused})" in conditions.find_condition(status.conditions, conditions.READY).message
+    assert f"b (JobFailed: {refused})" in conditions.find_condition(status.conditions, conditions.DEGRADED).message
 
 
 def test_a_crash_looping_continuous_node_shows_its_workers_last_words(make_body) -> None:
@@ -447,8 +493,11 @@ def test_a_crash_looping_continuous_node_shows_its_workers_last_words(make_body)
     assert (entry.state, entry.reason) == ("Failed", "WorkerFailed")
     assert entry.message is not None and len(entry.message) == MAX_NODE_MESSAGE
     assert entry.message.startswith("cannot start: the event sink refuses: NoSuchBucket xxx")
-    assert condition(status, c.DEGRADED) == ("True", c.NODES_FAILED)
-    assert f"b (WorkerFailed: {entry.message})" in c.find_condition(status.conditions, c.DEGRADED).message
+    assert condition(status, conditions.DEGRADED) == ("True", conditions.NODES_FAILED)
+    assert (
+        f"b (WorkerFailed: {entry.message})"
+        in conditions.find_condition(status.conditions, conditions.DEGRADED).message
+    )
 
 
 def test_a_running_node_shows_no_message_from_an_earlier_exit(make_body) -> None:

@@ -5,7 +5,7 @@ something new."""
 
 from __future__ import annotations
 
-from edge_inference_api import conditions as c
+from edge_inference_api import conditions
 from edge_inference_operator.settings import OperatorSettings
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -46,7 +46,7 @@ async def test_the_request_counter_agrees_with_the_audit_log(cluster, start_oper
     cluster.apply(make_body())
     since = len(cluster.api.audit_events(OPERATOR_USER))
     operator = await start_operator()
-    await cluster.wait(lambda: cluster.condition(c.READY) is not None, what="a status")
+    await cluster.wait(lambda: cluster.condition(conditions.READY) is not None, what="a status")
     await cluster.wait(lambda: operator.reconciles() >= 3, what="a few reconciles")
     await operator.stop()
     for verb, resource in (("create", "daemonsets"), ("list", "pods"), ("list", "nodes"),
@@ -81,7 +81,9 @@ async def test_a_status_is_written_only_when_it_says_something_new(
     worker = await serve_worker_metrics(cluster, worker_metrics, "edge-1")
     beat = 1_800_000_000
     worker.heartbeat.set(beat)
-    await cluster.wait(lambda: cluster.condition(c.READY) == ("True", c.ALL_NODES_READY), what="AllNodesReady")
+    await cluster.wait(
+        lambda: cluster.condition(conditions.READY) == ("True", conditions.ALL_NODES_READY), what="AllNodesReady"
+    )
     await cluster.wait(lambda: cluster.status()["nodeProgress"][0]["lastHeartbeat"], what="a heartbeat")
     writes = counted(operator, "patch", "inferencejobs/status")
     version = cluster.job()["metadata"]["resourceVersion"]
