@@ -76,7 +76,7 @@ def test_watch_waits_for_complete_files_and_picks_up_new_ones(short_clip, worker
         assert time.time() - metric_value(port, "edge_inference_heartbeat_timestamp_seconds") < 10
         assert metric_value(port, "edge_inference_batch_complete") == 0  # Continuous never completes
         # The operator's compact view of the same figures.
-        status, body = http_get(port, "/progress")
+        status, body = http_get(loopback_url(port, "/progress"))
         progress = json.loads(body)
         assert status == 200 and progress["filesDone"] == 2 and progress["batchComplete"] is False
         assert progress["framesAnalysed"] == metric_value(port, "edge_inference_frames_analysed_total")
