@@ -279,16 +279,19 @@ _KEPT_METADATA = (
 
 
 def kept_child(child: Mapping[str, Any]) -> dict[str, Any]:
-    """What the operator keeps of a child: a DaemonSet whole; of a Batch Job (thousands on a big fleet)
-    its metadata, its spec but the immutable template (except the node it is pinned to), and its conditions."""
+    """What the operator keeps of a child (thousands on a big fleet): what converging and status read.
+
+    Its metadata but managedFields; a DaemonSet's spec whole (its pod template can drift) and no status;
+    a Batch Job's spec but the immutable template (except the node it is pinned to), and its conditions.
+    """
     meta, spec = child.get("metadata", {}), child.get("spec") or {}
+    kept = {"apiVersion": child.get("apiVersion"), "kind": child.get("kind"),
+            "metadata": {key: meta[key] for key in _KEPT_METADATA if key in meta}}  # fmt: skip
     if child.get("kind") != "Job":
-        return {**child, "metadata": {key: value for key, value in meta.items() if key != "managedFields"}}
+        return {**kept, "spec": spec}
     affinity = ((spec.get("template") or {}).get("spec") or {}).get("affinity")
     return {
-        "apiVersion": child.get("apiVersion"),
-        "kind": "Job",
-        "metadata": {key: meta[key] for key in _KEPT_METADATA if key in meta},
+        **kept,
         "spec": {**{k: v for k, v in spec.items() if k != "template"}, "template": {"spec": {"affinity": affinity}}},
         "status": {"conditions": (child.get("status") or {}).get("conditions") or []},
     }
