@@ -5,6 +5,8 @@ object, so no strings are shared between objects) from real objects of a 1,000-n
 bench/operator_scale.py (bench/data/cluster_objects/, read back with kubectl), renamed per copy.
 Printed per kind: the count, the bytes tracemalloc attributes to the store (what the cache keeps),
 and the bytes per object; and the same for the whole decoded object (what keeping it whole would cost).
+The InferenceJob sample is a fleet-wide job (50 nodes listed in nodeProgress); every copy lists them.
+Then the status the reconciler remembers per job (the one it last wrote): parsed, and as JSON.
 
     python bench/operator_memory.py --nodes 5000 --pods 15000 --daemonsets 2006 --jobs 1002
 """
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_inference_api.models import InferenceJobStatus
 from edge_inference_operator import cache
 
 SAMPLES = Path(__file__).resolve().parent / "data" / "cluster_objects"
@@ -76,6 +79,13 @@ def main() -> None:
         }
         del store
     results["cache_total_mb"] = round(total_kept / 2**20, 1)
+    status = json.dumps(json.loads((SAMPLES / "inferencejob.json").read_text())["status"])
+    parsed, _ = measured(lambda: [InferenceJobStatus.model_validate_json(status) for _ in range(args.jobs)])
+    as_json, _ = measured(
+        lambda: [InferenceJobStatus.model_validate_json(status).model_dump_json(by_alias=True).encode()
+                 for _ in range(args.jobs)]  # fmt: skip
+    )
+    results["written_status_bytes_each"] = {"parsed": parsed // args.jobs, "json": as_json // args.jobs}
     print(json.dumps(results, indent=1))
 
 

@@ -3,7 +3,7 @@
 Transport and authentication come from the official `kubernetes` client (in-cluster service account
 or kubeconfig, client certificates, exec plugins, token refresh), but requests and answers stay plain
 dicts: the builders produce plain manifests, and typed models would only be converted back and forth.
-The client is synchronous, so every call runs in a worker thread (`asyncio.to_thread`).
+The client is synchronous, so every call runs in a thread of the client's own pool (REQUESTS_IN_FLIGHT).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +30,10 @@ MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_RETRIES = 5
 # Children written at once: a fleet-wide Batch job makes thousands of Jobs (docs/benchmarks.md,
 # "Operator at fleet scale"); more in flight than the API client's threads would only queue.
-WRITES_IN_FLIGHT = 6
+WRITES_IN_FLIGHT = int(os.environ.get("XX_WRITES", "6"))
+# Requests the client sends at once (children written, plus a status or a GET beside them); each one
+# holds a thread and a pooled connection while it waits for the API server.
+REQUESTS_IN_FLIGHT = WRITES_IN_FLIGHT + 4
 USER_AGENT = "edge-inference-operator/0.1.0"
 
 CHILD_COLLECTIONS = {
@@ -125,6 +129,7 @@ class Kube:
     ) -> None:
         self._api = api_client
         self.count = count
+        self._threads = ThreadPoolExecutor(REQUESTS_IN_FLIGHT, thread_name_prefix="kube")
 
     @classmethod
     def from_environment(cls) -> Kube:
@@ -136,11 +141,14 @@ class Kube:
             # Read KUBECONFIG now: the client reads it once at import time.
             kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
             kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        # A connection for every request in flight, and one for each watch (cache.py) beside them.
+        configuration.connection_pool_maxsize = REQUESTS_IN_FLIGHT + 8
         client = kubernetes.client.ApiClient(configuration)
         client.user_agent = USER_AGENT  # tells the operator's requests apart in audit logs (and tests)
         return cls(client)
 
     def close(self) -> None:
+        self._threads.shutdown(wait=False)
         self._api.close()
 
     def _send(
@@ -196,7 +204,8 @@ class Kube:
         body: Any = None,
         content_type: str | None = None,
     ) -> Any:
-        return await asyncio.to_thread(self._call, method, path, query, body, content_type)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._call, method, path, query, body, content_type)
 
     async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
