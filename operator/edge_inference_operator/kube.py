@@ -437,15 +437,20 @@ async def converge_children(
 
     async def ensure(key: tuple[str, str], manifest: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
         async with in_flight:
-            return await ensure_child(kube, manifest, observed.get(key), namespace)
+            action, now = await ensure_child(kube, manifest, observed.get(key), namespace)
+        if now is None or action == "taken":
+            return action, now
+        # Kept at once: thousands of whole answers (a Job with its template and managedFields) would
+        # otherwise wait here until the last create ends.
+        return action, kept_child({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], **now})
 
     todo = {key: manifest for key, manifest in wanted.items() if create_missing or key in observed}
     outcomes = await asyncio.gather(*(ensure(key, manifest) for key, manifest in todo.items()))
-    for (key, manifest), (action, now) in zip(todo.items(), outcomes, strict=True):
+    for key, (action, now) in zip(todo, outcomes, strict=True):
         if action in ("created", "updated", "deleted", "taken"):
             getattr(result, action).append(f"{key[0]}/{key[1]}")
         if now is not None and action != "taken":
-            result.children.append(kept_child({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], **now}))
+            result.children.append(now)
     return result
 
 
