@@ -599,7 +599,11 @@ class NodeProgress(ApiModel):
     frames_analysed: int = Field(0, description="Frames run through the detector.")
     events_uploaded: int = Field(0, description="Events confirmed by S3.")
     events_waiting: int = Field(0, description="Events waiting in the node's outbox.")
-    last_heartbeat: str | None = Field(None, description="When the worker last answered (RFC 3339).")
+    last_heartbeat: str | None = Field(
+        None,
+        description="When the worker last answered (RFC 3339). The status is written only when something in it "
+        "changes, so this may lag the worker's latest answer by up to the Stale grace.",
+    )
 
 
 class ProgressTotals(ApiModel):

@@ -158,7 +158,9 @@ class Reconciler:
         self.memory = ScrapeMemory()
         self.scrape_policy = policy_from_settings(settings)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._written: dict[tuple[str, str, str], InferenceJobStatus] = {}  # (namespace, name, uid) -> status
+        # (namespace, name, uid) -> the status last written, as JSON: a parsed status of a fleet-wide job
+        # is about 3x the size (docs/benchmarks.md, "Operator at fleet scale"), and it is read once a reconcile.
+        self._written: dict[tuple[str, str, str], bytes] = {}
         self._inputs: dict[str, InputClaim] = {}  # "namespace/name" -> what each job reads, as last reconciled
         self._session: aiohttp.ClientSession | None = None
 
@@ -222,7 +224,8 @@ class Reconciler:
         meta = body["metadata"]
         # The operator is the only writer of status: what it last wrote is newer than a body that
         # kopf got before that write came back through the watch (no duplicate transitions/Events).
-        previous = self._written.get((meta["namespace"], meta["name"], meta["uid"])) or previous_status(body)
+        written = self._written.get((meta["namespace"], meta["name"], meta["uid"]))
+        previous = InferenceJobStatus.model_validate_json(written) if written else previous_status(body)
         now = self.clock()
         checked = check_job(body, self.settings)
         if isinstance(checked, Refusal):
@@ -371,7 +374,7 @@ class Reconciler:
             # again, or what it claimed here (its input folder) would linger in other jobs' status.
             self.forget(meta["namespace"], meta["name"])
             return
-        self._written[(meta["namespace"], meta["name"], meta["uid"])] = status
+        self._written[(meta["namespace"], meta["name"], meta["uid"])] = status.model_dump_json(by_alias=True).encode()
         for transition in transitions(previous, status):
             await self._post(body, transition)
 

@@ -4,8 +4,10 @@ delete children, converge on conflicts."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
+from edge_inference_operator import cache
 from edge_inference_operator import kube as kube_api
 from edge_inference_operator.builders import build_children
 from edge_inference_operator.names import ANNOTATION_SPEC_HASH
@@ -215,3 +217,32 @@ def test_server_defaults_and_canonical_quantities_are_not_drift() -> None:
 )
 def test_a_field_edited_by_hand_is_drift(path: str, value) -> None:
     assert kube_api.drifted(edited(path, value), DESIRED)
+
+
+async def test_a_kept_daemonset_holds_only_what_is_read_and_still_shows_drift(
+    cluster, kube, make_job, make_body, settings
+) -> None:
+    uid = owner_uid(cluster, make_body)
+    desired = build_children(make_job(uid=uid), settings)[0]
+    await converge(kube, uid, [desired])
+    live = await kube.get("/apis/apps/v1/namespaces/default/daemonsets/" + desired["metadata"]["name"])
+    assert live is not None and live["metadata"].get("managedFields") and "status" in live
+
+    kept = cache.DAEMONSETS.keep(live)
+
+    assert set(kept) == {"apiVersion", "kind", "metadata", "spec"}  # no status: nothing reads it
+    assert set(kept["metadata"]) <= set(kube_api._KEPT_METADATA)  # no managedFields
+    assert not kube_api.drifted(kept, desired)
+    image = live["spec"]["template"]["spec"]["containers"][0]
+    image["image"] = "evil:1"
+    assert kube_api.drifted(cache.DAEMONSETS.keep(live), desired)
+
+
+def test_kept_objects_share_their_strings() -> None:
+    decoded = [json.loads('{"metadata": {"labels": {"edgeinference.io/job": "lobby-cpu"}}}') for _ in range(2)]
+    labels = [next(iter(o["metadata"]["labels"].items())) for o in decoded]
+    assert labels[0][1] is not labels[1][1]  # each watch event is decoded on its own
+
+    kept = [next(iter(cache.shared_strings(o)["metadata"]["labels"].items())) for o in decoded]
+
+    assert kept[0][0] is kept[1][0] and kept[0][1] is kept[1][1]
