@@ -489,7 +489,3 @@ async def post_event(kube: Kube, job: Mapping[str, Any], type_: str, reason: str
         "count": 1,
     }
     await kube.request("POST", f"/api/v1/namespaces/{quote(meta['namespace'])}/events", body=event)
-
-
-async def read_job(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
-    return await kube.get(job_path(namespace, name))
