@@ -7,6 +7,7 @@ builders.pod_tolerations), so that `nodes.desired` counts the nodes a worker can
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -93,17 +94,55 @@ class InputClaim:
     nodes: frozenset[str]
 
 
+@functools.lru_cache(maxsize=4096)
 def _folders_overlap(one: str, other: str) -> bool:
     a, b = PurePosixPath(one.rstrip("/") or "/"), PurePosixPath(other.rstrip("/") or "/")
     return a.is_relative_to(b) or b.is_relative_to(a)
 
 
-def shared_inputs(mine: InputClaim, others: Mapping[str, InputClaim]) -> dict[str, list[str]]:
-    """Other jobs (name -> the shared nodes) that read the same folder, or one inside it, on a node of ours:
-    each file there is processed, and its events uploaded, once per job."""
-    shared = {}
-    for job, claim in sorted(others.items()):
-        nodes = sorted(mine.nodes & claim.nodes)
-        if nodes and _folders_overlap(mine.host_path, claim.host_path):
-            shared[job] = nodes
-    return shared
+class InputClaims:
+    """What every job reads (its host folder on its nodes, as last reconciled), indexed by node.
+
+    Finding the jobs that share a job's input looks only at the jobs on its own nodes: a scan of
+    every other job from every reconcile made a resync of 1,000 jobs cost 1,000 x 1,000 comparisons
+    (docs/benchmarks.md, "Operator at fleet scale").
+    """
+
+    def __init__(self) -> None:
+        self._claims: dict[str, InputClaim] = {}  # "namespace/name" -> its claim
+        self._on_node: dict[str, set[str]] = {}  # node -> the jobs claiming it
+
+    def claim(self, job: str, claim: InputClaim) -> None:
+        """`job` reads `claim` now (instead of what it claimed before)."""
+        if self._claims.get(job) == claim:
+            return
+        self.release(job)
+        self._claims[job] = claim
+        for node in claim.nodes:
+            self._on_node.setdefault(node, set()).add(job)
+
+    def release(self, job: str) -> None:
+        """`job` reads nothing (it is gone, or refused)."""
+        claim = self._claims.pop(job, None)
+        for node in claim.nodes if claim else ():
+            jobs = self._on_node[node]
+            jobs.discard(job)
+            if not jobs:
+                del self._on_node[node]
+
+    def shared_with(self, job: str) -> dict[str, list[str]]:
+        """Other jobs (name -> the shared nodes) that read the same folder, or one inside it, on a node of
+        `job`'s: each file there is processed, and its events uploaded, once per job."""
+        mine = self._claims.get(job)
+        if mine is None:
+            return {}
+        on_my_nodes: dict[str, list[str]] = {}
+        for node in mine.nodes:
+            for other in self._on_node[node]:
+                if other != job:
+                    on_my_nodes.setdefault(other, []).append(node)
+        return {
+            other: sorted(nodes)
+            for other, nodes in sorted(on_my_nodes.items())
+            if _folders_overlap(mine.host_path, self._claims[other].host_path)
+        }

@@ -30,7 +30,7 @@ from edge_inference_operator import kube as kube_api
 from edge_inference_operator.builders import NVIDIA, ParsedJob, build_children
 from edge_inference_operator.metrics import OperatorMetrics
 from edge_inference_operator.observed import pinned_node
-from edge_inference_operator.placement import InputClaim, NodeInfo, matching_nodes, shared_inputs
+from edge_inference_operator.placement import InputClaim, InputClaims, NodeInfo, matching_nodes
 from edge_inference_operator.scrape import ScrapeMemory, open_session, policy_from_settings, scrape_pods
 from edge_inference_operator.settings import OperatorSettings
 from edge_inference_operator.status import (
@@ -161,7 +161,7 @@ class Reconciler:
         # (namespace, name, uid) -> the status last written, as JSON: a parsed status of a fleet-wide job
         # is about 3x the size (docs/benchmarks.md, "Operator at fleet scale"), and it is read once a reconcile.
         self._written: dict[tuple[str, str, str], bytes] = {}
-        self._inputs: dict[str, InputClaim] = {}  # "namespace/name" -> what each job reads, as last reconciled
+        self._inputs = InputClaims()  # what each job reads, as last reconciled
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -181,7 +181,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The job is gone: drop its lock, scrape memory and phase."""
         self._locks.pop((namespace, name), None)
-        self._inputs.pop(f"{namespace}/{name}", None)
+        self._inputs.release(f"{namespace}/{name}")
         for key in [key for key in self._written if key[:2] == (namespace, name)]:
             del self._written[key]
         self.memory.forget(f"{namespace}/{name}")
@@ -263,7 +263,7 @@ class Reconciler:
         """Nothing may run for a refused spec: children of an earlier, valid spec go too."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        self._inputs.pop(f"{namespace}/{name}", None)
+        self._inputs.release(f"{namespace}/{name}")
         await kube_api.converge_children(self.kube, namespace, [], children)
         status = invalid_status(previous, meta.get("generation"), refusal.reason, refusal.message, now)
         await self._write(body, previous, status)
@@ -314,8 +314,7 @@ class Reconciler:
     ) -> InferenceJobStatus:
         """Scrape the job's workers and compute its status from what is there now."""
         key = f"{job.namespace}/{job.name}"
-        self._inputs[key] = InputClaim(job.spec.input.host_path, frozenset(placement.placed))
-        others = {job_key: claim for job_key, claim in self._inputs.items() if job_key != key}
+        self._inputs.claim(key, InputClaim(job.spec.input.host_path, frozenset(placement.placed)))
         types = {a.type for a in job.spec.accelerators}
         job_pods = [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(LABEL_ACCELERATOR) in types]
         scraped = await scrape_pods(self._http(), job_pods, self.memory, key, now, self.scrape_policy)
@@ -331,7 +330,7 @@ class Reconciler:
             now=now,
             thresholds=self._thresholds(),
             live_nodes=placement.live_nodes,
-            shared_with=shared_inputs(self._inputs[key], others),
+            shared_with=self._inputs.shared_with(key),
             idle_accelerators=[a.type for a in job.spec.accelerators if a.type not in set(placement.placed.values())],
             taken_names=convergence.taken,
         )

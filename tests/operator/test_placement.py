@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from edge_inference_operator.placement import InputClaim, NodeInfo, matching_nodes, shared_inputs, tolerates
+from edge_inference_operator.placement import InputClaim, InputClaims, NodeInfo, matching_nodes, tolerates
 from support.jobs import job_spec
 
 CAMERA = {"edgeinference.io/camera-storage": "true"}
@@ -80,5 +80,27 @@ def claim(path: str, *nodes: str) -> InputClaim:
     ],
 )
 def test_jobs_reading_the_same_folder_on_the_same_node_are_found(other: InputClaim, shared: list | None) -> None:
-    found = shared_inputs(claim("/srv/video/lobby", "a", "c"), {"default/other": other})
-    assert found == ({"default/other": shared} if shared else {})
+    claims = InputClaims()
+    claims.claim("default/mine", claim("/srv/video/lobby", "a", "c"))
+    claims.claim("default/other", other)
+    assert claims.shared_with("default/mine") == ({"default/other": shared} if shared else {})
+
+
+def test_shared_inputs_follow_each_jobs_latest_claim() -> None:
+    claims = InputClaims()
+    claims.claim("default/mine", claim("/srv/video", "a", "b", "c"))
+    claims.claim("team/one", claim("/srv/video/lobby", "c", "b"))
+    claims.claim("team/two", claim("/srv/video", "z"))
+    assert claims.shared_with("default/mine") == {"team/one": ["b", "c"]}
+    assert claims.shared_with("team/one") == {"default/mine": ["b", "c"]}
+
+    claims.claim("team/two", claim("/srv/video", "a"))  # moved onto one of mine
+    claims.claim("team/one", claim("/srv/video/lobby", "c"))  # left b
+    assert claims.shared_with("default/mine") == {"team/one": ["c"], "team/two": ["a"]}
+
+    claims.release("team/one")
+    claims.release("team/one")  # twice: nothing to do
+    assert claims.shared_with("default/mine") == {"team/two": ["a"]}
+    assert claims.shared_with("team/one") == {}
+    claims.release("team/two")
+    assert claims.shared_with("default/mine") == {}
