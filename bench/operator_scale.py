@@ -110,12 +110,22 @@ def in_parallel(call: Callable[[Any], Any], items: list[Any], threads: int = 8) 
 # The operator process and what it says about itself.
 
 
+def image_environment() -> dict[str, str]:
+    """The environment the operator image sets (its Dockerfile's ENV, but PATH): the process runs as it would there."""
+    from dockerfile_parse import DockerfileParser
+
+    parsed = DockerfileParser(str(REPO / "operator" / "Dockerfile"))
+    return {key: value for key, value in parsed.envs.items() if key != "PATH"}
+
+
 class Operator:
-    """The console script as a subprocess (admin kubeconfig), its /metrics, and its RSS and CPU from /proc."""
+    """The console script as a subprocess (admin kubeconfig, the image's environment), its /metrics, and its
+    RSS and CPU from /proc."""
 
     def __init__(self, plane: ControlPlane, log: Path, reconcile_seconds: float) -> None:
         self.metrics_port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/srv/video",
+        env = {**os.environ, **image_environment(), "KUBECONFIG": str(plane.kubeconfig),
+               "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/srv/video",
                "EDGE_INFERENCE_METRICS_PORT": str(self.metrics_port), "EDGE_INFERENCE_LIVENESS_PORT": str(free_port()),
                "EDGE_INFERENCE_RECONCILE_SECONDS": str(reconcile_seconds)}  # fmt: skip
         self.started = time.monotonic()

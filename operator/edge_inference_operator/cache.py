@@ -29,7 +29,10 @@ from edge_inference_operator.placement import NodeInfo
 
 logger = logging.getLogger(__name__)
 
-PAGE = 500  # objects per LIST page: a fleet's pods are listed without one huge answer in memory
+# Objects per LIST page: each page is decoded whole before its objects are kept in bounded form, and what
+# a page's decoding takes stays taken (fragmented): at a restart over 5,000 nodes, pages of 500 peaked
+# about 100 MiB higher than pages of 100 (docs/benchmarks.md, "Operator at fleet scale").
+PAGE = 100
 WATCH_SECONDS = 300  # the API server ends each watch after this long; it is resumed where it ended
 GONE = 410  # the resource version a watch resumes from was compacted away: list again
 RETRY_SECONDS = 1.0

@@ -45,6 +45,11 @@ from edge_inference_operator.status import (
 Clock = Callable[[], datetime.datetime]
 logger = logging.getLogger(__name__)
 
+# Jobs reconciled at once. Each holds its desired children, scrapes and status while it waits for the
+# API client (kube.REQUESTS_IN_FLIGHT threads): at a restart, kopf resumes every job at once, and 1,000
+# reconciles in flight only queued there, holding memory (docs/benchmarks.md, "Operator at fleet scale").
+RECONCILES_IN_FLIGHT = 16
+
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
@@ -158,6 +163,7 @@ class Reconciler:
         self.memory = ScrapeMemory()
         self.scrape_policy = policy_from_settings(settings)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._in_flight = asyncio.Semaphore(RECONCILES_IN_FLIGHT)
         # (namespace, name, uid) -> the status last written, as JSON: a parsed status of a fleet-wide job
         # is about 3x the size (docs/benchmarks.md, "Operator at fleet scale"), and it is read once a reconcile.
         self._written: dict[tuple[str, str, str], bytes] = {}
@@ -196,8 +202,8 @@ class Reconciler:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            started = time.monotonic()  # the reconcile's own time, not the wait for one before it
+        async with lock, self._in_flight:  # the job's lock first: a reconcile waiting for it holds no slot
+            started = time.monotonic()  # the reconcile's own time, not the waits for a lock or a slot
             try:
                 seen = observe()
                 children = seen.children
