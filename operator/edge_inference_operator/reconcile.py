@@ -366,7 +366,7 @@ class Reconciler:
 
     async def _write(self, body: Mapping[str, Any], previous: InferenceJobStatus, status: InferenceJobStatus) -> None:
         meta = body["metadata"]
-        # A heartbeat shown up to stale_after late: the state says Stale at once when it matters.
+        # Progress (counters, heartbeats) shown up to stale_after late: the state says Stale at once when it matters.
         if not worth_writing(previous, status, datetime.timedelta(seconds=self.settings.stale_after_seconds)):
             return
         wire = status.model_dump(mode="json", by_alias=True)

@@ -508,10 +508,17 @@ def transitions(previous: InferenceJobStatus, current: InferenceJobStatus) -> li
     return changed
 
 
-def _without_heartbeats(status: InferenceJobStatus) -> dict[str, Any]:
-    wire = status.model_dump(mode="json", by_alias=True)
-    for entry in wire.get("nodeProgress") or []:
-        entry.pop("lastHeartbeat", None)
+# What moves at every scrape of a live worker: its counters and heartbeat (and the sums and order they make).
+_PROGRESS_FIELDS = ("filesDone", "framesAnalysed", "eventsUploaded", "eventsWaiting", "lastHeartbeat")
+
+
+def _without_progress(status: InferenceJobStatus) -> dict[str, Any]:
+    """The status but its progress: phase, conditions, counts of nodes, and each listed node's state."""
+    wire = status.model_dump(mode="json", by_alias=True, exclude={"totals", "events"})
+    wire["nodeProgress"] = {
+        entry["node"]: {key: value for key, value in entry.items() if key not in _PROGRESS_FIELDS}
+        for entry in wire.get("nodeProgress") or []
+    }  # by node: the slowest-first order follows the counters
     return wire
 
 
@@ -525,14 +532,21 @@ def _heartbeat_moved_on(old: datetime.datetime | None, new: datetime.datetime | 
     return new - old >= by
 
 
-def worth_writing(previous: InferenceJobStatus, current: InferenceJobStatus, heartbeat_lag: datetime.timedelta) -> bool:
-    """Whether `current` says something that the written `previous` does not.
+def worth_writing(previous: InferenceJobStatus, current: InferenceJobStatus, progress_lag: datetime.timedelta) -> bool:
+    """Whether `current` says something that the written `previous` does not, now.
 
-    Everything counts but a heartbeat that moved on by less than `heartbeat_lag`: a live worker's
-    heartbeat changes at every scrape, and writing each would PATCH every job at every tick. A node
-    whose worker stops answering still changes its state (Stale) at once; only the time shown lags.
+    A change of state (phase, a condition, a node's state, the nodes listed) is written at once. Progress
+    alone (counters and heartbeats, which move at every scrape of every live worker) is written once a
+    listed heartbeat has moved on by `progress_lag`: writing each would PATCH every job at every scrape
+    (docs/benchmarks.md, "Operator at fleet scale"). A worker that stops answering turns Stale at once;
+    only the figures shown lag. Progress with no heartbeat listed to pace it is written at once.
     """
-    if _without_heartbeats(previous) != _without_heartbeats(current):
+    if _without_progress(previous) != _without_progress(current):
+        return True
+    if previous == current:
+        return False
+    beats = _heartbeats(current)
+    if not any(beats.values()):
         return True
     before = _heartbeats(previous)
-    return any(_heartbeat_moved_on(before.get(node), new, heartbeat_lag) for node, new in _heartbeats(current).items())
+    return any(_heartbeat_moved_on(before.get(node), new, progress_lag) for node, new in beats.items())

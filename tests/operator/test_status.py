@@ -409,18 +409,31 @@ def test_a_fleet_wide_job_sharing_with_every_site_job_names_a_few(make_body) -> 
     assert len(message) < 1000
 
 
-def test_a_heartbeat_alone_is_written_once_it_has_moved_on_by_the_lag() -> None:
-    def entry(beat: str | None, frames: int = 0) -> InferenceJobStatus:
-        return InferenceJobStatus.model_validate(
-            {"nodeProgress": [{"node": "a", "state": "Running", "framesAnalysed": frames, "lastHeartbeat": beat}]}
-        )
+def test_progress_alone_is_written_once_a_heartbeat_has_moved_on_by_the_lag() -> None:
+    def entry(beat: str | None, frames: int = 0, state: str = "Running", node: str = "a") -> dict[str, Any]:
+        return {"node": node, "state": state, "framesAnalysed": frames, "lastHeartbeat": beat}
+
+    def status(*entries: dict[str, Any]) -> InferenceJobStatus:
+        frames = sum(e["framesAnalysed"] for e in entries)
+        return InferenceJobStatus.model_validate({"nodeProgress": list(entries), "totals": {"framesAnalysed": frames}})
 
     lag = datetime.timedelta(seconds=60)
-    assert not worth_writing(entry("2026-11-29T10:00:00Z"), entry("2026-11-29T10:00:59Z"), lag)
-    assert worth_writing(entry("2026-11-29T10:00:00Z"), entry("2026-11-29T10:01:00Z"), lag)
-    assert worth_writing(entry(None), entry("2026-11-29T10:00:00Z"), lag)
-    assert worth_writing(entry("2026-11-29T10:00:00Z"), entry("2026-11-29T10:00:01Z", frames=1), lag)
-    assert not worth_writing(entry("2026-11-29T10:00:00Z"), entry("2026-11-29T10:00:00Z"), lag)
+    t0, t1, t60 = "2026-11-29T10:00:00Z", "2026-11-29T10:00:01Z", "2026-11-29T10:01:00Z"
+    assert not worth_writing(status(entry(t0)), status(entry(t0)), lag)
+    # Heartbeats and counters move at every scrape: written once a heartbeat has moved on by the lag.
+    assert not worth_writing(status(entry(t0)), status(entry("2026-11-29T10:00:59Z")), lag)
+    assert not worth_writing(status(entry(t0)), status(entry(t1, frames=1)), lag)
+    assert worth_writing(status(entry(t0)), status(entry(t60)), lag)
+    assert worth_writing(status(entry(t0)), status(entry(t60, frames=5)), lag)
+    assert worth_writing(status(entry(None)), status(entry(t0)), lag)
+    # The slowest-first order follows the counters: a new order alone is progress too.
+    two = (entry(t0, 5, node="a"), entry(t0, 9, node="b"))
+    assert not worth_writing(status(*two), status(entry(t1, 12, node="b"), entry(t1, 10, node="a")), lag)
+    # A change of state is written at once, with the progress of the moment.
+    assert worth_writing(status(entry(t0)), status(entry(t1, frames=1, state="Stale")), lag)
+    assert worth_writing(status(entry(t0)), status(entry(t1), entry(t1, node="b")), lag)
+    # Progress that no listed heartbeat paces (e.g. only Pending nodes listed) is written at once.
+    assert worth_writing(status(entry(None, state="Pending")), status(entry(None, frames=3, state="Pending")), lag)
 
 
 def terminated(message: str | None, exit_code: int = 2) -> dict[str, Any]:
