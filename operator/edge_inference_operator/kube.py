@@ -319,6 +319,7 @@ class Convergence:
     updated: list[str] = dataclasses.field(default_factory=list)
     deleted: list[str] = dataclasses.field(default_factory=list)
     taken: list[str] = dataclasses.field(default_factory=list)  # our child's name, used by someone else's object
+    unchanged: list[str] = dataclasses.field(default_factory=list)  # as wanted already
 
 
 async def observed_children(kube: Kube, namespace: str, job_name: str, job_uid: str) -> list[dict[str, Any]]:
@@ -447,7 +448,7 @@ async def converge_children(
     todo = {key: manifest for key, manifest in wanted.items() if create_missing or key in observed}
     outcomes = await asyncio.gather(*(ensure(key, manifest) for key, manifest in todo.items()))
     for key, (action, now) in zip(todo, outcomes, strict=True):
-        if action in ("created", "updated", "deleted", "taken"):
+        if action in ("created", "updated", "deleted", "taken", "unchanged"):
             getattr(result, action).append(f"{key[0]}/{key[1]}")
         if now is not None and action != "taken":
             result.children.append(now)

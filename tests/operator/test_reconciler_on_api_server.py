@@ -96,3 +96,57 @@ async def test_a_child_the_api_server_refuses_is_reported_not_retried(cluster, m
     (event,) = [e for e in cluster.events() if e["reason"] == "ChildRejected" and e["message"].startswith("Ready=")]
     assert event["type"] == "Warning" and "field is immutable" in event["message"]
     assert metrics.reconciles.labels(result="invalid")._value.get() == 1
+
+
+async def test_children_are_built_again_only_when_something_they_depend_on_changed(
+    cluster, make_body, settings, monkeypatch
+) -> None:
+    builds = []
+
+    def counted_build(*args, **kwargs):
+        builds.append(1)
+        return build_children(*args, **kwargs)
+
+    monkeypatch.setattr("edge_inference_operator.reconcile.build_children", counted_build)
+    cluster.apply(make_body())
+    reconciler = Reconciler(settings, kube_api.Kube.from_environment(), OperatorMetrics())
+
+    async def reconcile() -> None:
+        await reconciler.reconcile(cluster.job(), lambda: Observed(CPU_NODE, []))
+
+    async def daemonset_controller_done() -> None:  # its status write is a new version of the child too
+        def done() -> bool:
+            seen = cluster.daemonsets()
+            return bool(seen) and all(d.get("status", {}).get("observedGeneration") == d["metadata"]["generation"]
+                                      for d in seen)  # fmt: skip
+
+        await cluster.wait(done, what="the DaemonSet controller's status")
+
+    try:
+        await reconcile()  # creates the DaemonSet
+        await daemonset_controller_done()
+        await reconcile()  # finds it as wanted
+        assert len(builds) == 2
+        await reconcile()
+        await reconcile()
+        assert len(builds) == 2  # nothing changed since: neither built nor compared again
+
+        evil = {"spec": {"template": {"spec": {"containers": [{"name": "worker", "image": "evil:1"}]}}}}
+        cluster.apps.patch_namespaced_daemon_set("lobby-cpu", "default", evil)  # by hand: a new version of the child
+        await reconcile()  # puts it back
+        assert cluster.daemonsets()[0]["spec"]["template"]["spec"]["containers"][0]["image"] != "evil:1"
+        await daemonset_controller_done()
+        await reconcile()  # finds it as wanted
+        await reconcile()
+        assert len(builds) == 4
+
+        spec = cluster.job()["spec"]
+        more = {"spec": {"accelerators": [*spec["accelerators"], {"type": "nvidia"}]}}
+        cluster.custom.patch_namespaced_custom_object(  # a new generation of the job
+            "edgeinference.io", "v1alpha1", "default", "inferencejobs", "lobby", more
+        )
+        await reconcile()
+        assert len(builds) == 5
+        assert sorted(d["metadata"]["name"] for d in cluster.daemonsets()) == ["lobby-cpu", "lobby-nvidia"]
+    finally:
+        await reconciler.close()
