@@ -45,6 +45,7 @@ from edge_inference_api.models import API_GROUP, LABEL_ACCELERATOR, LABEL_CAMERA
 from edge_inference_operator.builders import (  # noqa: E402
     ParsedJob,
     build_children,
+    build_daemonset,
     build_pod_template,
     owner_reference,
 )
@@ -58,6 +59,7 @@ from support.jobs import job_body  # noqa: E402
 NAMESPACE = "default"
 PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
 JOBS = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
+DAEMONSETS = f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets"
 SETTINGS = OperatorSettings(allowed_host_paths=("/srv/video",))
 EVERY_KIND = [{"type": "cpu"}, {"type": "nvidia"}, {"type": "hailo"}]
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
@@ -169,6 +171,16 @@ def jobs_per_node(job: ParsedJob, targets: dict[str, str]) -> list[dict[str, Any
     return build_children(job, SETTINGS, targets)
 
 
+def daemonsets_of(job: ParsedJob, targets: dict[str, str]) -> list[dict[str, Any]]:
+    """The Continuous machinery: the operator's DaemonSet per accelerator kind (a Batch worker would idle when done)."""
+    kinds = set(targets.values())
+    return [
+        build_daemonset(job, accelerator, SETTINGS)
+        for accelerator in job.spec.accelerators
+        if accelerator.type in kinds
+    ]
+
+
 def indexed_jobs(job: ParsedJob, targets: dict[str, str]) -> list[dict[str, Any]]:
     """One Indexed Job per accelerator kind, one pod per target node of that kind (by topology spread)."""
     manifests = []
@@ -207,51 +219,55 @@ class Cluster:
         self.plane = plane
         client = plane.api_client()
         client.configuration.connection_pool_maxsize = WRITES_IN_FLIGHT + 4
-        self.batch = kubernetes.client.BatchV1Api(client)
+        batch, apps = kubernetes.client.BatchV1Api(client), kubernetes.client.AppsV1Api(client)
+        self.create_call = {"Job": batch.create_namespaced_job, "DaemonSet": apps.create_namespaced_daemon_set}
+        self.list_call = {"Job": batch.list_namespaced_job, "DaemonSet": apps.list_namespaced_daemon_set}
 
-    def create_jobs(self, manifests: list[dict[str, Any]]) -> int:
+    def create(self, manifests: list[dict[str, Any]]) -> int:
         """Create `manifests` with the operator's writes in flight; returns the creates sent."""
 
         def create(manifest: dict[str, Any]) -> None:
-            self.batch.create_namespaced_job(NAMESPACE, manifest, _preload_content=False)
+            self.create_call[manifest["kind"]](NAMESPACE, manifest, _preload_content=False)
 
         with concurrent.futures.ThreadPoolExecutor(WRITES_IN_FLIGHT) as pool:
             for future in [pool.submit(create, m) for m in manifests]:
                 future.result()
         return len(manifests)
 
-    def job_list_bytes(self) -> tuple[int, int]:
-        """Bytes of a LIST of our Jobs, and of what the operator keeps of them (`kept_child`, as JSON)."""
-        raw = self.batch.list_namespaced_job(NAMESPACE, label_selector=MANAGED_SELECTOR, _preload_content=False).data
-        items = json.loads(raw)["items"]  # a LIST's items carry no kind: the operator's cache adds it, as here
-        kept = sum(len(json.dumps(kept_child({**job, "apiVersion": "batch/v1", "kind": "Job"}), separators=(",", ":")))
-                   for job in items)  # fmt: skip
-        return len(raw), kept
+    def list_bytes(self, kind: str) -> tuple[int, int]:
+        """Bytes of a LIST of our `kind` children, and of what the operator keeps of them (`kept_child`, as JSON)."""
+        raw = self.list_call[kind](NAMESPACE, label_selector=MANAGED_SELECTOR, _preload_content=False).data
+        version = "batch/v1" if kind == "Job" else "apps/v1"
+        # A LIST's items carry no kind: the operator's cache adds it, as here.
+        kept = [kept_child({**child, "apiVersion": version, "kind": kind}) for child in json.loads(raw)["items"]]
+        return len(raw), sum(len(json.dumps(child, separators=(",", ":"))) for child in kept)
 
-    def delete_children(self, pods: Census, jobs: Census, timeout: float) -> float:
-        """Delete every Job of ours and their pods; seconds until both are gone."""
+    def delete_children(self, pods: Census, children: Census, timeout: float) -> float:
+        """Delete every child of ours and their pods; seconds until all are gone."""
         selector = quote(MANAGED_SELECTOR)
         started = time.monotonic()
-        for path, query in ((JOBS, "&propagationPolicy=Background"), (PODS, "&gracePeriodSeconds=0")):
+        for path, query in ((JOBS, "&propagationPolicy=Background"), (DAEMONSETS, "&propagationPolicy=Background"),
+                            (PODS, "&gracePeriodSeconds=0")):  # fmt: skip
             code, body = self.plane.request("DELETE", f"{path}?labelSelector={selector}{query}")
             if code != 200:
                 raise RuntimeError(f"DELETE {path}: HTTP {code}: {body}")
-        wait_until("every Job and pod gone", lambda: not pods.items and not jobs.items, timeout)
+        wait_until("every child and pod gone", lambda: not pods.items and not children.items, timeout)
         return time.monotonic() - started
 
 
 def milestones(
-    pods: Census, jobs: Census, want_pods: int, want_jobs: int, began: float, timeout: float
+    pods: Census, children: Census, want_pods: int, ends: bool, began: float, timeout: float
 ) -> dict[str, float]:
-    """Seconds from `began` until the pods are created, bound, running or done, succeeded, and the Jobs
-    Complete; gives up after `timeout`, leaving out what was not reached."""
+    """Seconds from `began` until the pods are created, bound, running (or done), and, when they `ends`,
+    succeeded and their Jobs Complete; gives up after `timeout`, leaving out what was not reached."""
     steps: dict[str, Callable[[list[PodState]], bool]] = {
         "created": lambda states: len(states) >= want_pods,
         "bound": lambda states: sum(s.node is not None for s in states) >= want_pods,
         "started": lambda states: sum(s.phase in ("Running", "Succeeded") for s in states) >= want_pods,
-        "succeeded": lambda states: sum(s.phase == "Succeeded" for s in states) >= want_pods,
-        "complete": lambda _: sum(jobs.values()) >= want_jobs,
     }
+    if ends:
+        steps["succeeded"] = lambda states: sum(s.phase == "Succeeded" for s in states) >= want_pods
+        steps["complete"] = lambda _: bool(children.items) and all(children.values())
     reached: dict[str, float] = {}
     while len(reached) < len(steps) and time.monotonic() - began < timeout:
         states = pods.values()
@@ -262,49 +278,56 @@ def milestones(
     return reached
 
 
-def run_shape(cluster: Cluster, manifests: list[dict[str, Any]], want_pods: int, timeout: float) -> dict[str, Any]:
-    """Create `manifests`, time them to the end, count where the pods went, measure the Jobs, delete them all."""
+def run_shape(cluster: Cluster, manifests: list[dict[str, Any]], targets: set[str], timeout: float) -> dict[str, Any]:
+    """Create `manifests`, time them to the end, count where the pods went, measure the children, delete them all."""
+    kind = manifests[0]["kind"]
     pods = Census(cluster.plane, PODS, pod_state)
-    jobs = Census(cluster.plane, JOBS, job_complete)
+    children = Census(cluster.plane, JOBS if kind == "Job" else DAEMONSETS, job_complete)
     try:
         result: dict[str, Any] = {"load_before": load()}
         with concurrent.futures.ThreadPoolExecutor(1) as creator:
             began = time.monotonic()
-            creates = creator.submit(lambda: (cluster.create_jobs(manifests), time.monotonic() - began))
-            reached = milestones(pods, jobs, want_pods, len(manifests), began, timeout)
+            creates = creator.submit(lambda: (cluster.create(manifests), time.monotonic() - began))
+            reached = milestones(pods, children, len(targets), kind == "Job", began, timeout)
             result["creates"], seconds = creates.result()
             result["creates_s"] = round(seconds, 1)
         result |= {f"{step}_s": seconds for step, seconds in reached.items()}
         states = pods.values()
+        on = [s.node for s in states if s.node]
         result |= {
             "pods": len(states),
-            "distinct_nodes": len({s.node for s in states if s.node}),
+            "distinct_nodes": len(set(on)),
+            "nodes_with_2_pods_or_more": sum(on.count(node) > 1 for node in set(on)),
+            "targets_without_a_pod": len(targets - set(on)),
             "pending_at_end": sum(s.node is None for s in states),
-            "jobs_complete": sum(jobs.values()),
-            "jobs_held": len(jobs.items),
+            "children_complete": sum(children.values()),
+            "children_held": len(children.items),
         }
-        result["job_list_bytes"], result["kept_bytes"] = cluster.job_list_bytes()
+        result["list_bytes"], result["kept_bytes"] = cluster.list_bytes(kind)
         result["load_after"] = load()
-        result["delete_s"] = round(cluster.delete_children(pods, jobs, timeout), 1)
+        result["delete_s"] = round(cluster.delete_children(pods, children, timeout), 1)
         return result
     finally:
         pods.stop()
-        jobs.stop()
+        children.stop()
 
 
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def compare(plane: ControlPlane, timeout: float) -> dict[str, Any]:
+def compare(plane: ControlPlane, timeout: float, daemonsets: bool) -> dict[str, Any]:
     """Both shapes of one fleet-wide Batch job, one after the other on the same fleet."""
     cluster = Cluster(plane)
     job = batch_job(plane, "batch-fleet")
     targets = target_nodes(plane)
     results: dict[str, Any] = {"targets": len(targets)}
-    for shape, build in (("job-per-node", jobs_per_node), ("indexed", indexed_jobs)):
+    shapes = [("job-per-node", jobs_per_node), ("indexed", indexed_jobs)]
+    if daemonsets:
+        shapes.append(("daemonset", daemonsets_of))
+    for shape, build in shapes:
         manifests = [with_exit_code(m, "0") for m in build(job, targets)]
-        results[shape] = run_shape(cluster, manifests, len(targets), timeout)
+        results[shape] = run_shape(cluster, manifests, set(targets), timeout)
         print(f"{shape}: {json.dumps(results[shape])}", flush=True)
     return results
 
@@ -358,7 +381,7 @@ def probe_retries(plane: ControlPlane, cluster: Cluster, job: ParsedJob, targets
     pods = Census(plane, PODS, pod_state)
     jobs = Census(plane, JOBS, job_complete)
     try:
-        cluster.create_jobs(indexed_jobs(job, targets))
+        cluster.create(indexed_jobs(job, targets))
         wait_until("every pod Running", lambda: sum(s.phase == "Running" for s in pods.values()) >= len(targets), 120)
         placed = {"pods": len(pods.items), "distinct_nodes": len({s.node for s in pods.values()})}
         while_running = fail_and_follow(plane, pods, "0", settle=20)
@@ -400,7 +423,7 @@ def left_behind(
     pods = Census(plane, PODS, pod_state)
     jobs = Census(plane, JOBS, job_complete)
     try:
-        cluster.create_jobs([with_exit_code(m, "0") for m in manifests])
+        cluster.create([with_exit_code(m, "0") for m in manifests])
 
         def succeeded() -> int:
             return sum(s.phase == "Succeeded" for s in pods.values())
@@ -449,6 +472,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, help="kwok nodes (default: 1000; 20 with --probe)")
     parser.add_argument("--probe", action="store_true", help="the Indexed Job's failure cases instead of the timing")
+    parser.add_argument("--daemonsets", action="store_true", help="a third shape: a DaemonSet per kind")
     parser.add_argument("--timeout", type=float, help="seconds a shape may take (default: 300 + 0.3 per node)")
     args = parser.parse_args()
     nodes = args.nodes or (20 if args.probe else 1000)
@@ -456,7 +480,7 @@ def main() -> None:
     print(f"batch shapes at {results['commit']}: {nodes} nodes, load before {results['load_before']}", flush=True)
     with control_plane(nodes) as plane:
         Fleet(plane, nodes)
-        results |= probe(plane) if args.probe else compare(plane, args.timeout or 300 + 0.3 * nodes)
+        results |= probe(plane) if args.probe else compare(plane, args.timeout or 300 + 0.3 * nodes, args.daemonsets)
     results["load_after"] = load()
     print(json.dumps(results, indent=1))
 
