@@ -181,8 +181,27 @@ def daemonsets_of(job: ParsedJob, targets: dict[str, str]) -> list[dict[str, Any
     ]
 
 
-def indexed_jobs(job: ParsedJob, targets: dict[str, str]) -> list[dict[str, Any]]:
-    """One Indexed Job per accelerator kind, one pod per target node of that kind (by topology spread)."""
+def one_pod_per_node(job: ParsedJob, accelerator: str, placement: str) -> dict[str, Any]:
+    """What keeps an Indexed Job's pods one to a node: a topology spread constraint ("spread", maxSkew 1 over
+    the hostname) or a required pod anti-affinity ("anti-affinity") among the pods of one kind."""
+    selector = {"matchLabels": selector_labels(job.name, accelerator)}
+    if placement == "spread":
+        return {
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "kubernetes.io/hostname",
+                    "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": selector,
+                }
+            ]
+        }
+    term = {"topologyKey": "kubernetes.io/hostname", "labelSelector": selector}
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}  # fmt: skip
+
+
+def indexed_jobs(job: ParsedJob, targets: dict[str, str], placement: str = "spread") -> list[dict[str, Any]]:
+    """One Indexed Job per accelerator kind, one pod per target node of that kind (see `one_pod_per_node`)."""
     manifests = []
     for accelerator in job.spec.accelerators:
         count = sum(kind == accelerator.type for kind in targets.values())
@@ -190,10 +209,11 @@ def indexed_jobs(job: ParsedJob, targets: dict[str, str]) -> list[dict[str, Any]
             continue
         template = build_pod_template(job, accelerator, SETTINGS)  # no node: the worker reads spec.nodeName
         template["spec"]["restartPolicy"] = "OnFailure"  # as a Batch Job's
-        template["spec"]["topologySpreadConstraints"] = [{
-            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
-            "labelSelector": {"matchLabels": selector_labels(job.name, accelerator.type)},
-        }]  # fmt: skip
+        rule = one_pod_per_node(job, accelerator.type, placement)
+        if "podAntiAffinity" in rule:
+            template["spec"]["affinity"] |= rule
+        else:
+            template["spec"] |= rule
         manifests.append({
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -222,6 +242,9 @@ class Cluster:
         batch, apps = kubernetes.client.BatchV1Api(client), kubernetes.client.AppsV1Api(client)
         self.create_call = {"Job": batch.create_namespaced_job, "DaemonSet": apps.create_namespaced_daemon_set}
         self.list_call = {"Job": batch.list_namespaced_job, "DaemonSet": apps.list_namespaced_daemon_set}
+        self.delete_call = {"Job": batch.delete_collection_namespaced_job,
+                            "DaemonSet": apps.delete_collection_namespaced_daemon_set}  # fmt: skip
+        self.core = kubernetes.client.CoreV1Api(client)
 
     def create(self, manifests: list[dict[str, Any]]) -> int:
         """Create `manifests` with the operator's writes in flight; returns the creates sent."""
@@ -243,14 +266,12 @@ class Cluster:
         return len(raw), sum(len(json.dumps(child, separators=(",", ":"))) for child in kept)
 
     def delete_children(self, pods: Census, children: Census, timeout: float) -> float:
-        """Delete every child of ours and their pods; seconds until all are gone."""
-        selector = quote(MANAGED_SELECTOR)
+        """Delete every child of ours and their pods (without waiting for the garbage collector); seconds until
+        all are gone."""
         started = time.monotonic()
-        for path, query in ((JOBS, "&propagationPolicy=Background"), (DAEMONSETS, "&propagationPolicy=Background"),
-                            (PODS, "&gracePeriodSeconds=0")):  # fmt: skip
-            code, body = self.plane.request("DELETE", f"{path}?labelSelector={selector}{query}")
-            if code != 200:
-                raise RuntimeError(f"DELETE {path}: HTTP {code}: {body}")
+        for delete in (*self.delete_call.values(), self.core.delete_collection_namespaced_pod):
+            delete(NAMESPACE, label_selector=MANAGED_SELECTOR, propagation_policy="Background", grace_period_seconds=0,
+                   _preload_content=False, _request_timeout=timeout)  # fmt: skip
         wait_until("every child and pod gone", lambda: not pods.items and not children.items, timeout)
         return time.monotonic() - started
 
@@ -335,6 +356,7 @@ def compare(plane: ControlPlane, timeout: float, daemonsets: bool) -> dict[str, 
 # ------------------------------------------------------------------------------------------------
 # The probe: what happens to an Indexed Job's pods when one fails, or a target node is tainted.
 
+PLACEMENTS = ("spread", "anti-affinity")
 PROBE_TAINT = {"key": "bench.edgeinference.io/probe", "value": "true", "effect": "NoSchedule"}
 
 
@@ -375,13 +397,15 @@ def fail_and_follow(plane: ControlPlane, pods: Census, index: str, settle: float
             "failed_pod_kept": failed in pods.items}  # fmt: skip
 
 
-def probe_retries(plane: ControlPlane, cluster: Cluster, job: ParsedJob, targets: dict[str, str]) -> dict[str, Any]:
-    """An Indexed Job over `targets`, pods running until told: fail one while the others run, then fail
-    another after every other pod succeeded."""
+def probe_retries(
+    plane: ControlPlane, cluster: Cluster, job: ParsedJob, targets: dict[str, str], placement: str
+) -> dict[str, Any]:
+    """An Indexed Job over `targets` (pods one to a node by `placement`), pods running until told: fail one
+    while the others run, then fail another after every other pod succeeded."""
     pods = Census(plane, PODS, pod_state)
     jobs = Census(plane, JOBS, job_complete)
     try:
-        cluster.create(indexed_jobs(job, targets))
+        cluster.create(indexed_jobs(job, targets, placement))
         wait_until("every pod Running", lambda: sum(s.phase == "Running" for s in pods.values()) >= len(targets), 120)
         placed = {"pods": len(pods.items), "distinct_nodes": len({s.node for s in pods.values()})}
         while_running = fail_and_follow(plane, pods, "0", settle=20)
@@ -408,9 +432,12 @@ def probe_tainted_node(
     lost = sorted(targets)[0]
     set_taints(plane, lost, [PROBE_TAINT])
     try:
-        shapes = (("job-per-node", jobs_per_node), ("indexed", indexed_jobs))
+        shapes = {
+            "job-per-node": jobs_per_node(job, targets),
+            **{f"indexed-{placement}": indexed_jobs(job, targets, placement) for placement in PLACEMENTS},
+        }
         return {"tainted": lost} | {
-            shape: left_behind(plane, cluster, build(job, targets), len(targets) - 1, lost) for shape, build in shapes
+            shape: left_behind(plane, cluster, manifests, len(targets) - 1, lost) for shape, manifests in shapes.items()
         }
     finally:
         set_taints(plane, lost, [])
@@ -451,8 +478,9 @@ def probe(plane: ControlPlane) -> dict[str, Any]:
     job = batch_job(plane, "probe")
     targets = {node: kind for node, kind in target_nodes(plane).items() if kind == "cpu"}
     results: dict[str, Any] = {"targets": len(targets)}
-    results["retries"] = probe_retries(plane, cluster, job, targets)
-    print(f"retries: {json.dumps(results['retries'])}", flush=True)
+    for placement in PLACEMENTS:
+        results[f"retries-{placement}"] = retries = probe_retries(plane, cluster, job, targets, placement)
+        print(f"retries ({placement}): {json.dumps(retries)}", flush=True)
     results["tainted_node"] = probe_tainted_node(plane, cluster, job, targets)
     print(f"tainted node: {json.dumps(results['tainted_node'])}", flush=True)
     return results
