@@ -1,4 +1,4 @@
-"""Batch over many nodes: one Job per node against one Indexed Job per accelerator kind, side by side.
+"""Batch over many nodes: one Job per node against one Indexed Job per accelerator kind (and a DaemonSet), side by side.
 
 On the real control plane (tests/support/controlplane.py) with the kwok fleet of bench/operator_scale.py
 (accelerators 60% cpu, 30% nvidia, 10% hailo; 1 node in 20 tainted for maintenance), one fleet-wide Batch
@@ -8,20 +8,23 @@ InferenceJob (every kind) is made into its children by the bench, one shape afte
   required node affinity (the operator's own `build_children`), created with the operator's writes in flight;
 - indexed: one Indexed Job per accelerator kind (completions = parallelism = its target nodes), the same
   node affinity without the node, and a topology spread constraint (maxSkew 1 over kubernetes.io/hostname,
-  DoNotSchedule) so that each node gets one pod. Built from the operator's own pod template.
+  DoNotSchedule) so that each node gets one pod. Built from the operator's own pod template;
+- daemonset (with --daemonsets): the operator's Continuous DaemonSet per kind, whose pods run until deleted.
 
-Every pod carries kwok's exit-code annotation "0": it runs and succeeds at once, so the times are the
+Every Job's pod carries kwok's exit-code annotation "0": it runs and succeeds at once, so the times are the
 control plane's mechanics (API server, scheduler, Job controller), not a worker's work. Printed per shape:
 creates sent, first create -> every pod created / bound to a node / Running or Succeeded / Succeeded ->
-every Job Complete, the distinct nodes covered, pods Pending at the end, the Jobs the operator would hold,
-and the bytes of a LIST of them (and of what the operator keeps of each, `kube.kept_child`).
+every Job Complete, the distinct nodes covered and the targets left without a pod, pods Pending at the end,
+the children the operator would hold, and the bytes of a LIST of them (and of what the operator keeps of
+each, `kube.kept_child`).
 
-    python bench/batch_shapes.py --nodes 1000          # about 4 minutes
-    python bench/batch_shapes.py --probe               # 20 nodes: retries, and a node tainted before placement
+    python bench/batch_shapes.py --nodes 1000 --daemonsets     # about 2 minutes
+    python bench/batch_shapes.py --probe                       # 20 nodes: retries, and a node tainted before placement
 
 `--probe` answers what the numbers cannot: where the Job controller's replacement for a failed pod of an
-Indexed Job lands (while the other pods run, and after they succeeded), and what each shape shows when a
-target node is tainted before its pod is placed.
+Indexed Job lands (while the other pods run, and after they succeeded), with a topology spread constraint and
+with a pod anti-affinity, and what each shape shows when a target node is tainted before its pod is placed.
+Results: docs/benchmarks.md, "Batch: one Job per node".
 """
 
 from __future__ import annotations
