@@ -139,7 +139,7 @@ def wait_until(what: str, predicate: Callable[[], bool], timeout: float) -> floa
 
 
 # ------------------------------------------------------------------------------------------------
-# The two shapes of one Batch job's children.
+# The shapes of one Batch job's children.
 
 
 def batch_job(plane: ControlPlane, name: str) -> ParsedJob:
@@ -161,11 +161,10 @@ def target_nodes(plane: ControlPlane) -> dict[str, str]:
     }
 
 
-def with_exit_code(manifest: dict[str, Any], code: str | None) -> dict[str, Any]:
-    """`manifest` whose pods kwok ends with exit `code` as soon as they run (None: they run until told)."""
-    if code is not None:
-        template = manifest["spec"]["template"]["metadata"]
-        template["annotations"] = {**template.get("annotations", {}), EXIT_CODE_ANNOTATION: code}
+def with_exit_code(manifest: dict[str, Any], code: str) -> dict[str, Any]:
+    """`manifest` whose Job's pods kwok ends with exit `code` as soon as they run (other pods ignore it)."""
+    template = manifest["spec"]["template"]["metadata"]
+    template["annotations"] = {**template.get("annotations", {}), EXIT_CODE_ANNOTATION: code}
     return manifest
 
 
@@ -184,27 +183,20 @@ def daemonsets_of(job: ParsedJob, targets: dict[str, str]) -> list[dict[str, Any
     ]
 
 
-def one_pod_per_node(job: ParsedJob, accelerator: str, placement: str) -> dict[str, Any]:
-    """What keeps an Indexed Job's pods one to a node: a topology spread constraint ("spread", maxSkew 1 over
-    the hostname) or a required pod anti-affinity ("anti-affinity") among the pods of one kind."""
+def keep_one_pod_per_node(pod_spec: dict[str, Any], job: ParsedJob, accelerator: str, placement: str) -> None:
+    """Keep an Indexed Job's pods one to a node: a topology spread constraint ("spread", maxSkew 1 over the
+    hostname) or a required pod anti-affinity ("anti-affinity"), among the pods of one kind."""
     selector = {"matchLabels": selector_labels(job.name, accelerator)}
     if placement == "spread":
-        return {
-            "topologySpreadConstraints": [
-                {
-                    "maxSkew": 1,
-                    "topologyKey": "kubernetes.io/hostname",
-                    "whenUnsatisfiable": "DoNotSchedule",
-                    "labelSelector": selector,
-                }
-            ]
-        }
-    term = {"topologyKey": "kubernetes.io/hostname", "labelSelector": selector}
-    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}  # fmt: skip
+        spread = {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
+        pod_spec["topologySpreadConstraints"] = [{**spread, "labelSelector": selector}]
+    else:
+        term = {"topologyKey": "kubernetes.io/hostname", "labelSelector": selector}
+        pod_spec["affinity"]["podAntiAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
 
 
 def indexed_jobs(job: ParsedJob, targets: dict[str, str], placement: str = "spread") -> list[dict[str, Any]]:
-    """One Indexed Job per accelerator kind, one pod per target node of that kind (see `one_pod_per_node`)."""
+    """One Indexed Job per accelerator kind, one pod per target node of that kind (see `keep_one_pod_per_node`)."""
     manifests = []
     for accelerator in job.spec.accelerators:
         count = sum(kind == accelerator.type for kind in targets.values())
@@ -212,11 +204,7 @@ def indexed_jobs(job: ParsedJob, targets: dict[str, str], placement: str = "spre
             continue
         template = build_pod_template(job, accelerator, SETTINGS)  # no node: the worker reads spec.nodeName
         template["spec"]["restartPolicy"] = "OnFailure"  # as a Batch Job's
-        rule = one_pod_per_node(job, accelerator.type, placement)
-        if "podAntiAffinity" in rule:
-            template["spec"]["affinity"] |= rule
-        else:
-            template["spec"] |= rule
+        keep_one_pod_per_node(template["spec"], job, accelerator.type, placement)
         manifests.append({
             "apiVersion": "batch/v1",
             "kind": "Job",
