@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -543,11 +544,18 @@ class ControlPlane:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
 
+    def open_watch(self, path: str, resource_version: str, seconds: int = 5, label_selector: str = "") -> Any:
+        """A watch of collection `path` from `resource_version` for `seconds`, as the admin: the open
+        response, one JSON event a line (close it when done)."""
+        query = f"?watch=true&resourceVersion={resource_version}&timeoutSeconds={seconds}"
+        if label_selector:
+            query += "&labelSelector=" + urllib.parse.quote(label_selector)
+        request = urllib.request.Request(self.url + path + query, headers={"Accept": "application/json"})
+        return urllib.request.urlopen(request, timeout=seconds + 30, context=_ssl_context(self.pki.ca, self.admin))
+
     def first_watch_event(self, path: str, resource_version: str) -> dict[str, Any]:
         """The first event of a watch of collection `path` from `resource_version`, as the admin."""
-        query = f"?watch=true&resourceVersion={resource_version}&timeoutSeconds=5"
-        request = urllib.request.Request(self.url + path + query, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=30, context=_ssl_context(self.pki.ca, self.admin)) as response:
+        with self.open_watch(path, resource_version) as response:
             return json.loads(response.readline())
 
     def get(self, path: str) -> Any:
