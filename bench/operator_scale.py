@@ -339,10 +339,12 @@ def run_continuous(
     try:
         wait_for("the operator serving metrics", lambda: operator.scrape(), 300, operator)
         applied = time.monotonic()
-        fleet.apply(jobs)
+        with concurrent.futures.ThreadPoolExecutor(1) as applying:  # the first child comes while the rest are applied
+            creates = applying.submit(fleet.apply, jobs)
+            wait_for("the first child", lambda: children_created(operator) >= 1, 600, operator)
+            result["first_child_s"] = round(time.monotonic() - applied, 1)
+            creates.result()
         result["apply_s"] = round(time.monotonic() - applied, 1)
-        wait_for("the first child", lambda: children_created(operator) >= 1, 600, operator)
-        result["first_child_s"] = round(time.monotonic() - applied, 1)
         wait_for("every child", lambda: children_created(operator) >= want, 900, operator)
         result["all_children_s"] = round(time.monotonic() - applied, 1)
         wait_for("every job with a status", lambda: fleet.jobs_with_status() >= len(jobs), 900, operator)
