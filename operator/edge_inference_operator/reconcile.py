@@ -269,7 +269,7 @@ class Reconciler:
     ) -> kube_api.Convergence:
         """Make the children what the job wants; skipped while nothing they depend on has changed since a
         reconcile found every one as wanted (building and comparing 2,000 DaemonSets at every resync was
-        a tenth of the operator's CPU at 1,000 jobs: docs/benchmarks.md, "Operator at fleet scale")."""
+        a tenth of the event loop's time at 1,000 jobs: docs/benchmarks.md, "Operator at fleet scale")."""
         key, fingerprint = (job.namespace, job.name), children_fingerprint(meta, placement, children)
         if self._settled.get(key) == fingerprint:
             return kube_api.Convergence(children=[dict(child) for child in children])
