@@ -55,7 +55,7 @@ from edge_inference_operator.builders import (  # noqa: E402
 from edge_inference_operator.kube import WRITES_IN_FLIGHT, kept_child  # noqa: E402
 from edge_inference_operator.names import MANAGED_SELECTOR, child_labels, child_name, selector_labels  # noqa: E402
 from edge_inference_operator.settings import OperatorSettings  # noqa: E402
-from operator_scale import Fleet, control_plane  # noqa: E402
+from operator_scale import Fleet, control_plane, wait_for  # noqa: E402
 from support.controlplane import EXIT_CODE_ANNOTATION, ControlPlane  # noqa: E402
 from support.jobs import job_body  # noqa: E402
 
@@ -126,16 +126,6 @@ class Census:
 
     def stop(self) -> None:
         self.stopped.set()
-
-
-def wait_until(what: str, predicate: Callable[[], bool], timeout: float) -> float:
-    """Seconds until `predicate` holds; fails after `timeout`."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(POLL_SECONDS)
-    return time.monotonic() - started
 
 
 # ------------------------------------------------------------------------------------------------
@@ -263,7 +253,7 @@ class Cluster:
         for delete in (*self.delete_call.values(), self.core.delete_collection_namespaced_pod):
             delete(NAMESPACE, label_selector=MANAGED_SELECTOR, propagation_policy="Background", grace_period_seconds=0,
                    _preload_content=False, _request_timeout=timeout)  # fmt: skip
-        wait_until("every child and pod gone", lambda: not pods.items and not children.items, timeout)
+        wait_for("every child and pod gone", lambda: not pods.items and not children.items, timeout, every=POLL_SECONDS)
         return time.monotonic() - started
 
 
@@ -377,7 +367,7 @@ def fail_and_follow(plane: ControlPlane, pods: Census, index: str, settle: float
     def replacement() -> dict[str, PodState]:
         return {name: s for name, s in of_index(pods, index).items() if name != failed}
 
-    wait_until(f"a replacement for index {index}", lambda: bool(replacement()), 60)
+    wait_for(f"a replacement for index {index}", lambda: bool(replacement()), 60, every=POLL_SECONDS)
     settled = time.monotonic() + settle
     while time.monotonic() < settled and not all(s.node for s in replacement().values()):
         time.sleep(POLL_SECONDS)
@@ -397,15 +387,24 @@ def probe_retries(
     jobs = Census(plane, JOBS, job_complete)
     try:
         cluster.create(indexed_jobs(job, targets, placement))
-        wait_until("every pod Running", lambda: sum(s.phase == "Running" for s in pods.values()) >= len(targets), 120)
+        wait_for(
+            "every pod Running",
+            lambda: sum(s.phase == "Running" for s in pods.values()) >= len(targets),
+            120,
+            every=POLL_SECONDS,
+        )
         placed = {"pods": len(pods.items), "distinct_nodes": len({s.node for s in pods.values()})}
         while_running = fail_and_follow(plane, pods, "0", settle=20)
         for name, state in list(pods.items.items()):
             if state.completion_index != "1" and state.phase == "Running":
                 set_exit_code(plane, name, "0")
         done = len(targets) - 1
-        wait_until("every other index Succeeded", lambda: sum(s.phase == "Succeeded" for s in pods.values()) >= done,
-                   120)  # fmt: skip
+        wait_for(
+            "every other index Succeeded",
+            lambda: sum(s.phase == "Succeeded" for s in pods.values()) >= done,
+            120,
+            every=POLL_SECONDS,
+        )
         after_others_succeeded = fail_and_follow(plane, pods, "1", settle=20)
         result = {"placed": placed, "while_others_run": while_running, "after_others_succeeded": after_others_succeeded}
         cluster.delete_children(pods, jobs, 120)
@@ -446,7 +445,7 @@ def left_behind(
         def succeeded() -> int:
             return sum(s.phase == "Succeeded" for s in pods.values())
 
-        wait_until("the others Succeeded", lambda: succeeded() >= others, 120)
+        wait_for("the others Succeeded", lambda: succeeded() >= others, 120, every=POLL_SECONDS)
         time.sleep(15)  # the scheduler retries the unschedulable pod meanwhile (its back-off starts at 1 s)
         states = pods.values()
         result = {

@@ -219,7 +219,7 @@ def wait_for(
                 operator.rss_samples.append((time.monotonic(), operator.rss_mb()))
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-            time.sleep(SAMPLE_SECONDS)
+            time.sleep(min(SAMPLE_SECONDS, every))
         asked = time.monotonic()
     return time.monotonic() - started
 

@@ -325,7 +325,7 @@ class GroundTruth:
             "durationS": self.duration_s,
             "visibleFraction": VISIBLE_FRACTION,
             "classes": {str(k): v for k, v in CLASS_NAMES.items()},
-            "busyFrames": _runs(sorted(self.busy_frames)),
+            "busyFrames": frame_runs(sorted(self.busy_frames)),
             "objects": [
                 {
                     "id": obj.id,
@@ -376,7 +376,7 @@ def truth_path(video_path: str | Path) -> Path:
     return video_path.with_name(video_path.name + TRUTH_SUFFIX)
 
 
-def _runs(indices: list[int]) -> list[list[int]]:
+def frame_runs(indices: list[int]) -> list[list[int]]:
     """Compress sorted integers into inclusive ``[start, end]`` runs."""
     runs: list[list[int]] = []
     for i in indices:

@@ -14,6 +14,7 @@ from support.synthetic import (
     GroundTruth,
     Scenario,
     crossing,
+    frame_runs,
     make_video,
     parked_car_scenario,
     render_frames,
@@ -124,7 +125,7 @@ def test_truth_intervals_agree_with_the_boxes(scenario):
 def test_short_scenario_has_both_classes_and_a_stretch_with_nothing():
     truth = scenario_truth(short_scenario(), seed=0)
     empty = truth.empty_frames()
-    runs = _runs(empty)
+    runs = frame_runs(empty)
 
     assert 2 <= len(truth.objects) <= 4
     assert max(end - start + 1 for start, end in runs) >= 3 * truth.fps  # >= 3 s of nothing
@@ -174,16 +175,6 @@ def test_unsupported_codec_or_container_is_a_clear_error(tmp_path, kwargs, messa
 def test_unknown_class_is_refused():
     with pytest.raises(ValueError, match="unknown class 'dog'"):
         crossing("dog", enter_s=0, crossing_s=1, frame_width=100, y_bottom=50, width=10, height=10)
-
-
-def _runs(indices):
-    runs = []
-    for i in indices:
-        if runs and runs[-1][1] == i - 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return runs
 
 
 def test_a_paused_object_stands_still_and_stays_in_the_truth():
