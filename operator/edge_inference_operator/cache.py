@@ -24,6 +24,7 @@ from typing import Any
 from edge_inference_api.models import API_GROUP, API_VERSION, LABEL_CAMERA_STORAGE, PLURAL
 
 from edge_inference_operator import kube as kube_api
+from edge_inference_operator import wire
 from edge_inference_operator.names import LABEL_JOB, MANAGED_SELECTOR, label_value
 from edge_inference_operator.placement import NodeInfo
 
@@ -66,24 +67,39 @@ def shared_strings(value: Any) -> Any:
     return value
 
 
+def _present(mapping: Mapping[str, Any] | None, *keys: str) -> dict[str, Any]:
+    """The `keys` of `mapping` that are set and not empty (as JSON leaves them out, and wire.py too)."""
+    return {key: mapping[key] for key in keys if mapping and mapping.get(key)}
+
+
+def _state(state: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Which of waiting/running/terminated a container is in, with the reason and message."""
+    return {kind: _present(detail, "reason", "message") for kind, detail in (state or {}).items()}
+
+
 def _container_states(statuses: list[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
-    return [{key: s.get(key) for key in ("name", "state", "lastState")} for s in statuses or []]
+    return [{"name": s.get("name"), "state": _state(s.get("state")), "lastState": _state(s.get("lastState"))}
+            for s in statuses or []]  # fmt: skip
 
 
 def pod_summary(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """Only what status and scraping read of a worker pod (observed.py): a fleet's worth of full bodies
-    would be memory for nothing."""
+    """Only what status and scraping read of a worker pod (observed.py, scrape.py): a fleet's worth of full
+    bodies would be memory for nothing. The same from a JSON body and from wire.pod's subset of a
+    protobuf one (tests/operator/test_wire.py)."""
     meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status") or {}
+    ready = [_present(c, "type", "status") for c in status.get("conditions") or [] if c.get("type") == "Ready"]
     return {
-        "metadata": {key: meta.get(key) for key in ("name", "namespace", "labels", "creationTimestamp")},
+        "metadata": _present(meta, "name", "namespace", "labels", "creationTimestamp"),
         "spec": {
-            "nodeName": spec.get("nodeName"),
-            "containers": [{"name": c.get("name"), "ports": c.get("ports")} for c in spec.get("containers", [])],
+            **_present(spec, "nodeName"),
+            "containers": [
+                {"name": c.get("name"), "ports": [_present(p, "name", "containerPort") for p in c.get("ports") or []]}
+                for c in spec.get("containers", [])
+            ],
         },
         "status": {
-            "phase": status.get("phase"),
-            "podIP": status.get("podIP"),
-            "conditions": [c for c in status.get("conditions") or [] if c.get("type") == "Ready"],
+            **_present(status, "phase", "podIP"),
+            "conditions": ready,
             "containerStatuses": _container_states(status.get("containerStatuses")),
             "initContainerStatuses": _container_states(status.get("initContainerStatuses")),
         },
@@ -107,14 +123,15 @@ class Resource:
     by_job: bool = False
     api_version: str | None = None  # set on the kept objects (a list's items carry no apiVersion/kind)
     kind: str | None = None
+    codec: wire.Codec | None = None  # read in protobuf (wire.py): `keep` then sees the codec's subset
 
 
 def _as_child(api_version: str, kind: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     return lambda obj: kube_api.kept_child({**obj, "apiVersion": api_version, "kind": kind})
 
 
-NODES = Resource("/api/v1/nodes", LABEL_CAMERA_STORAGE, NodeInfo.from_node)
-PODS = Resource("/api/v1/pods", MANAGED_SELECTOR, pod_summary, by_job=True)
+NODES = Resource("/api/v1/nodes", LABEL_CAMERA_STORAGE, NodeInfo.from_node, codec=wire.NODES)
+PODS = Resource("/api/v1/pods", MANAGED_SELECTOR, pod_summary, by_job=True, codec=wire.PODS)
 DAEMONSETS = Resource("/apis/apps/v1/daemonsets", MANAGED_SELECTOR, _as_child("apps/v1", "DaemonSet"), by_job=True)
 JOBS = Resource("/apis/batch/v1/jobs", MANAGED_SELECTOR, _as_child("batch/v1", "Job"), by_job=True)
 INFERENCE_JOBS = Resource(f"/apis/{API_GROUP}/{API_VERSION}/{PLURAL}", None, job_body)
@@ -190,10 +207,11 @@ class Watch:
 
     async def _list(self) -> str:
         """LIST page by page, keeping each page's objects in bounded form before the next one comes."""
-        listed, token = Store(self.store.resource), None
+        resource = self.store.resource
+        listed, token = Store(resource), None
         while True:
             page = [*self._query, ("limit", str(PAGE)), *([("continue", token)] if token else [])]
-            answer = await self.kube.request("GET", self.store.resource.path, query=page)
+            answer = await self.kube.request("GET", resource.path, query=page, codec=resource.codec)
             for obj in answer.get("items") or []:
                 listed.put(obj)
             token = answer.get("metadata", {}).get("continue")
@@ -205,7 +223,8 @@ class Watch:
         """Blocking (in a thread): follow the watch from `version`; the version to resume from, None when gone."""
         query = [*self._query, ("resourceVersion", version), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", str(WATCH_SECONDS))]  # fmt: skip
-        self._stream = self.kube.open_watch(self.store.resource.path, query, WATCH_SECONDS + 30)
+        resource = self.store.resource
+        self._stream = self.kube.open_watch(resource.path, query, WATCH_SECONDS + 30, resource.codec)
         try:
             if self._stopping.is_set():  # stop() came while the watch opened: it could not close this one
                 return version

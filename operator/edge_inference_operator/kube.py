@@ -23,8 +23,10 @@ from urllib.parse import quote
 import kubernetes
 from edge_inference_api.models import API_GROUP, API_VERSION, KIND, PLURAL, QUANTITY, quantity_value
 
+from edge_inference_operator import wire
 from edge_inference_operator.names import ANNOTATION_SPEC_HASH, MANAGER, job_selector
 
+JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_RETRIES = 5
@@ -93,16 +95,36 @@ def request_kind(method: str, path: str, query: Sequence[tuple[str, str]] = ()) 
     return verb, resource
 
 
-class WatchStream:
-    """One open WATCH: its events as they arrive, until the server ends it or `close()` is called."""
+def _accept(codec: wire.Codec | None) -> str:
+    """Protobuf first where the collection has a codec (JSON still accepted: the server picks)."""
+    return f"{wire.PROTOBUF}, {JSON}" if codec is not None else JSON
 
-    def __init__(self, response: Any) -> None:
+
+def _is_protobuf(content_type: str | None) -> bool:
+    return (content_type or "").startswith(wire.PROTOBUF)
+
+
+class WatchStream:
+    """One open WATCH: its events as they arrive, until the server ends it or `close()` is called.
+
+    With a codec, the server may answer in protobuf (wire.py): its events are decoded to the same
+    JSON-shaped dicts."""
+
+    def __init__(self, response: Any, codec: wire.Codec | None = None) -> None:
         self._response = response
+        self._codec = codec if _is_protobuf(response.headers.get("Content-Type")) else None
+
+    def _chunks(self) -> Iterator[bytes]:
+        return self._response.stream(64 * 1024, decode_content=True)
 
     def events(self) -> Iterator[dict[str, Any]]:
         """Each watch event (`type`, `object`), decoded; blocks while the server sends nothing."""
+        if self._codec is not None:
+            codec = self._codec
+            yield from (wire.decode_event(codec, frame) for frame in wire.frames(self._chunks()))
+            return
         pending = b""
-        for chunk in self._response.stream(64 * 1024, decode_content=True):
+        for chunk in self._chunks():
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
@@ -159,8 +181,9 @@ class Kube:
         body: Any,
         content_type: str | None,
         timeout: float | tuple[float, float],
+        accept: str = JSON,
     ) -> Any:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         serialized = self._api.param_serialize(
@@ -179,21 +202,32 @@ class Kube:
         )
 
     def _call(
-        self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str | None
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: Any,
+        content_type: str | None,
+        codec: wire.Codec | None = None,
     ) -> Any:
-        response = self._send(method, path, query, body, content_type, 30)
+        response = self._send(method, path, query, body, content_type, 30, _accept(codec))
         data = response.read()
-        text = data.decode() if isinstance(data, bytes) else str(data or "")
         if not 200 <= response.status < 300:
-            raise KubeError(response.status, method, path, text)
+            raise KubeError(response.status, method, path, data.decode(errors="replace"))
+        if codec is not None and _is_protobuf(response.getheader("Content-Type")):
+            return wire.decode_list(codec, data)
+        text = data.decode() if isinstance(data, bytes) else str(data or "")
         return json.loads(text) if text else {}
 
-    def open_watch(self, path: str, query: Sequence[tuple[str, str]], read_timeout: float) -> WatchStream:
-        """Start a WATCH of collection `path` (blocking: call it from a thread); read it with `events()`."""
-        response = self._send("GET", path, [*query, ("watch", "true")], None, None, (30, read_timeout))
+    def open_watch(
+        self, path: str, query: Sequence[tuple[str, str]], read_timeout: float, codec: wire.Codec | None = None
+    ) -> WatchStream:
+        """Start a WATCH of collection `path` (blocking: call it from a thread); read it with `events()`.
+        With `codec`, protobuf is asked for (see WatchStream)."""
+        response = self._send("GET", path, [*query, ("watch", "true")], None, None, (30, read_timeout), _accept(codec))
         if not 200 <= response.status < 300:
             raise KubeError(response.status, "GET", path, response.read().decode(errors="replace"))
-        return WatchStream(response.response)
+        return WatchStream(response.response, codec)
 
     async def request(
         self,
@@ -203,9 +237,12 @@ class Kube:
         query: Sequence[tuple[str, str]] = (),
         body: Any = None,
         content_type: str | None = None,
+        codec: wire.Codec | None = None,
     ) -> Any:
+        """The decoded answer. A LIST with `codec` asks for protobuf, and its items come JSON-shaped
+        (wire.py: only the subset the codec keeps)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._call, method, path, query, body, content_type)
+        return await loop.run_in_executor(self._threads, self._call, method, path, query, body, content_type, codec)
 
     async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []

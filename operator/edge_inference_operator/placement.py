@@ -42,7 +42,11 @@ class NodeInfo:
     def from_node(cls, node: Mapping[str, Any]) -> NodeInfo:
         return cls(
             labels=dict(node.get("metadata", {}).get("labels") or {}),
-            taints=[dict(t) for t in node.get("spec", {}).get("taints") or []],
+            # What a toleration is matched against (the same from JSON and from wire.node's protobuf subset).
+            taints=[
+                {key: t[key] for key in ("key", "value", "effect") if t.get(key)}
+                for t in node.get("spec", {}).get("taints") or []
+            ],
         )
 
 
