@@ -122,9 +122,11 @@ class Operator:
     """The console script as a subprocess (admin kubeconfig, the image's environment), its /metrics, and its
     RSS and CPU from /proc."""
 
-    def __init__(self, plane: ControlPlane, log: Path, reconcile_seconds: float) -> None:
+    def __init__(
+        self, plane: ControlPlane, log: Path, reconcile_seconds: float, env: dict[str, str] | None = None
+    ) -> None:
         self.metrics_port = free_port()
-        env = {**os.environ, **image_environment(), "KUBECONFIG": str(plane.kubeconfig),
+        env = {**os.environ, **(env or {}), **image_environment(), "KUBECONFIG": str(plane.kubeconfig),
                "EDGE_INFERENCE_ALLOWED_HOST_PATHS": "/srv/video",
                "EDGE_INFERENCE_METRICS_PORT": str(self.metrics_port), "EDGE_INFERENCE_LIVENESS_PORT": str(free_port()),
                "EDGE_INFERENCE_RECONCILE_SECONDS": str(reconcile_seconds)}  # fmt: skip

@@ -3,10 +3,11 @@ resource at start-up (and after a watch expires), then a WATCH; never a LIST per
 
 This replaces kopf's indexes, whose start-up grew quadratically with the objects indexed (every
 indexed object woke every worker waiting for the indexes to be ready: see docs/benchmarks.md,
-"Operator at fleet scale"). Each watch reads its stream in a thread of its own (decoding JSON), and
+"Operator at fleet scale"). Each watch reads its stream in a thread of its own (decoding it), and
 hands each event to the event loop, where the stores change; a reconcile reads them without I/O.
 Objects are kept in bounded form where the whole body is not needed (a worker pod's summary, a
-node's labels and taints), and are indexed by the InferenceJob they belong to.
+node's labels and taints), and are indexed by the InferenceJob they belong to. Pods and nodes, the
+collections that grow with the fleet, are read in protobuf (wire.py), the rest in JSON.
 """
 
 from __future__ import annotations

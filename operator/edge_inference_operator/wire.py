@@ -1,12 +1,12 @@
 """Kubernetes' protobuf encoding, for the two collections that grow with the fleet: pods and nodes.
 
-At 5,000 nodes and 10,000 worker pods the API server took about 4 s to encode one LIST of the pods as
-JSON (105 MB) and 0.45 s as protobuf (74 MB), and the operator's own JSON decoding was half of its
-start-up CPU (docs/benchmarks.md, "Operator at fleet scale"). So the cache reads pods and nodes as
-protobuf, decoded in C by the protobuf runtime with the API's own schema (kubeproto/, generated), and
-turns each object straight into the JSON-shaped subset that the cache keeps: what a JSON body would
-hold under the same keys, empty strings left out as the API server's JSON leaves them out.
-Everything else (InferenceJobs, DaemonSets, Jobs, writes) stays JSON.
+At 5,000 nodes and 10,000 worker pods, decoding the pods' LIST pages from JSON (about 115 MB) was half of
+the operator's start-up CPU; the API server serves either encoding in about the same time
+(docs/benchmarks.md, "Operator at fleet scale", bench/operator_startup.py). So the cache reads pods and
+nodes in protobuf, parsed in C by the protobuf runtime with the API's own schema (kubeproto/, generated),
+and turns each object straight into the JSON-shaped subset that the cache keeps: what a JSON body would
+hold under the same keys, empty strings left out as the API server's JSON leaves them out. Nothing else
+of the object becomes a Python object. Everything else (InferenceJobs, DaemonSets, Jobs, writes) stays JSON.
 
 Framing (k8s.io/apimachinery/pkg/runtime/serializer/protobuf): a body is the 4 bytes "k8s\\0" and a
 runtime.Unknown that holds the object's kind and bytes; a watch stream is a sequence of frames, each a
