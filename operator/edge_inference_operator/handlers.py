@@ -205,9 +205,11 @@ def register_handlers(
 
 def _register_lifecycle(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # In a pod: the service account; elsewhere (tests, `make demo`): KUBECONFIG.
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+        # In a pod: the service account; elsewhere (tests, `make demo`): KUBECONFIG. kopf's requests are
+        # counted with the operator's own (edge_inference_operator_api_requests_total).
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        return kube_api.counting_session(info, runtime.metrics.api_request) if info is not None else None
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

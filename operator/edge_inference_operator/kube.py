@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
+import kopf
 import kubernetes
 from edge_inference_api.models import API_GROUP, API_VERSION, KIND, PLURAL, QUANTITY, quantity_value
 
@@ -93,6 +95,27 @@ def request_kind(method: str, path: str, query: Sequence[tuple[str, str]] = ()) 
     else:
         verb = _VERBS.get(method, method.lower())
     return verb, resource
+
+
+def counting_session(info: kopf.ConnectionInfo, count: Callable[[str, str], None]) -> kopf.AiohttpSession:
+    """kopf's HTTP session (its InferenceJob watch, annotation patches and Events) as kopf makes it from `info`,
+    with every request counted by `count` as the operator's own are: kopf takes a session of the operator's
+    (`kopf.AiohttpSession`), and aiohttp reports each request it starts. Call it with the event loop running."""
+
+    async def counted(_: aiohttp.ClientSession, __: Any, request: aiohttp.TraceRequestStartParams) -> None:
+        count(*request_kind(request.method, request.url.path, list(request.url.query.items())))
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_start.append(counted)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+        trace_configs=[tracing],
+    )
+    return kopf.AiohttpSession(server=info.server, priority=info.priority, default_namespace=info.default_namespace,
+                               expiration=info.expiration, aiohttp_session=session)  # fmt: skip
 
 
 def _accept(codec: wire.Codec | None) -> str:

@@ -44,8 +44,7 @@ class OperatorMetrics:
         self.api_requests = Counter(
             PREFIX + "api_requests",
             "Kubernetes API requests the operator sent by verb (get, list, watch, create, patch, delete) and "
-            "resource (plural[/subresource]); kopf's own (the InferenceJob watch and its annotation patches) "
-            "are not counted.",
+            "resource (plural[/subresource]), kopf's own (the InferenceJob watch, its annotation patches) included.",
             ["verb", "resource"],
             registry=self.registry,
         )

@@ -49,8 +49,10 @@ async def test_the_request_counter_agrees_with_the_audit_log(cluster, start_oper
     await cluster.wait(lambda: cluster.condition(conditions.READY) is not None, what="a status")
     await cluster.wait(lambda: operator.reconciles() >= 3, what="a few reconciles")
     await operator.stop()
+    # kopf's own requests too: its LIST of the InferenceJobs and its annotation patches of them.
     for verb, resource in (("create", "daemonsets"), ("list", "pods"), ("list", "nodes"),
-                           ("patch", "inferencejobs/status"), ("create", "events")):  # fmt: skip
+                           ("patch", "inferencejobs/status"), ("create", "events"),
+                           ("list", "inferencejobs"), ("patch", "inferencejobs")):  # fmt: skip
         assert counted(operator, verb, resource) == audited(cluster, verb, resource, since) > 0, (verb, resource)
 
 
