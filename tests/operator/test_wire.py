@@ -6,6 +6,7 @@ server that answers JSON instead (custom resources have no protobuf) is still un
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,24 @@ def test_watch_frames_are_cut_where_their_lengths_say_however_the_bytes_arrive()
     assert list(wire.frames([stream[:-1]])) == payloads[:-1]  # a frame cut short is not yielded
 
 
+ROOT = Path(__file__).parents[2]
+
+
 def test_the_generated_schema_is_the_one_of_the_kubernetes_the_tests_run() -> None:
     """kubeproto/ (scripts/gen-kube-protos.sh) is generated from the k8s.io/api the test control plane is built with."""
-    go_mod = (Path(__file__).parents[2] / "tools" / "controlplane" / "go.mod").read_text()
+    go_mod = (ROOT / "tools" / "controlplane" / "go.mod").read_text()
     assert f"k8s.io/api => k8s.io/api {kubeproto.K8S_API_VERSION}\n" in go_mod
+
+
+@pytest.mark.slow
+def test_the_generated_schema_is_what_the_script_makes_now(tmp_path: Path) -> None:
+    """Made again from the Go modules' .proto files (grpcio-tools' protoc), kubeproto/ is the same file by file."""
+    made = tmp_path / "kubeproto"
+    script = subprocess.run([str(ROOT / "scripts" / "gen-kube-protos.sh"), str(made)], capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert script.returncode == 0, script.stderr[-3000:]
+    committed = ROOT / "operator" / "edge_inference_operator" / "kubeproto"
+    names = sorted(path.name for path in committed.iterdir() if path.suffix in (".py", ".pyi"))
+    assert sorted(path.name for path in made.iterdir()) == names
+    for name in names:
+        assert (made / name).read_bytes() == (committed / name).read_bytes(), f"{name}: run scripts/gen-kube-protos.sh"
