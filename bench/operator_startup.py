@@ -35,13 +35,25 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import operator_scale as fleet_bench  # noqa: E402
+from edge_inference_operator import wire  # noqa: E402
+from edge_inference_operator.cache import pod_summary  # noqa: E402
+from edge_inference_operator.kubeproto import core_v1_pb2, runtime_pb2  # noqa: E402
 from edge_inference_operator.names import LABEL_JOB, MANAGED_SELECTOR  # noqa: E402
-from operator_scale import METRIC, REPO, Fleet, Operator, continuous_jobs, in_parallel, total, wait_for  # noqa: E402
+from operator_scale import (  # noqa: E402
+    METRIC,
+    REPO,
+    SITE_SIZE,
+    Fleet,
+    Operator,
+    continuous_jobs,
+    control_plane,
+    in_parallel,
+    total,
+    wait_for,
+)
 from support.controlplane import ControlPlane, _ssl_context  # noqa: E402
 
 POD = REPO / "bench" / "data" / "cluster_objects" / "pod.json"
-PROTOBUF = "application/vnd.kubernetes.protobuf"
 CONTINUE = re.compile(rb'"continue":"([^"]*)"')
 
 
@@ -53,7 +65,7 @@ def worker_pods(count: int, nodes: int, jobs: list[dict[str, Any]]) -> list[dict
     template.pop("status", None)
     sites = [j["metadata"]["name"] for j in jobs if "nodeSelector" in j["spec"]]
     fleet_wide = [j["metadata"]["name"] for j in jobs if "nodeSelector" not in j["spec"]]
-    placed = [(i, sites[i // fleet_bench.SITE_SIZE]) for i in range(min(nodes, len(sites) * fleet_bench.SITE_SIZE))]
+    placed = [(i, sites[i // SITE_SIZE]) for i in range(min(nodes, len(sites) * SITE_SIZE))]
     placed += [(i, job) for job in fleet_wide for i in range(nodes)]
     pods = []
     for node, job in placed[:count]:
@@ -70,13 +82,10 @@ def worker_pods(count: int, nodes: int, jobs: list[dict[str, Any]]) -> list[dict
 def time_lists(plane: ControlPlane) -> dict[str, Any]:
     """Every worker pod listed in pages of 100, in JSON and in protobuf: the API server's part (seconds to
     serve every page, read as bytes) and the operator's (CPU seconds to decode them and keep each pod's summary)."""
-    from edge_inference_operator import wire
-    from edge_inference_operator.cache import pod_summary
-
     decoders = {"json": json.loads, "protobuf": lambda body: wire.decode_list(wire.PODS, body)}
     context = _ssl_context(plane.pki.ca, plane.admin)
     result: dict[str, Any] = {"load_before": round(os.getloadavg()[0], 1)}
-    for name, accept in (("json", "application/json"), ("protobuf", PROTOBUF)):
+    for name, accept in (("json", "application/json"), ("protobuf", wire.PROTOBUF)):
         started, pages, token = time.monotonic(), [], ""
         while True:
             url = f"{plane.url}/api/v1/pods?labelSelector={MANAGED_SELECTOR}&limit=100&continue={token}"
@@ -101,13 +110,11 @@ def time_lists(plane: ControlPlane) -> dict[str, Any]:
 
 def next_token(body: bytes, accept: str) -> str:
     """The page's continue token, without decoding its items (the list's metadata comes first in either encoding)."""
-    if accept != PROTOBUF:
+    if accept != wire.PROTOBUF:
         found = CONTINUE.search(body[:4096])
         return found.group(1).decode() if found else ""
-    from edge_inference_operator.kubeproto import core_v1_pb2, runtime_pb2
-
     envelope, listed = runtime_pb2.Unknown(), core_v1_pb2.PodList()
-    envelope.ParseFromString(body[len(b"k8s\x00") :])
+    envelope.ParseFromString(body[len(wire.MAGIC) :])
     listed.ParseFromString(envelope.raw)  # in C: the items are parsed, never made Python objects
     return str(getattr(listed.metadata, "continue"))
 
@@ -150,7 +157,7 @@ def main() -> None:
     parser.add_argument("--compare", metavar="REV", help="also start the operator at this git revision, in turn")
     args = parser.parse_args()
 
-    with fleet_bench.control_plane(args.nodes) as plane, revision_tree(args.compare) as other:
+    with control_plane(args.nodes) as plane, revision_tree(args.compare) as other:
         fleet = Fleet(plane, args.nodes)
         jobs = continuous_jobs(args.nodes, args.site_jobs)
         fleet.apply(jobs)
