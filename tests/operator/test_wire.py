@@ -15,7 +15,7 @@ import pytest
 from edge_inference_operator import kube as kube_api
 from edge_inference_operator import kubeproto, observed, wire
 from edge_inference_operator.cache import pod_summary
-from edge_inference_operator.names import MANAGED_SELECTOR
+from edge_inference_operator.names import LABEL_JOB, MANAGED, MANAGED_SELECTOR
 from edge_inference_operator.placement import NodeInfo
 from support.controlplane import _ssl_context
 
@@ -32,7 +32,7 @@ def worker_pod(name: str, node: str | None) -> dict[str, Any]:
         spec["nodeSelector"] = {"no-such-label": "anywhere"}  # stays unscheduled: no nodeName
     else:
         spec["nodeName"] = node
-    labels = {"app.kubernetes.io/managed-by": "edge-inference-operator", "edgeinference.io/job": "lobby"}
+    labels = {**MANAGED, LABEL_JOB: "lobby"}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}
 
 
